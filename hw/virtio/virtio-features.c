@@ -1,0 +1,102 @@
+/*
+ * The feature registry (STYLE.md §7). A bit is offered only if a row here
+ * says it is implemented by its owner; devices add their rows as they land.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hw/virtio/virtio-features.h"
+
+#define SHARED(bit_, owner_, impl_, name_) \
+    { .device_id = 0, .bit = (bit_), .owner = (owner_), .implemented = (impl_), .name = (name_) }
+
+const VirtIOFeatureInfo virtio_feature_table[] = {
+    SHARED(VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_FEATURE_RING, true, "NOTIFY_ON_EMPTY"),
+    /* Implied by VERSION_1: the core never assumes a chain layout. */
+    SHARED(VIRTIO_F_ANY_LAYOUT, VIRTIO_FEATURE_RING, true, "ANY_LAYOUT"),
+    SHARED(VIRTIO_RING_F_INDIRECT_DESC, VIRTIO_FEATURE_RING, true, "RING_INDIRECT_DESC"),
+    SHARED(VIRTIO_RING_F_EVENT_IDX, VIRTIO_FEATURE_RING, true, "RING_EVENT_IDX"),
+    SHARED(VIRTIO_F_BAD_FEATURE, VIRTIO_FEATURE_TRANSPORT, false, "BAD_FEATURE"),
+    SHARED(VIRTIO_F_VERSION_1, VIRTIO_FEATURE_RING, true, "VERSION_1"),
+    /* No IOMMU: guest addresses are physical. */
+    SHARED(VIRTIO_F_ACCESS_PLATFORM, VIRTIO_FEATURE_TRANSPORT, false, "ACCESS_PLATFORM"),
+    SHARED(VIRTIO_F_RING_PACKED, VIRTIO_FEATURE_RING, true, "RING_PACKED"),
+    SHARED(VIRTIO_F_IN_ORDER, VIRTIO_FEATURE_RING, true, "IN_ORDER"),
+    SHARED(VIRTIO_F_ORDER_PLATFORM, VIRTIO_FEATURE_TRANSPORT, false, "ORDER_PLATFORM"),
+    SHARED(VIRTIO_F_SR_IOV, VIRTIO_FEATURE_TRANSPORT, false, "SR_IOV"),
+    SHARED(VIRTIO_F_NOTIFICATION_DATA, VIRTIO_FEATURE_TRANSPORT, false, "NOTIFICATION_DATA"),
+    SHARED(VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_FEATURE_TRANSPORT, false, "NOTIF_CONFIG_DATA"),
+    SHARED(VIRTIO_F_RING_RESET, VIRTIO_FEATURE_TRANSPORT, false, "RING_RESET"),
+    { .name = NULL },
+};
+
+const VirtIOFeatureInfo *virtio_feature_lookup(uint16_t device_id, unsigned bit)
+{
+    const VirtIOFeatureInfo *shared = NULL;
+
+    for (const VirtIOFeatureInfo *f = virtio_feature_table; f->name; f++) {
+        if (f->bit != bit) {
+            continue;
+        }
+        if (device_id && f->device_id == device_id) {
+            return f;
+        }
+        if (f->device_id == 0) {
+            shared = f;
+        }
+    }
+    return shared;
+}
+
+const char *virtio_feature_name(uint16_t device_id, unsigned bit)
+{
+    const VirtIOFeatureInfo *f = virtio_feature_lookup(device_id, bit);
+    return f ? f->name : "unknown";
+}
+
+uint64_t virtio_features_implemented(uint16_t device_id, VirtIOFeatureOwner owner)
+{
+    uint64_t mask = 0;
+
+    for (unsigned bit = 0; bit < 64; bit++) {
+        const VirtIOFeatureInfo *f = virtio_feature_lookup(device_id, bit);
+        if (f && f->owner == owner && f->implemented) {
+            mask |= 1ULL << bit;
+        }
+    }
+    return mask;
+}
+
+uint64_t virtio_ring_features(void)
+{
+    return virtio_features_implemented(0, VIRTIO_FEATURE_RING);
+}
+
+void virtio_features_describe(uint16_t device_id, uint64_t features, char *buf, unsigned size)
+{
+    unsigned used = 0;
+
+    if (size == 0) {
+        return;
+    }
+    buf[0] = '\0';
+    for (unsigned bit = 0; bit < 64; bit++) {
+        char unknown[16];
+        const char *name;
+        int n;
+
+        if (!(features & (1ULL << bit))) {
+            continue;
+        }
+        name = virtio_feature_name(device_id, bit);
+        if (!strcmp(name, "unknown")) {
+            snprintf(unknown, sizeof(unknown), "bit%u", bit);
+            name = unknown;
+        }
+        n = snprintf(buf + used, size - used, "%s%s", used ? "," : "", name);
+        if (n < 0 || (unsigned)n >= size - used) {
+            return;             /* truncated, still terminated */
+        }
+        used += n;
+    }
+}
