@@ -521,20 +521,21 @@ static void virtqueue_split_flush(VirtQueue *vq, unsigned count)
 static unsigned virtqueue_split_ordered_flush(VirtQueue *vq)
 {
     uint16_t mask = split_mask(vq);
-    uint16_t pos = vq->used_idx;    /* where the next used entry is written */
+    uint16_t entry_at = vq->used_idx;
     unsigned n = 0, entries = 0;
-    bool open = false;              /* the entry at pos - 1 may absorb the next buffer */
+    bool open = false;              /* the entry at entry_at may absorb the next buffer */
     VirtQueueUsedElem *u;
 
     while (n < vq->inuse && (u = &vq->used_elems[(uint16_t)(vq->used_idx + n) & mask])->filled) {
-        if (open) {
-            /* spec 2.7.9 in-order batch: one entry, last buffer's id, at the first's offset */
-            split_write_used(vq, pos - 1, u->id, u->len);
-        } else {
-            split_write_used(vq, pos, u->id, u->len);
-            pos++;
+        /*
+         * spec 2.7.9 in-order batch: one entry with the last buffer's id at
+         * the first buffer's offset; the skipped buffers' entries stay unwritten.
+         */
+        if (!open) {
+            entry_at = vq->used_idx + n;
             entries++;
         }
+        split_write_used(vq, entry_at, u->id, u->len);
         open = vq->batch && u->len == u->in_len;
         n++;
     }

@@ -1,0 +1,37 @@
+# The two commands a newcomer needs are `make demo` and `make check` (README).
+MESON_TEST = meson test --print-errorlogs --num-processes 2
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
+          UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
+
+.PHONY: all configure check check-build check-san demo bench fuzz-long clean
+
+all: configure
+	ninja -C build -j2
+
+configure:
+	./configure
+
+# Everything: the gcc build's tests, then the same tests (and a bounded libFuzzer
+# smoke run) under AddressSanitizer + UBSan.
+check: configure
+	ninja -C build -j2
+	ninja -C build-san -j2
+	$(MESON_TEST) -C build
+	$(SAN_ENV) $(MESON_TEST) -C build-san
+
+demo: all
+	contrib/demo/run-demo
+
+bench: all
+	build/bench/vdm-bench-ring --json build/bench-ring.json
+
+# A longer fuzzing session: make fuzz-long FUZZ_SECONDS=3600
+FUZZ_SECONDS ?= 600
+fuzz-long: configure
+	ninja -C build-san -j2
+	mkdir -p build-san/fuzz-corpus
+	$(SAN_ENV) build-san/tests/fuzz/fuzz-virtqueue -max_total_time=$(FUZZ_SECONDS) \
+	    build-san/fuzz-corpus tests/fuzz/corpus/virtqueue
+
+clean:
+	rm -rf build build-san
