@@ -1,0 +1,536 @@
+#!/usr/bin/env python3
+"""Boot Debian's Linux 6.1 under Debian's QEMU 7.2 (TCG) with its disk served by a
+vhost-user-blk backend, let the guest write and verify a pattern, verify the image
+from the host, and print a short summary.
+
+  boot-vhost-user-blk.py --backend qsd                      # qemu-storage-daemon (peer)
+  boot-vhost-user-blk.py --backend vdm --daemon build/contrib/vhost-user-blk/vdm-vhost-user-blk
+  ... --packed on                                           # vhost-user-blk-pci,packed=on
+  ... --reconnect                                           # SIGKILL + restart the backend mid-I/O
+
+Exit status 0 when the guest printed PASS and the host-side check of the image
+passed, 1 otherwise (77 when the guest can not be built, e.g. no package mirror).
+python3 standard library only.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MIB = 1 << 20
+
+FEATURE_NAMES = {
+    1: "SIZE_MAX", 2: "SEG_MAX", 4: "GEOMETRY", 5: "RO", 6: "BLK_SIZE", 9: "FLUSH",
+    10: "TOPOLOGY", 11: "CONFIG_WCE", 12: "MQ", 13: "DISCARD", 14: "WRITE_ZEROES",
+    24: "NOTIFY_ON_EMPTY", 27: "ANY_LAYOUT", 28: "INDIRECT_DESC", 29: "EVENT_IDX",
+    30: "BAD_FEATURE/PROTOCOL_FEATURES", 32: "VERSION_1", 33: "ACCESS_PLATFORM",
+    34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM", 37: "SR_IOV",
+    38: "NOTIFICATION_DATA", 39: "NOTIF_CONFIG_DATA", 40: "RING_RESET",
+}
+
+
+# ---------------------------------------------------------------------------
+# The pattern: the same bytes as guest/init's gen() (busybox awk).
+def pattern_sector(seed, region, i):
+    f = "seed=%d region=%d " % (seed, region)
+    while len(f) < 511:
+        f = f + f
+    h = "vdm-pattern sector=%d seed=%d region=%d |" % (i, seed, region)
+    return (h + f[:511 - len(h)]).encode() + b"\n"
+
+
+def pattern(seed, region, nsect):
+    return b"".join(pattern_sector(seed, region, i) for i in range(nsect))
+
+
+def parse_regions(text):
+    """'OFF:LEN:SEED,...' (MiB, MiB, seed) -> [(off, len, seed)]"""
+    out = []
+    for item in text.split(","):
+        off, ln, seed = (int(x) for x in item.split(":"))
+        out.append((off, ln, seed))
+    return out
+
+
+def host_verify(image, regions):
+    """Compare the image's regions with the generator. Returns (ok, message)."""
+    with open(image, "rb") as f:
+        for r, (off, ln, seed) in enumerate(regions):
+            want = pattern(seed, r, ln * 2048)
+            f.seek(off * MIB)
+            got = f.read(ln * MIB)
+            if got != want:
+                for s in range(ln * 2048):
+                    a, b = got[s * 512:(s + 1) * 512], want[s * 512:(s + 1) * 512]
+                    if a != b:
+                        return False, ("region %d (offset %d MiB, seed %d): sector %d differs: %r"
+                                       % (r, off, seed, s, a[:60]))
+                return False, "region %d: short read" % r
+    return True, "%d regions, %d MiB" % (len(regions), sum(ln for _, ln, _ in regions))
+
+
+# ---------------------------------------------------------------------------
+# Children die with us (PR_SET_PDEATHSIG) and are killed on every exit path.
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup():
+    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    def __init__(self, name, argv, log_path, **kw):
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=kw.pop("stdout", self.log), stderr=self.log,
+                                     preexec_fn=_child_setup, **kw)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, grace=5.0):
+        """SIGTERM, then SIGKILL after `grace` seconds. Returns the exit status."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def wait_socket(path, child, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # Listening once the socket file is there; do not connect (a
+        # one-connection backend would take us for the VMM).
+        if os.path.exists(path):
+            return True
+        if not child.alive():
+            return False
+        time.sleep(0.02)
+    return False
+
+
+# ---------------------------------------------------------------------------
+def qmp_query(path, commands, timeout=10.0):
+    """Run QMP commands, return their 'return' values (or {'error': ...})."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    f = s.makefile("rw")
+
+    def recv():
+        while True:
+            line = f.readline()
+            if not line:
+                raise EOFError("QMP closed")
+            msg = json.loads(line)
+            if "event" not in msg:
+                return msg
+
+    recv()  # greeting
+    out = []
+    for cmd in [{"execute": "qmp_capabilities"}] + commands:
+        f.write(json.dumps(cmd) + "\n")
+        f.flush()
+        msg = recv()
+        out.append(msg.get("return", msg))
+    s.close()
+    return out[1:]
+
+
+def feature_bits_text(bits):
+    return ",".join("%d%s" % (b, "(" + FEATURE_NAMES[b] + ")" if b in FEATURE_NAMES else "")
+                    for b in bits)
+
+
+def describe_virtio_status(st):
+    """x-query-virtio-status (QEMU 7.2) -> short lines. Features there are decoded
+    into lists of strings like 'VIRTIO_F_VERSION_1: ...'."""
+    def names(fs):
+        if not isinstance(fs, dict):
+            return str(fs)
+        items = []
+        for key in ("transports", "dev-features"):
+            for t in fs.get(key, []):
+                items.append(t.split(":")[0].replace("VIRTIO_BLK_F_", "").replace("VIRTIO_RING_F_", "")
+                             .replace("VIRTIO_F_", "").replace("VHOST_USER_F_", "VU_"))
+        for key in ("unknown-dev-features", "unknown-features"):
+            if fs.get(key):
+                items.append("unknown:0x%x" % fs[key])
+        return " ".join(items)
+
+    lines = []
+    for key in ("host-features", "guest-features", "backend-features"):
+        if key in st:
+            lines.append("%-17s %s" % (key + ":", names(st[key])))
+    vd = st.get("vhost-dev")
+    if vd:
+        for key in ("features", "acked-features", "backend-features"):
+            if key in vd:
+                lines.append("vhost %-11s %s" % (key + ":", names(vd[key])))
+        if "protocol-features" in vd:
+            pf = vd["protocol-features"]
+            lines.append("vhost protocol:   %s" % " ".join(
+                p.split(":")[0].replace("VHOST_USER_PROTOCOL_F_", "") for p in pf.get("protocols", []))
+                + (" unknown:0x%x" % pf["unknown-protocols"] if pf.get("unknown-protocols") else ""))
+    return lines
+
+
+# ---------------------------------------------------------------------------
+def build_guest(guest_dir, timeout):
+    script = os.path.join(HERE, "guest", "build-guest.sh")
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run([script, guest_dir], timeout=timeout, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except subprocess.TimeoutExpired:
+        print("guest build timed out after %ds" % timeout)
+        return None
+    if r.returncode != 0:
+        sys.stdout.write(r.stdout.decode(errors="replace")[-4000:])
+        print("guest build failed (exit %d)" % r.returncode)
+        return None
+    env = {}
+    with open(os.path.join(guest_dir, "guest.env")) as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            env[k] = v
+    env["build_secs"] = time.monotonic() - t0
+    return env
+
+
+def backend_argv(args, sock, image):
+    if args.backend == "qsd":
+        qsd = shutil.which("qemu-storage-daemon") or "/usr/bin/qemu-storage-daemon"
+        argv = [qsd, "--blockdev", "driver=file,node-name=file0,filename=%s" % image,
+                "--export", "type=vhost-user-blk,id=exp0,node-name=file0,addr.type=unix,"
+                "addr.path=%s,writable=on,num-queues=1" % sock]
+    else:
+        argv = [args.daemon, "--socket", sock, "--image", image]
+    return argv + list(args.daemon_arg or [])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=["qsd", "vdm"], default="vdm")
+    ap.add_argument("--daemon", help="path of vdm-vhost-user-blk (for --backend vdm)")
+    ap.add_argument("--daemon-arg", action="append", metavar="ARG",
+                    help="extra argument for the backend (repeatable), e.g. --daemon-arg=--packed=on")
+    ap.add_argument("--packed", choices=["on", "off"], default="off")
+    ap.add_argument("--image", help="disk image (created sparse, --image-size, when missing)")
+    ap.add_argument("--image-size", type=int, default=64, metavar="MIB")
+    ap.add_argument("--pattern-mb", type=int, default=None, metavar="MIB",
+                    help="MiB per region written by the guest (3 regions; default 4, 2 with --reconnect)")
+    ap.add_argument("--timeout", type=float, default=150.0, help="seconds for the whole guest run")
+    ap.add_argument("--build-timeout", type=float, default=1200.0)
+    ap.add_argument("--guest-dir", default=os.environ.get("VDM_GUEST_DIR", "/var/tmp/vdm-guest"),
+                    help="where build-guest.sh caches the kernel and initramfs")
+    ap.add_argument("--machine", choices=["q35", "pc"], default="q35")
+    ap.add_argument("--reconnect", action="store_true",
+                    help="guest loops write/verify; SIGKILL the backend mid-I/O and restart it")
+    ap.add_argument("--loop-seconds", type=int, default=None,
+                    help="guest write/verify loop length (default 0 = one pass; 24 with --reconnect)")
+    ap.add_argument("--kill-at-pass", type=int, default=1,
+                    help="with --reconnect: kill when the guest starts this pass")
+    ap.add_argument("--kill-delay", type=float, default=0.4,
+                    help="with --reconnect: seconds after the pass starts")
+    ap.add_argument("--down-time", type=float, default=1.0,
+                    help="with --reconnect: seconds the backend stays dead")
+    ap.add_argument("--no-qmp", action="store_true", help="do not query QEMU's x-query-virtio-status")
+    ap.add_argument("--expect-packed", choices=["on", "off", "any"], default="any",
+                    help="fail unless the guest negotiated RING_PACKED as stated")
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("-v", "--verbose", action="store_true", help="echo the guest console")
+    args = ap.parse_args()
+
+    if args.backend == "vdm":
+        if not args.daemon:
+            ap.error("--backend vdm needs --daemon PATH")
+        args.daemon = os.path.abspath(args.daemon)
+        if not os.access(args.daemon, os.X_OK):
+            print("SKIP: daemon %s is not there" % args.daemon)
+            return 77
+    if args.pattern_mb is None:
+        args.pattern_mb = 2 if args.reconnect else 4
+    if args.loop_seconds is None:
+        args.loop_seconds = 24 if args.reconnect else 0
+
+    t_start = time.monotonic()
+    genv = build_guest(args.guest_dir, args.build_timeout)
+    if genv is None:
+        return 77
+    t_built = time.monotonic()
+
+    tmp = tempfile.mkdtemp(prefix="vdm-fn-")
+    children = []
+    qemu = None
+    rc = 1
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    summary = []
+    try:
+        sock = os.path.join(tmp, "vhost-user-blk.sock")
+        qmp_sock = os.path.join(tmp, "qmp.sock")
+        image = os.path.abspath(args.image) if args.image else os.path.join(tmp, "disk.img")
+        if not os.path.exists(image):
+            with open(image, "wb") as f:
+                f.truncate(args.image_size * MIB)
+        blog = os.path.join(tmp, "backend.log")
+
+        def start_backend():
+            if os.path.exists(sock):
+                os.unlink(sock)
+            b = Child("backend", backend_argv(args, sock, image), blog)
+            children.append(b)
+            if not wait_socket(sock, b, 15.0):
+                raise RuntimeError("backend did not create %s (exit %s); log:\n%s"
+                                   % (sock, b.proc.poll(), open(blog, errors="replace").read()[-3000:]))
+            return b
+
+        backend = start_backend()
+
+        mode = "loop" if args.loop_seconds > 0 else "check"
+        append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=%s vdm.pattern_mb=%d vdm.seconds=%d"
+                  % (mode, args.pattern_mb, args.loop_seconds))
+        chardev = "socket,id=vu0,path=%s" % sock + (",reconnect=1" if args.reconnect else "")
+        dev = "vhost-user-blk-pci,id=vblk0,chardev=vu0,num-queues=1" + (",packed=on" if args.packed == "on" else "")
+        qargv = [args.qemu, "-accel", "tcg", "-m", "512M",
+                 "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+                 "-machine", "%s,memory-backend=mem" % args.machine,
+                 "-bios", "/usr/share/qemu/qboot.rom",
+                 "-nodefaults", "-nographic", "-serial", "stdio", "-no-reboot",
+                 "-kernel", os.path.join(args.guest_dir, "vmlinuz"),
+                 "-initrd", os.path.join(args.guest_dir, "initramfs.gz"),
+                 "-append", append,
+                 "-chardev", chardev, "-device", dev]
+        if not args.no_qmp:
+            qargv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_sock]
+        print("backend: %s" % " ".join(backend.argv))
+        print("qemu:    %s" % " ".join(qargv))
+        sys.stdout.flush()
+
+        t_qemu = time.monotonic()
+        qemu = Child("qemu", qargv, os.path.join(tmp, "qemu.log"), stdout=subprocess.PIPE)
+        children.append(qemu)
+        console = open(os.path.join(tmp, "console.log"), "w")
+        lines = queue.Queue()
+
+        def reader():
+            for raw in qemu.proc.stdout:
+                lines.put((time.monotonic(), raw.decode(errors="replace").rstrip("\r\n")))
+            lines.put((time.monotonic(), None))
+        threading.Thread(target=reader, daemon=True).start()
+
+        deadline = t_qemu + args.timeout
+        result = None
+        features = []
+        vstatus = None
+        t_booted = t_result = None
+        kill_info = None
+        passes_after_restart = 0
+        timed_out = False
+        while True:
+            try:
+                ts, line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    break
+                continue
+            if line is None:
+                break
+            rel = ts - t_qemu
+            console.write("[%7.3f] %s\n" % (rel, line))
+            console.flush()
+            if args.verbose:
+                print("[%7.3f] %s" % (rel, line))
+                sys.stdout.flush()
+            if line.startswith("VDM-GUEST-BOOTED"):
+                t_booted = ts
+            elif line.startswith("VDM-GUEST-FEATURES:"):
+                features.append(line)
+                if not args.no_qmp and vstatus is None:
+                    try:
+                        vstatus = qmp_query(qmp_sock, [
+                            {"execute": "x-query-virtio"},
+                            {"execute": "x-query-virtio-status",
+                             "arguments": {"path": "/machine/peripheral/vblk0/virtio-backend"}}])
+                        with open(os.path.join(tmp, "virtio-status.json"), "w") as f:
+                            json.dump(vstatus, f, indent=1)
+                    except Exception as e:  # diagnostics only
+                        vstatus = [None, {"error": str(e)}]
+            elif line.startswith("VDM-GUEST-PASS-START") and args.reconnect and kill_info is None:
+                n = int(re.search(r"n=(\d+)", line).group(1))
+                if n >= args.kill_at_pass:
+                    time.sleep(args.kill_delay)
+                    t_kill = time.monotonic()
+                    backend.kill(signal.SIGKILL)
+                    backend.proc.wait()
+                    backend.log.close()
+                    time.sleep(args.down_time)
+                    backend = start_backend()
+                    kill_info = {"pass": n, "at": t_kill - t_qemu,
+                                 "restarted": time.monotonic() - t_qemu}
+                    console.write("[%7.3f] HOST: backend SIGKILLed at %.3f, restarted\n"
+                                  % (time.monotonic() - t_qemu, kill_info["at"]))
+                    if args.verbose:
+                        print("HOST: backend SIGKILLed during pass %d, restarted" % n)
+            elif line.startswith("VDM-GUEST-PASS-DONE") and kill_info is not None:
+                passes_after_restart += 1
+                if passes_after_restart == 1:
+                    kill_info["first_pass_after"] = ts - t_qemu
+            elif line.startswith("VDM-GUEST-RESULT:"):
+                result = line
+                t_result = ts
+                break
+
+        # Let the guest power off; then make sure QEMU is gone.
+        if result is not None:
+            try:
+                qemu.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        qemu_rc = qemu.stop(3.0)
+        t_end = time.monotonic()
+        backend_rc = backend.stop(5.0)
+        console.close()
+
+        # ---- checks
+        ok = True
+        why = []
+        if result is None:
+            ok = False
+            why.append("no VDM-GUEST-RESULT line (%s)" % ("timeout %ds" % args.timeout if timed_out
+                                                          else "QEMU exited %s" % qemu_rc))
+        elif not result.split()[1] == "PASS":
+            ok = False
+            why.append("guest: " + result)
+        host_msg = "not run"
+        m = re.search(r"regions=(\S+)", result or "")
+        if m:
+            hok, host_msg = host_verify(image, parse_regions(m.group(1)))
+            if not hok:
+                ok = False
+                why.append("host check: " + host_msg)
+            host_msg = ("PASS " if hok else "FAIL ") + host_msg
+        if args.reconnect:
+            if kill_info is None:
+                ok = False
+                why.append("backend was never killed (guest did not reach pass %d)" % args.kill_at_pass)
+            elif passes_after_restart < 1:
+                ok = False
+                why.append("no guest pass completed after the backend restart")
+        packed_seen = None
+        for fl in features:
+            pm = re.search(r"RING_PACKED=(\d)", fl)
+            if pm:
+                packed_seen = pm.group(1) == "1"
+        if args.expect_packed != "any" and packed_seen is not (args.expect_packed == "on"):
+            ok = False
+            why.append("guest RING_PACKED=%s, expected %s" % (packed_seen, args.expect_packed))
+
+        # ---- summary
+        summary.append("== vhost-user-blk guest boot: backend=%s packed=%s%s, kernel %s, QEMU 7.2 TCG %s"
+                       % (args.backend, args.packed, " reconnect" if args.reconnect else "",
+                          genv.get("KVER"), args.machine))
+        for fl in features:
+            bm = re.search(r"dev=(\S+) device=(\S+).* bits=(\S*)", fl)
+            flags = " ".join(re.findall(r"(RING_PACKED=\d|IN_ORDER=\d|EVENT_IDX=\d|INDIRECT_DESC=\d)", fl))
+            if bm:
+                bits = [int(b) for b in bm.group(3).split(",") if b]
+                summary.append("guest %s device %s negotiated: %s" % (bm.group(1), bm.group(2),
+                                                                      feature_bits_text(bits)))
+                summary.append("  %s" % flags)
+        if vstatus and len(vstatus) > 1:
+            st = vstatus[1]
+            if isinstance(st, dict) and "error" not in st:
+                for ln in describe_virtio_status(st):
+                    summary.append("qemu  " + ln)
+            else:
+                summary.append("qemu  x-query-virtio-status: %s" % st)
+        if result:
+            summary.append("guest result: " + result.split(":", 1)[1].strip())
+        summary.append("host check:   " + host_msg)
+        if kill_info:
+            summary.append("reconnect:    backend SIGKILLed at %.1fs (guest pass %d), restarted at %.1fs, "
+                           "%d guest passes verified after restart%s"
+                           % (kill_info["at"], kill_info["pass"], kill_info["restarted"], passes_after_restart,
+                              (", first done at %.1fs" % kill_info["first_pass_after"])
+                              if "first_pass_after" in kill_info else ""))
+        if args.backend == "vdm":
+            try:
+                tail = open(blog, errors="replace").read().strip().splitlines()[-6:]
+                for ln in tail:
+                    summary.append("daemon: " + ln)
+            except OSError:
+                pass
+        summary.append("time: guest build/cache %.1fs; QEMU start -> init %s, -> result %s, -> exit %.1fs; "
+                       "total %.1fs; backend exit %s"
+                       % (t_built - t_start,
+                          "%.1fs" % (t_booted - t_qemu) if t_booted else "-",
+                          "%.1fs" % (t_result - t_qemu) if t_result else "-",
+                          t_end - t_qemu, time.monotonic() - t_start, backend_rc))
+        if not ok:
+            summary.append("logs: %s (console.log, qemu.log, backend.log)" % tmp)
+            args.keep = True
+            if not args.verbose:
+                try:
+                    tail = open(os.path.join(tmp, "console.log"), errors="replace").read().splitlines()[-25:]
+                    summary.append("console tail:")
+                    summary += ["  " + t for t in tail]
+                except OSError:
+                    pass
+        for w in why:
+            summary.append("FAIL: " + w)
+        summary.append("RESULT: %s" % ("PASS" if ok else "FAIL"))
+        rc = 0 if ok else 1
+    except Exception as e:  # a harness error is a failure, with its story
+        summary.append("FAIL: harness error: %s" % e)
+        summary.append("RESULT: FAIL")
+        args.keep = True
+        rc = 1
+    finally:
+        for c in reversed(children):
+            try:
+                if c.alive():
+                    c.proc.kill()
+                    c.proc.wait(5)
+            except Exception:
+                pass
+        print("\n".join(summary))
+        if args.keep:
+            print("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
