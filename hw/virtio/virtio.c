@@ -775,6 +775,7 @@ static unsigned virtqueue_packed_ordered_flush(VirtQueue *vq)
     uint16_t entry_pos = pos, first_flags = 0;
     bool entry_wrap = wrap, open = false, have_entry = false;
     unsigned n = 0, entries = 0, descs = 0;
+    const unsigned inuse = vq->inuse;   /* slot_release below shrinks vq->inuse */
     uint32_t entry_len = 0;
     uint16_t entry_id = 0;
     VirtQueueUsedElem *u;
@@ -791,7 +792,7 @@ static unsigned virtqueue_packed_ordered_flush(VirtQueue *vq)
         }                                                                       \
     } while (0)
 
-    while (n < vq->inuse && (u = &vq->used_elems[pos])->filled) {
+    while (n < inuse && (u = &vq->used_elems[pos])->filled) {
         if (!open) {
             if (have_entry) {
                 EMIT_ENTRY();
