@@ -420,22 +420,15 @@ static bool virtqueue_split_empty(VirtQueue *vq)
     return load_acquire_le16(&vq->ring.split.avail->idx) == vq->last_avail_idx;
 }
 
-static int virtqueue_split_pop(VirtQueue *vq, VirtQueueElement *elem, struct iovec *sg, unsigned sg_max)
+/* Map the chain at @head into @elem. Returns 1, or -1 after virtio_error. */
+static int split_map_chain(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
+                           struct iovec *sg, unsigned sg_max)
 {
     ChainBuilder cb = { .vq = vq, .elem = elem, .sg = sg, .sg_max = sg_max };
     const VRingDesc *table = vq->ring.split.desc;
-    unsigned table_size = vq->num, visited = 1, head, i;
+    unsigned table_size = vq->num, visited = 1, i;
     DescSnapshot d;
-    int avail = split_avail_count(vq);
 
-    if (avail <= 0) {
-        return avail;
-    }
-    head = load_le16(&vq->ring.split.avail->ring[vq->last_avail_idx & split_mask(vq)]);
-    if (head >= vq->num) {
-        vq_error(vq, "avail ring head %u out of range (queue size %u)", head, vq->num);
-        return -1;
-    }
     elem_init(elem, sg);
     elem->index = head;
 
@@ -478,7 +471,23 @@ static int virtqueue_split_pop(VirtQueue *vq, VirtQueueElement *elem, struct iov
         split_desc_read(&table[i], &d);
     }
     elem->in_sg = sg + elem->out_num;
-    if (!slot_record(vq, elem)) {
+    return 1;
+}
+
+static int virtqueue_split_pop(VirtQueue *vq, VirtQueueElement *elem, struct iovec *sg, unsigned sg_max)
+{
+    int avail = split_avail_count(vq);
+    unsigned head;
+
+    if (avail <= 0) {
+        return avail;
+    }
+    head = load_le16(&vq->ring.split.avail->ring[vq->last_avail_idx & split_mask(vq)]);
+    if (head >= vq->num) {
+        vq_error(vq, "avail ring head %u out of range (queue size %u)", head, vq->num);
+        return -1;
+    }
+    if (split_map_chain(vq, head, elem, sg, sg_max) < 0 || !slot_record(vq, elem)) {
         return -1;
     }
     vq->last_avail_idx++;
@@ -890,27 +899,79 @@ int virtqueue_pop_elem(VirtQueue *vq, VirtQueueElement *elem, struct iovec *sg, 
                       : virtqueue_split_pop(vq, elem, sg, sg_max);
 }
 
+int virtqueue_pop_inflight_elem(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
+                                struct iovec *sg, unsigned sg_max)
+{
+    if (!vq_usable(vq) || vq->packed) {
+        return 0;
+    }
+    if (head >= vq->num) {
+        vq_error(vq, "in-flight head %u out of range (queue size %u)", head, vq->num);
+        return -1;
+    }
+    /* Resubmitted buffers fill the gap between the used and the restored avail index. */
+    if (vq->inuse >= (uint16_t)(vq->last_avail_idx - vq->used_idx)) {
+        vq_error(vq, "more in-flight buffers resubmitted than the %u between used and avail index",
+                 (uint16_t)(vq->last_avail_idx - vq->used_idx));
+        return -1;
+    }
+    if (split_map_chain(vq, head, elem, sg, sg_max) < 0 || !slot_record(vq, elem)) {
+        return -1;
+    }
+    return 1;
+}
+
+/* Copy a scratch-popped element into a new allocation of @sz bytes plus its iovecs. */
+static void *elem_dup(const VirtQueueElement *tmp, const struct iovec *sg, size_t sz)
+{
+    size_t sg_off = (sz + _Alignof(struct iovec) - 1) & ~(_Alignof(struct iovec) - 1);
+    unsigned nsg = tmp->out_num + tmp->in_num;
+    VirtQueueElement *elem;
+
+    assert(sz >= sizeof(VirtQueueElement));     /* caller's type starts with the element */
+    elem = calloc(1, sg_off + nsg * sizeof(struct iovec));
+    if (!elem) {
+        return NULL;
+    }
+    *elem = *tmp;
+    elem->out_sg = (struct iovec *)((char *)elem + sg_off);
+    elem->in_sg = elem->out_sg + tmp->out_num;
+    memcpy(elem->out_sg, sg, nsg * sizeof(struct iovec));
+    return elem;
+}
+
 void *virtqueue_pop(VirtQueue *vq, size_t sz)
 {
     VirtQueueElement tmp, *elem;
-    size_t sg_off = (sz + _Alignof(struct iovec) - 1) & ~(_Alignof(struct iovec) - 1);
-    unsigned nsg;
 
-    assert(sz >= sizeof(VirtQueueElement));
     if (virtqueue_pop_elem(vq, &tmp, vq->scratch_sg, VIRTQUEUE_MAX_SG) != 1) {
         return NULL;
     }
-    nsg = tmp.out_num + tmp.in_num;
-    elem = calloc(1, sg_off + nsg * sizeof(struct iovec));
+    elem = elem_dup(&tmp, vq->scratch_sg, sz);
     if (!elem) {
         /* Host out of memory: hand the buffer back untouched. */
         virtqueue_unpop(vq, &tmp, 0);
+    }
+    return elem;
+}
+
+void *virtqueue_pop_inflight(VirtQueue *vq, unsigned head, size_t sz)
+{
+    VirtQueueElement tmp, *elem;
+
+    if (virtqueue_pop_inflight_elem(vq, head, &tmp, vq->scratch_sg, VIRTQUEUE_MAX_SG) != 1) {
         return NULL;
     }
-    *elem = tmp;
-    elem->out_sg = (struct iovec *)((char *)elem + sg_off);
-    elem->in_sg = elem->out_sg + tmp.out_num;
-    memcpy(elem->out_sg, vq->scratch_sg, nsg * sizeof(struct iovec));
+    elem = elem_dup(&tmp, vq->scratch_sg, sz);
+    if (!elem) {
+        VirtQueueUsedElem *u = &vq->used_elems[tmp.slot];
+
+        /* Host out of memory: forget the resubmission; the caller may retry. */
+        vq->last_popped_slot = u->prev;
+        vq->pop_seq--;
+        vq->stats.popped--;
+        slot_release(vq, u);
+    }
     return elem;
 }
 

@@ -199,6 +199,19 @@ void *virtqueue_pop(VirtQueue *vq, size_t sz);
 void virtqueue_element_free(void *elem);
 
 /*
+ * Resubmit a buffer that was in flight when a vhost-user backend died (split
+ * layout; vhost-user INFLIGHT_SHMFD): map the chain at descriptor @head
+ * without consuming the avail ring. The caller first restores the avail index
+ * to used index + number of in-flight buffers; each resubmission must fit in
+ * that gap. Returns 1, 0 (not running, broken or packed) or -1 (bad head or
+ * chain: device broken). The element is then completed like any other.
+ */
+int virtqueue_pop_inflight_elem(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
+                                struct iovec *sg, unsigned sg_max);
+/* Allocating form, like virtqueue_pop. */
+void *virtqueue_pop_inflight(VirtQueue *vq, unsigned head, size_t sz);
+
+/*
  * Allocation-free pop into caller storage: @sg holds @sg_max iovecs for both
  * directions. Returns 1 (popped), 0 (empty / not running / broken) or -1 (the
  * chain was malformed or needs more than @sg_max segments: device broken).
