@@ -47,6 +47,7 @@ struct BlkReq {
     uint64_t offset;            /* where the remaining work starts */
     uint64_t bytes;             /* remaining work */
     uint64_t total;             /* bytes asked for, for stats */
+    uint64_t seq;               /* submission order */
     unsigned zflags;
     bool zero_by_write;         /* ZERO_RANGE refused: writing zeros instead */
     int ret;
@@ -68,6 +69,7 @@ struct BlockBackend {
     int event_fd;
     unsigned in_flight;
     unsigned plugged;
+    uint64_t next_seq;
     GSource *source;
 
     /* Finished requests, main thread only (null engine, early errors, io_uring). */
@@ -153,6 +155,7 @@ static BlkReq *req_new(BlockBackend *blk, BlkReqType type, uint64_t offset, uint
     req->offset = offset;
     req->bytes = bytes;
     req->total = bytes;
+    req->seq = blk->next_seq++;
     req->zflags = 0;
     req->zero_by_write = false;
     req->ret = 0;
@@ -763,6 +766,17 @@ static BlkReq *collect_done(BlockBackend *blk)
     return head;
 }
 
+/* Keep held requests in submission order, whatever order they finished in. */
+static void held_insert(BlockBackend *blk, BlkReq *req)
+{
+    unsigned i = blk->held->len;
+
+    while (i > 0 && ((BlkReq *)g_ptr_array_index(blk->held, i - 1))->seq > req->seq) {
+        i--;
+    }
+    g_ptr_array_insert(blk->held, (gint)i, req);
+}
+
 unsigned blk_process_completions(BlockBackend *blk)
 {
     BlkReq *req = collect_done(blk);
@@ -771,7 +785,7 @@ unsigned blk_process_completions(BlockBackend *blk)
     while (req) {
         BlkReq *next = req->next;
         if (blk->hold) {
-            g_ptr_array_add(blk->held, req);
+            held_insert(blk, req);
         } else {
             req_deliver(blk, req);
             n++;

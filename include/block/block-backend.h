@@ -113,7 +113,7 @@ void blk_set_batch_done(BlockBackend *blk, void (*fn)(void *opaque), void *opaqu
 void blk_set_hold(BlockBackend *blk, bool hold);
 /* Wait (at most @timeout_ms) until @n finished requests are held. Returns how many are. */
 unsigned blk_wait_held(BlockBackend *blk, unsigned n, unsigned timeout_ms);
-/* Deliver held request @i (0 = the first to finish). Returns false if there is none. */
+/* Deliver held request @i (0 = the oldest submitted). Returns false if there is none. */
 bool blk_release_held(BlockBackend *blk, unsigned i);
 
 typedef struct BlockBackendStats {

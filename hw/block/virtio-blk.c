@@ -1,0 +1,767 @@
+/*
+ * virtio-blk device model (virtio spec 5.2).
+ *
+ * A request is one element: a 16-byte header in its first readable bytes,
+ * data, and a status byte in its last writable byte, laid out across
+ * descriptors however the driver likes (spec 2.6.4, message framing). The
+ * queue handler pops every available request and submits it to the block
+ * backend; requests run in parallel and finish in any order. Each finished
+ * request is filled; after a run of completions one flush publishes them and
+ * one notification goes out. Under VIRTIO_F_IN_ORDER the core's ordered
+ * fill/flush publishes them in avail order, batched when every buffer was
+ * written in full.
+ *
+ * Context: the thread that owns the BlockBackend (completions arrive there).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw/virtio/virtio-blk.h"
+
+/* ---------------------------------------------------------------------- */
+/* iovec helpers: the guest chooses the layout, so never assume one       */
+
+static size_t iov_size(const struct iovec *iov, unsigned cnt)
+{
+    size_t total = 0;
+
+    for (unsigned i = 0; i < cnt; i++) {
+        total += iov[i].iov_len;
+    }
+    return total;
+}
+
+/* Copy up to @bytes from the front of @iov into @buf. Returns bytes copied. */
+static size_t iov_to_buf(const struct iovec *iov, unsigned cnt, void *buf, size_t bytes)
+{
+    size_t done = 0;
+
+    for (unsigned i = 0; i < cnt && done < bytes; i++) {
+        size_t n = MIN(iov[i].iov_len, bytes - done);
+        memcpy((uint8_t *)buf + done, iov[i].iov_base, n);
+        done += n;
+    }
+    return done;
+}
+
+static size_t iov_from_buf(const struct iovec *iov, unsigned cnt, const void *buf, size_t bytes)
+{
+    size_t done = 0;
+
+    for (unsigned i = 0; i < cnt && done < bytes; i++) {
+        size_t n = MIN(iov[i].iov_len, bytes - done);
+        memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
+        done += n;
+    }
+    return done;
+}
+
+/* Drop @bytes from the front of *@iov (in place: the array is the request's own). */
+static void iov_trim_front(struct iovec **iov, unsigned *cnt, size_t bytes)
+{
+    while (*cnt && bytes) {
+        if (bytes < (*iov)[0].iov_len) {
+            (*iov)[0].iov_base = (uint8_t *)(*iov)[0].iov_base + bytes;
+            (*iov)[0].iov_len -= bytes;
+            return;
+        }
+        bytes -= (*iov)[0].iov_len;
+        (*iov)++;
+        (*cnt)--;
+    }
+}
+
+/* Take the last byte off @iov and return where it was (NULL if @iov holds no bytes). */
+static uint8_t *iov_take_last_byte(struct iovec *iov, unsigned *cnt)
+{
+    while (*cnt) {
+        struct iovec *last = &iov[*cnt - 1];
+        if (last->iov_len) {
+            last->iov_len--;
+            return (uint8_t *)last->iov_base + last->iov_len;
+        }
+        (*cnt)--;               /* zero-length tail segments carry nothing */
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Properties                                                              */
+
+typedef enum { PROP_BOOL, PROP_UINT32, PROP_STR } PropType;
+
+typedef struct BlkProp {
+    const char *name;
+    PropType type;
+    size_t offset;
+    const char *desc;
+} BlkProp;
+
+#define PROP(name_, type_, field_, desc_) \
+    { (name_), (type_), offsetof(VirtIOBlkConf, field_), (desc_) }
+
+static const BlkProp blk_props[] = {
+    PROP("in_order", PROP_BOOL, in_order, "offer VIRTIO_F_IN_ORDER"),
+    PROP("packed", PROP_BOOL, packed, "offer VIRTIO_F_RING_PACKED"),
+    PROP("event_idx", PROP_BOOL, event_idx, "offer VIRTIO_RING_F_EVENT_IDX"),
+    PROP("indirect_desc", PROP_BOOL, indirect_desc, "offer VIRTIO_RING_F_INDIRECT_DESC"),
+    PROP("queue-size", PROP_UINT32, queue_size, "entries per queue (power of two)"),
+    PROP("num-queues", PROP_UINT32, num_queues, "request queues"),
+    PROP("serial", PROP_STR, serial, "disk serial number (GET_ID, at most 20 bytes)"),
+    PROP("read-only", PROP_BOOL, read_only, "offer VIRTIO_BLK_F_RO and refuse writes"),
+    PROP("discard", PROP_BOOL, discard, "offer VIRTIO_BLK_F_DISCARD"),
+    PROP("write-zeroes", PROP_BOOL, write_zeroes, "offer VIRTIO_BLK_F_WRITE_ZEROES"),
+    PROP("config-wce", PROP_BOOL, config_wce, "offer VIRTIO_BLK_F_CONFIG_WCE"),
+    PROP("x-writeback", PROP_BOOL, writeback, "initial write cache mode (writeback)"),
+    PROP("used-batch", PROP_BOOL, used_batch, "IN_ORDER: publish fully used runs as one used entry"),
+    PROP("seg-max", PROP_UINT32, seg_max, "segments per request (0: queue-size - 2)"),
+    PROP("size-max", PROP_UINT32, size_max, "bytes per segment (0: not offered)"),
+    PROP("logical_block_size", PROP_UINT32, logical_block_size, "block size (512..65536, power of two)"),
+    PROP("max-discard-sectors", PROP_UINT32, max_discard_sectors, "sectors per discard segment"),
+    PROP("max-discard-seg", PROP_UINT32, max_discard_seg, "segments per discard request"),
+    PROP("max-write-zeroes-sectors", PROP_UINT32, max_write_zeroes_sectors,
+         "sectors per write-zeroes segment"),
+    PROP("max-write-zeroes-seg", PROP_UINT32, max_write_zeroes_seg, "segments per write-zeroes request"),
+};
+
+void virtio_blk_conf_init(VirtIOBlkConf *conf)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->num_queues = 1;
+    conf->queue_size = 256;
+    conf->logical_block_size = VIRTIO_BLK_SECTOR_SIZE;
+    /* QEMU's BDRV_REQUEST_MAX_SECTORS: INT_MAX bytes in sectors. */
+    conf->max_discard_sectors = 4194303;
+    conf->max_write_zeroes_sectors = 4194303;
+    conf->max_discard_seg = 32;
+    conf->max_write_zeroes_seg = 32;
+    conf->discard = true;
+    conf->write_zeroes = true;
+    conf->config_wce = true;
+    conf->writeback = true;
+    conf->event_idx = true;
+    conf->indirect_desc = true;
+    conf->used_batch = true;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+    if (!g_strcmp0(v, "on") || !g_strcmp0(v, "true") || !g_strcmp0(v, "yes") || !g_strcmp0(v, "1")) {
+        *out = true;
+        return true;
+    }
+    if (!g_strcmp0(v, "off") || !g_strcmp0(v, "false") || !g_strcmp0(v, "no") || !g_strcmp0(v, "0")) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+bool virtio_blk_conf_set(VirtIOBlkConf *conf, const char *name, const char *value, GError **errp)
+{
+    for (unsigned i = 0; i < G_N_ELEMENTS(blk_props); i++) {
+        const BlkProp *p = &blk_props[i];
+        void *field = (uint8_t *)conf + p->offset;
+        guint64 u;
+
+        if (strcmp(p->name, name)) {
+            continue;
+        }
+        switch (p->type) {
+        case PROP_BOOL:
+            if (!parse_bool(value, field)) {
+                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                            "property '%s' expects on/off, not '%s'", name, value ? value : "");
+                return false;
+            }
+            return true;
+        case PROP_UINT32:
+            if (!value || !g_ascii_string_to_unsigned(value, 10, 0, UINT32_MAX, &u, NULL)) {
+                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                            "property '%s' expects a number, not '%s'", name, value ? value : "");
+                return false;
+            }
+            *(uint32_t *)field = (uint32_t)u;
+            return true;
+        case PROP_STR:
+            if (!value || strlen(value) > VIRTIO_BLK_ID_BYTES) {
+                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                            "property '%s' takes at most %u bytes", name, VIRTIO_BLK_ID_BYTES);
+                return false;
+            }
+            g_strlcpy(field, value, VIRTIO_BLK_ID_BYTES + 1);
+            return true;
+        }
+    }
+    g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
+                "virtio-blk has no property '%s'", name);
+    return false;
+}
+
+void virtio_blk_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
+                          void *opaque)
+{
+    static const char *const type_names[] = { "bool", "uint32", "str" };
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(blk_props); i++) {
+        fn(blk_props[i].name, type_names[blk_props[i].type], blk_props[i].desc, opaque);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Features and configuration space                                        */
+
+#define BIT(b) (1ULL << (b))
+
+static uint64_t blk_device_features(const VirtIOBlock *s)
+{
+    const VirtIOBlkConf *c = &s->conf;
+    uint64_t f = BIT(VIRTIO_BLK_F_SEG_MAX) | BIT(VIRTIO_BLK_F_BLK_SIZE) | BIT(VIRTIO_BLK_F_FLUSH);
+
+    if (c->size_max) {
+        f |= BIT(VIRTIO_BLK_F_SIZE_MAX);
+    }
+    if (c->config_wce) {
+        f |= BIT(VIRTIO_BLK_F_CONFIG_WCE);
+    }
+    if (c->num_queues > 1) {
+        f |= BIT(VIRTIO_BLK_F_MQ);
+    }
+    if (s->read_only) {
+        f |= BIT(VIRTIO_BLK_F_RO);
+    } else {
+        /* Neither would be allowed on a read-only disk: don't advertise them. */
+        if (c->discard) {
+            f |= BIT(VIRTIO_BLK_F_DISCARD);
+        }
+        if (c->write_zeroes) {
+            f |= BIT(VIRTIO_BLK_F_WRITE_ZEROES);
+        }
+    }
+    /* STYLE.md §7: offer only what the registry lists as implemented. */
+    return f & virtio_features_implemented(VIRTIO_ID_BLOCK, VIRTIO_FEATURE_DEVICE);
+}
+
+static uint64_t blk_ring_features(const VirtIOBlkConf *c)
+{
+    uint64_t f = virtio_ring_features();
+
+    if (!c->in_order) {
+        f &= ~BIT(VIRTIO_F_IN_ORDER);
+    }
+    if (!c->packed) {
+        f &= ~BIT(VIRTIO_F_RING_PACKED);
+    }
+    if (!c->event_idx) {
+        f &= ~BIT(VIRTIO_RING_F_EVENT_IDX);
+    }
+    if (!c->indirect_desc) {
+        f &= ~BIT(VIRTIO_RING_F_INDIRECT_DESC);
+    }
+    return f;
+}
+
+static VirtIOBlkConfig *blk_config(VirtIOBlock *s)
+{
+    return (VirtIOBlkConfig *)s->parent_obj.config;
+}
+
+static void blk_update_config(VirtIOBlock *s)
+{
+    const VirtIOBlkConf *c = &s->conf;
+    VirtIOBlkConfig cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.capacity = htole64(s->capacity);
+    cfg.size_max = htole32(c->size_max);
+    cfg.seg_max = htole32(c->seg_max ? c->seg_max : c->queue_size - 2);
+    cfg.blk_size = htole32(c->logical_block_size);
+    cfg.num_queues = htole16((uint16_t)c->num_queues);
+    cfg.writeback = blk_config(s)->writeback;
+    cfg.max_discard_sectors = htole32(c->max_discard_sectors);
+    cfg.max_discard_seg = htole32(c->max_discard_seg);
+    cfg.discard_sector_alignment = htole32(c->logical_block_size / VIRTIO_BLK_SECTOR_SIZE);
+    cfg.max_write_zeroes_sectors = htole32(c->max_write_zeroes_sectors);
+    cfg.max_write_zeroes_seg = htole32(c->max_write_zeroes_seg);
+    /* Write-zeroes with unmap set punches a hole: deallocation can happen. */
+    cfg.write_zeroes_may_unmap = 1;
+    memcpy(blk_config(s), &cfg, sizeof(cfg));
+}
+
+bool virtio_blk_writeback(const VirtIOBlock *s)
+{
+    const VirtIODevice *vdev = &s->parent_obj;
+
+    /*
+     * spec 5.2.5: with CONFIG_WCE the driver picks the mode in `writeback`;
+     * without it, the cache is writeback iff FLUSH was negotiated.
+     */
+    if (virtio_vdev_has_feature(vdev, VIRTIO_BLK_F_CONFIG_WCE)) {
+        return ((const VirtIOBlkConfig *)vdev->config)->writeback != 0;
+    }
+    return virtio_vdev_has_feature(vdev, VIRTIO_BLK_F_FLUSH);
+}
+
+static void blk_set_features(VirtIODevice *vdev, uint64_t features)
+{
+    VirtIOBlock *s = VIRTIO_BLK(vdev);
+
+    /* spec 5.2.5: CONFIG_WCE without FLUSH MUST start in writethrough (writeback = 0). */
+    blk_config(s)->writeback = virtio_has_feature(features, VIRTIO_BLK_F_FLUSH) && s->conf.writeback;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                                */
+
+typedef struct VirtIOBlockReq {
+    VirtQueueElement elem;      /* first: virtqueue_pop allocates the request */
+    VirtIOBlock *dev;
+    VirtQueue *vq;
+    uint32_t type;
+    uint8_t *status;            /* the element's last writable byte */
+    struct iovec *data;         /* data segments: a trimmed view of elem's sg */
+    unsigned data_cnt;
+    size_t data_len;
+    uint64_t sector;
+    uint32_t in_written;        /* data bytes written for the driver */
+    unsigned pending;           /* backend requests still running */
+    int error;                  /* first backend error */
+} VirtIOBlockReq;
+
+static VirtIOBlockQueue *req_queue(VirtIOBlockReq *req)
+{
+    return &req->dev->queues[virtio_get_queue_index(req->vq)];
+}
+
+/* Publish what was filled on queue @n and tell the driver, once per run. */
+static void blk_flush_queue(VirtIOBlock *s, unsigned n)
+{
+    VirtIOBlockQueue *q = &s->queues[n];
+    VirtQueue *vq = virtio_get_queue(&s->parent_obj, n);
+
+    if (!q->pending_fills) {
+        return;
+    }
+    virtqueue_flush(vq, q->pending_fills);
+    q->pending_fills = 0;
+    virtio_notify(&s->parent_obj, vq);
+}
+
+static void blk_batch_done(void *opaque)
+{
+    VirtIOBlock *s = opaque;
+
+    for (unsigned n = 0; n < s->parent_obj.num_queues; n++) {
+        blk_flush_queue(s, n);
+    }
+}
+
+static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)
+{
+    VirtIOBlock *s = req->dev;
+    VirtIOBlockQueue *q = req_queue(req);
+
+    switch (status) {
+    case VIRTIO_BLK_S_OK:
+        s->stats.status_ok++;
+        break;
+    case VIRTIO_BLK_S_UNSUPP:
+        s->stats.status_unsupp++;
+        break;
+    default:
+        s->stats.status_ioerr++;
+        break;
+    }
+    q->in_flight--;
+    s->in_flight--;
+    if (!s->quiesce) {
+        /*
+         * spec 5.2.6: status is the last byte the device writes; used len
+         * counts every byte written (data + status). The core's release
+         * store of the used index orders both before the driver sees them.
+         */
+        *req->status = status;
+        virtqueue_fill(req->vq, &req->elem, req->in_written + 1, q->pending_fills++);
+    }
+    virtqueue_element_free(req);
+}
+
+/* Backend callback for a request's last (or only) backend operation. */
+static void blk_rw_done(void *opaque, int ret)
+{
+    VirtIOBlockReq *req = opaque;
+    VirtIOBlock *s = req->dev;
+
+    if (ret < 0 && !req->error) {
+        req->error = ret;
+    }
+    if (--req->pending) {
+        return;
+    }
+    if (req->error) {
+        blk_req_complete(req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    if (req->type == VIRTIO_BLK_T_IN) {
+        req->in_written = (uint32_t)req->data_len;
+        s->stats.bytes_read += req->data_len;
+    } else if (req->type == VIRTIO_BLK_T_OUT) {
+        s->stats.bytes_written += req->data_len;
+        if (!s->quiesce && !virtio_blk_writeback(s)) {
+            /* spec 5.2.6.2: in writethrough mode a write is stable before it completes. */
+            s->stats.writethrough_flushes++;
+            req->type = VIRTIO_BLK_T_FLUSH;
+            req->pending = 1;
+            blk_aio_flush(s->blk, blk_rw_done, req);
+            return;
+        }
+    }
+    blk_req_complete(req, VIRTIO_BLK_S_OK);
+}
+
+/* spec 5.2.6.2 sector checks, written so that nothing can overflow. */
+static bool blk_sectors_ok(const VirtIOBlock *s, uint64_t sector, uint64_t nsect)
+{
+    return sector <= s->capacity && nsect <= s->capacity - sector;
+}
+
+static void blk_submit_rw(VirtIOBlockReq *req)
+{
+    VirtIOBlock *s = req->dev;
+    bool is_write = req->type == VIRTIO_BLK_T_OUT;
+
+    if (is_write && s->read_only) {
+        /* spec 5.2.6.2: a write to a read-only device fails and writes nothing. */
+        blk_req_complete(req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    if (req->data_len % VIRTIO_BLK_SECTOR_SIZE ||
+        !blk_sectors_ok(s, req->sector, req->data_len / VIRTIO_BLK_SECTOR_SIZE)) {
+        blk_req_complete(req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    req->pending = 1;
+    if (is_write) {
+        blk_aio_pwritev(s->blk, req->sector * VIRTIO_BLK_SECTOR_SIZE, req->data, (int)req->data_cnt,
+                        blk_rw_done, req);
+    } else {
+        blk_aio_preadv(s->blk, req->sector * VIRTIO_BLK_SECTOR_SIZE, req->data, (int)req->data_cnt,
+                       blk_rw_done, req);
+    }
+}
+
+static void blk_get_id(VirtIOBlockReq *req)
+{
+    char id[VIRTIO_BLK_ID_BYTES];
+
+    /* spec 5.2.6: 20 bytes, zero-padded, not NUL-terminated when 20 long. */
+    memset(id, 0, sizeof(id));
+    memcpy(id, req->dev->conf.serial, strnlen(req->dev->conf.serial, sizeof(id)));
+    req->in_written = (uint32_t)iov_from_buf(req->data, req->data_cnt, id,
+                                             MIN(req->data_len, sizeof(id)));
+    blk_req_complete(req, VIRTIO_BLK_S_OK);
+}
+
+/* DISCARD and WRITE_ZEROES: every segment is checked before any is submitted. */
+static void blk_discard_write_zeroes(VirtIOBlockReq *req)
+{
+    VirtIOBlock *s = req->dev;
+    bool is_discard = req->type == VIRTIO_BLK_T_DISCARD;
+    uint32_t max_seg = is_discard ? s->conf.max_discard_seg : s->conf.max_write_zeroes_seg;
+    uint32_t max_sectors = is_discard ? s->conf.max_discard_sectors : s->conf.max_write_zeroes_sectors;
+    uint64_t feature = is_discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
+    VirtIOBlkDiscardWriteZeroes *segs;
+    size_t n;
+
+    if (!virtio_has_feature(s->parent_obj.host_features, feature)) {
+        blk_req_complete(req, VIRTIO_BLK_S_UNSUPP);
+        return;
+    }
+    if (s->read_only) {
+        blk_req_complete(req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    if (req->data_len == 0 || req->data_len % sizeof(*segs)) {
+        blk_req_complete(req, VIRTIO_BLK_S_IOERR);
+        return;
+    }
+    n = req->data_len / sizeof(*segs);
+    if (n > max_seg) {
+        blk_req_complete(req, VIRTIO_BLK_S_UNSUPP);
+        return;
+    }
+    /* A snapshot: guest memory is read once, then only the copy is checked and used. */
+    segs = g_new(VirtIOBlkDiscardWriteZeroes, n);
+    iov_to_buf(req->data, req->data_cnt, segs, n * sizeof(*segs));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t flags = le32toh(segs[i].flags);
+        uint32_t num = le32toh(segs[i].num_sectors);
+        uint64_t sector = le64toh(segs[i].sector);
+
+        /* spec 5.2.6.2: unknown flags, or unmap on a discard, are UNSUPP. */
+        if ((flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
+            (is_discard && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))) {
+            g_free(segs);
+            blk_req_complete(req, VIRTIO_BLK_S_UNSUPP);
+            return;
+        }
+        if (num > max_sectors || !blk_sectors_ok(s, sector, num)) {
+            g_free(segs);
+            blk_req_complete(req, VIRTIO_BLK_S_IOERR);
+            return;
+        }
+        segs[i].flags = flags;
+        segs[i].num_sectors = num;
+        segs[i].sector = sector;
+    }
+    req->pending = (unsigned)n;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t off = segs[i].sector * VIRTIO_BLK_SECTOR_SIZE;
+        uint64_t bytes = (uint64_t)segs[i].num_sectors * VIRTIO_BLK_SECTOR_SIZE;
+        if (is_discard) {
+            blk_aio_pdiscard(s->blk, off, bytes, blk_rw_done, req);
+        } else {
+            blk_aio_pwrite_zeroes(s->blk, off, bytes,
+                                  segs[i].flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ? BLK_ZERO_MAY_UNMAP : 0,
+                                  blk_rw_done, req);
+        }
+    }
+    g_free(segs);
+}
+
+/*
+ * Parse and start one popped request. Returns -1 after a framing fault
+ * (the device is broken then and the queue must not be touched again).
+ */
+static int blk_handle_request(VirtIOBlock *s, VirtQueue *vq, VirtIOBlockReq *req)
+{
+    VirtIODevice *vdev = &s->parent_obj;
+    VirtIOBlockQueue *q = &s->queues[virtio_get_queue_index(vq)];
+    struct iovec *out = req->elem.out_sg, *in = req->elem.in_sg;
+    unsigned out_num = req->elem.out_num, in_num = req->elem.in_num;
+    VirtIOBlkOutHdr hdr;
+
+    req->dev = s;
+    req->vq = vq;
+    /*
+     * spec 5.2.6.1 / 2.6.4: the header is the first 16 readable bytes and the
+     * status the last writable byte, wherever the descriptors split them.
+     */
+    if (iov_to_buf(out, out_num, &hdr, sizeof(hdr)) < sizeof(hdr)) {
+        virtio_error(vdev, "queue %u: request header shorter than %zu bytes",
+                     virtio_get_queue_index(vq), sizeof(hdr));
+        virtqueue_detach_element(vq, &req->elem, 0);
+        virtqueue_element_free(req);
+        return -1;
+    }
+    req->status = iov_take_last_byte(in, &in_num);
+    if (!req->status) {
+        virtio_error(vdev, "queue %u: request without a writable status byte",
+                     virtio_get_queue_index(vq));
+        virtqueue_detach_element(vq, &req->elem, 0);
+        virtqueue_element_free(req);
+        return -1;
+    }
+    iov_trim_front(&out, &out_num, sizeof(hdr));
+    req->type = le32toh(hdr.type);
+    req->sector = le64toh(hdr.sector);
+    s->stats.reqs[req->type < 16 ? req->type : 15]++;
+    q->in_flight++;
+    s->in_flight++;
+    if (s->in_flight > s->stats.max_in_flight) {
+        s->stats.max_in_flight = s->in_flight;
+    }
+
+    switch (req->type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_GET_ID:
+        req->data = in;
+        req->data_cnt = in_num;
+        req->data_len = iov_size(in, in_num);
+        if (req->type == VIRTIO_BLK_T_GET_ID) {
+            blk_get_id(req);
+        } else {
+            blk_submit_rw(req);
+        }
+        break;
+    case VIRTIO_BLK_T_OUT:
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        req->data = out;
+        req->data_cnt = out_num;
+        req->data_len = iov_size(out, out_num);
+        if (req->type == VIRTIO_BLK_T_OUT) {
+            blk_submit_rw(req);
+        } else {
+            blk_discard_write_zeroes(req);
+        }
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        /* spec 5.2.6.2: completed writes are stable once a flush completes (fdatasync). */
+        req->pending = 1;
+        blk_aio_flush(s->blk, blk_rw_done, req);
+        break;
+    default:
+        /* spec 5.2.6.2: unknown request types get UNSUPP. */
+        blk_req_complete(req, VIRTIO_BLK_S_UNSUPP);
+        break;
+    }
+    return 0;
+}
+
+static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOBlock *s = VIRTIO_BLK(vdev);
+    VirtIOBlockReq *req;
+
+    /* Queue resets clear the flag: set it each time rather than track resets. */
+    virtio_queue_set_batch(vq, s->conf.used_batch);
+    blk_io_plug(s->blk);
+    /*
+     * Pops are bounded by the queue size: nothing is used before this returns
+     * (the backend never completes inside a submit), so the driver cannot
+     * make more available than fits in the ring.
+     */
+    do {
+        virtio_queue_set_notification(vq, 0);
+        while ((req = virtqueue_pop(vq, sizeof(VirtIOBlockReq)))) {
+            if (blk_handle_request(s, vq, req) < 0) {
+                break;
+            }
+        }
+        virtio_queue_set_notification(vq, 1);
+    } while (!vdev->broken && !virtio_queue_empty(vq));
+    blk_io_unplug(s->blk);
+    /* Requests refused at parse time were filled already. */
+    blk_flush_queue(s, virtio_get_queue_index(vq));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Life cycle                                                              */
+
+void virtio_blk_drain(VirtIOBlock *s)
+{
+    if (s->blk) {
+        blk_drain(s->blk);
+    }
+}
+
+static void blk_reset(VirtIODevice *vdev)
+{
+    VirtIOBlock *s = VIRTIO_BLK(vdev);
+
+    /*
+     * The core resets the rings right after this returns: finish every
+     * request first, but leave the rings alone (the driver reset the
+     * device; nothing may be published any more).
+     */
+    s->quiesce = true;
+    virtio_blk_drain(s);
+    s->quiesce = false;
+    for (unsigned n = 0; n < vdev->num_queues; n++) {
+        s->queues[n].pending_fills = 0;
+    }
+    blk_config(s)->writeback = 0;
+    blk_update_config(s);
+}
+
+static void blk_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    VirtIOBlock *s = VIRTIO_BLK(vdev);
+
+    if (status & VIRTIO_CONFIG_S_DRIVER_OK) {
+        for (unsigned n = 0; n < vdev->num_queues; n++) {
+            virtio_queue_set_batch(virtio_get_queue(vdev, n), s->conf.used_batch);
+        }
+    }
+}
+
+static const VirtIODeviceOps virtio_blk_ops = {
+    .set_features = blk_set_features,
+    .reset = blk_reset,
+    .set_status = blk_set_status,
+};
+
+static bool blk_check_conf(const VirtIOBlkConf *c, GError **errp)
+{
+    const char *bad = NULL;
+
+    if (!c->blk) {
+        bad = "no block backend (drive)";
+    } else if (c->num_queues == 0 || c->num_queues > 1024) {
+        bad = "num-queues must be 1..1024";
+    } else if (c->queue_size < 4 || c->queue_size > VIRTQUEUE_MAX_SIZE ||
+               (c->queue_size & (c->queue_size - 1))) {
+        /* Split rings need a power of two; seg_max defaults to queue-size - 2. */
+        bad = "queue-size must be a power of two, 4..32768";
+    } else if (c->seg_max > c->queue_size - 2 && c->seg_max) {
+        bad = "seg-max must not exceed queue-size - 2";
+    } else if (c->logical_block_size < VIRTIO_BLK_SECTOR_SIZE || c->logical_block_size > 65536 ||
+               (c->logical_block_size & (c->logical_block_size - 1))) {
+        bad = "logical_block_size must be a power of two, 512..65536";
+    } else if (c->max_discard_seg == 0 || c->max_write_zeroes_seg == 0 ||
+               c->max_discard_seg > 4096 || c->max_write_zeroes_seg > 4096) {
+        bad = "max-discard-seg / max-write-zeroes-seg must be 1..4096";
+    }
+    if (bad) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "virtio-blk: %s", bad);
+        return false;
+    }
+    return true;
+}
+
+bool virtio_blk_realize(VirtIOBlock *s, const VirtIOBlkConf *conf, GuestMemory *mem, GError **errp)
+{
+    VirtIODevice *vdev = &s->parent_obj;
+
+    memset(s, 0, sizeof(*s));
+    if (!blk_check_conf(conf, errp)) {
+        return false;
+    }
+    if (virtio_init(vdev, "virtio-blk", VIRTIO_ID_BLOCK, sizeof(VirtIOBlkConfig), mem,
+                    conf->num_queues, conf->queue_size) < 0) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "virtio-blk: virtio_init failed");
+        return false;
+    }
+    s->conf = *conf;
+    s->blk = conf->blk;
+    s->read_only = conf->read_only || blk_is_read_only(conf->blk);
+    s->capacity = blk_getlength(conf->blk) / VIRTIO_BLK_SECTOR_SIZE;
+    s->queues = g_new0(VirtIOBlockQueue, conf->num_queues);
+    vdev->ops = &virtio_blk_ops;
+    vdev->host_features = blk_ring_features(conf) | blk_device_features(s);
+    for (unsigned n = 0; n < conf->num_queues; n++) {
+        virtio_queue_set_handler(vdev, n, blk_handle_output);
+    }
+    blk_update_config(s);
+    blk_set_batch_done(s->blk, blk_batch_done, s);
+    return true;
+}
+
+void virtio_blk_unrealize(VirtIOBlock *s)
+{
+    if (!s->queues) {
+        return;
+    }
+    s->quiesce = true;
+    virtio_blk_drain(s);
+    blk_set_batch_done(s->blk, NULL, NULL);
+    virtio_cleanup(&s->parent_obj);
+    g_free(s->queues);
+    s->queues = NULL;
+}
+
+void virtio_blk_resize(VirtIOBlock *s)
+{
+    s->capacity = blk_getlength(s->blk) / VIRTIO_BLK_SECTOR_SIZE;
+    blk_update_config(s);
+    virtio_notify_config(&s->parent_obj);
+}
+
+void virtio_blk_get_stats(const VirtIOBlock *s, VirtIOBlkStats *stats)
+{
+    *stats = s->stats;
+}
