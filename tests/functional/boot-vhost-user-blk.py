@@ -228,6 +228,8 @@ def backend_argv(args, sock, image):
                 "addr.path=%s,writable=on,num-queues=1" % sock]
     else:
         argv = [args.daemon, "--socket", sock, "--image", image]
+        if args.packed == "on" and not args.no_daemon_packed:
+            argv += ["--packed", "on"]  # the daemon must offer VIRTIO_F_RING_PACKED
     return argv + list(args.daemon_arg or [])
 
 
@@ -238,11 +240,16 @@ def main():
     ap.add_argument("--daemon", help="path of vdm-vhost-user-blk (for --backend vdm)")
     ap.add_argument("--daemon-arg", action="append", metavar="ARG",
                     help="extra argument for the backend (repeatable), e.g. --daemon-arg=--packed=on")
-    ap.add_argument("--packed", choices=["on", "off"], default="off")
+    ap.add_argument("--packed", choices=["on", "off"], default="off",
+                    help="vhost-user-blk-pci packed=on (and, for vdm, the daemon's --packed on)")
+    ap.add_argument("--no-daemon-packed", action="store_true",
+                    help="do not pass --packed on to the vdm daemon")
     ap.add_argument("--image", help="disk image (created sparse, --image-size, when missing)")
     ap.add_argument("--image-size", type=int, default=64, metavar="MIB")
     ap.add_argument("--pattern-mb", type=int, default=None, metavar="MIB",
                     help="MiB per region written by the guest (3 regions; default 4, 2 with --reconnect)")
+    ap.add_argument("--write-bs", default=None, metavar="SIZE",
+                    help="guest dd block size for the O_DIRECT writes (default 1M; 4k with --reconnect)")
     ap.add_argument("--timeout", type=float, default=150.0, help="seconds for the whole guest run")
     ap.add_argument("--build-timeout", type=float, default=1200.0)
     ap.add_argument("--guest-dir", default=os.environ.get("VDM_GUEST_DIR", "/var/tmp/vdm-guest"),
@@ -253,9 +260,9 @@ def main():
     ap.add_argument("--loop-seconds", type=int, default=None,
                     help="guest write/verify loop length (default 0 = one pass; 24 with --reconnect)")
     ap.add_argument("--kill-at-pass", type=int, default=1,
-                    help="with --reconnect: kill when the guest starts this pass")
-    ap.add_argument("--kill-delay", type=float, default=0.4,
-                    help="with --reconnect: seconds after the pass starts")
+                    help="with --reconnect: kill during the writes of this guest pass")
+    ap.add_argument("--kill-delay", type=float, default=0.1,
+                    help="with --reconnect: seconds after the pass's writes start")
     ap.add_argument("--down-time", type=float, default=1.0,
                     help="with --reconnect: seconds the backend stays dead")
     ap.add_argument("--no-qmp", action="store_true", help="do not query QEMU's x-query-virtio-status")
@@ -275,6 +282,8 @@ def main():
             return 77
     if args.pattern_mb is None:
         args.pattern_mb = 2 if args.reconnect else 4
+    if args.write_bs is None:
+        args.write_bs = "4k" if args.reconnect else "1M"
     if args.loop_seconds is None:
         args.loop_seconds = 24 if args.reconnect else 0
 
@@ -317,8 +326,8 @@ def main():
         backend = start_backend()
 
         mode = "loop" if args.loop_seconds > 0 else "check"
-        append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=%s vdm.pattern_mb=%d vdm.seconds=%d"
-                  % (mode, args.pattern_mb, args.loop_seconds))
+        append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=%s vdm.pattern_mb=%d vdm.seconds=%d vdm.wbs=%s"
+                  % (mode, args.pattern_mb, args.loop_seconds, args.write_bs))
         chardev = "socket,id=vu0,path=%s" % sock + (",reconnect=1" if args.reconnect else "")
         dev = "vhost-user-blk-pci,id=vblk0,chardev=vu0,num-queues=1" + (",packed=on" if args.packed == "on" else "")
         qargv = [args.qemu, "-accel", "tcg", "-m", "512M",
@@ -386,7 +395,7 @@ def main():
                             json.dump(vstatus, f, indent=1)
                     except Exception as e:  # diagnostics only
                         vstatus = [None, {"error": str(e)}]
-            elif line.startswith("VDM-GUEST-PASS-START") and args.reconnect and kill_info is None:
+            elif line.startswith("VDM-GUEST-IO-START") and args.reconnect and kill_info is None:
                 n = int(re.search(r"n=(\d+)", line).group(1))
                 if n >= args.kill_at_pass:
                     time.sleep(args.kill_delay)
@@ -484,6 +493,11 @@ def main():
                            % (kill_info["at"], kill_info["pass"], kill_info["restarted"], passes_after_restart,
                               (", first done at %.1fs" % kill_info["first_pass_after"])
                               if "first_pass_after" in kill_info else ""))
+        try:
+            for ln in open(os.path.join(tmp, "qemu.log"), errors="replace").read().strip().splitlines()[:8]:
+                summary.append("qemu log: " + ln)
+        except OSError:
+            pass
         if args.backend == "vdm":
             try:
                 tail = open(blog, errors="replace").read().strip().splitlines()[-6:]

@@ -3,22 +3,26 @@
 # linux-image .deb, unpacked with dpkg -x) and a small initramfs with busybox-static,
 # the virtio/virtio_pci/virtio_blk modules (and their dependencies) and guest/init.
 #
-#   tests/functional/guest/build-guest.sh OUTDIR
+#   tests/functional/guest/build-guest.sh OUTDIR [STAMPFILE]
 #
+# OUTDIR "-" means ${VDM_GUEST_DIR:-/var/tmp/vdm-guest} (the default of
+# boot-vhost-user-blk.py). STAMPFILE, if given, is touched on success (meson).
 # Leaves OUTDIR/vmlinuz, OUTDIR/initramfs.gz and OUTDIR/guest.env (KVER=...).
 # Installs missing Debian packages itself (qemu-system-x86, qemu-system-common,
 # busybox-static, kmod, cpio). Cached: a second run with the same kernel and the
 # same init script does nothing. Safe to run concurrently (flock on OUTDIR/.lock).
 set -euo pipefail
 
-OUT=${1:?usage: build-guest.sh OUTDIR}
+OUT=${1:?usage: build-guest.sh OUTDIR [STAMPFILE]}
+STAMPFILE=${2:-}
+[ "$OUT" != - ] || OUT=${VDM_GUEST_DIR:-/var/tmp/vdm-guest}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
 log() { echo "build-guest: $*" >&2; }
 
-APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 -o APT::Sandbox::User=root)
 apt_updated=0
 apt_update_once() {
     if [ "$apt_updated" = 0 ]; then
@@ -104,6 +108,7 @@ stamp_src=$( { cat "$HERE/init" "$0"; echo "$kpkg ${MODS[*]}"; } | md5sum | cut 
 if [ -f "$OUT/initramfs.gz" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/guest.env" ] \
    && grep -qx "STAMP=$stamp_src" "$OUT/guest.env"; then
     log "cached: $OUT (kernel $kver)"
+    [ -z "$STAMPFILE" ] || touch "$STAMPFILE"
     exit 0
 fi
 
@@ -145,4 +150,5 @@ log "modules: $(xargs -n1 basename < "$STAGE/lib/modules/load-order" | tr '\n' '
 mv "$OUT/initramfs.gz.tmp" "$OUT/initramfs.gz"
 cp "$KROOT/boot/vmlinuz-$kver" "$OUT/vmlinuz"
 printf 'KPKG=%s\nKVER=%s\nSTAMP=%s\n' "$kpkg" "$kver" "$stamp_src" > "$OUT/guest.env"
+[ -z "$STAMPFILE" ] || touch "$STAMPFILE"
 log "done: $OUT/vmlinuz $OUT/initramfs.gz ($(du -k "$OUT/initramfs.gz" | cut -f1) KiB)"
