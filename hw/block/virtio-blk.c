@@ -305,6 +305,24 @@ bool virtio_blk_writeback(const VirtIOBlock *s)
     return virtio_vdev_has_feature(vdev, VIRTIO_BLK_F_FLUSH);
 }
 
+int virtio_blk_set_config(VirtIOBlock *s, uint32_t offset, const uint8_t *data, uint32_t len)
+{
+    const uint32_t wb = offsetof(VirtIOBlkConfig, writeback);
+
+    if (offset > sizeof(VirtIOBlkConfig) || len > sizeof(VirtIOBlkConfig) - offset) {
+        return -EINVAL;
+    }
+    /* spec 5.2.4: the driver may write only `writeback`, and only with CONFIG_WCE. */
+    if (len == 0) {
+        return 0;
+    }
+    if (offset != wb || len != 1 || !virtio_vdev_has_feature(&s->parent_obj, VIRTIO_BLK_F_CONFIG_WCE)) {
+        return -EPERM;
+    }
+    blk_config(s)->writeback = data[0] ? 1 : 0;
+    return 0;
+}
+
 static void blk_set_features(VirtIODevice *vdev, uint64_t features)
 {
     VirtIOBlock *s = VIRTIO_BLK(vdev);

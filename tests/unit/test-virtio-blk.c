@@ -11,6 +11,7 @@
  * publishes nothing.
  */
 #include <endian.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -375,6 +376,31 @@ static void test_config_space(gconstpointer data)
     blk_teardown(&t);
 }
 
+/* spec 5.2.4: only writeback is driver-writable, and only with CONFIG_WCE. */
+static void test_config_write(gconstpointer data)
+{
+    BlkTest t;
+    const VirtIOBlkConfig *cfg;
+    uint8_t zero = 0, one = 1, junk[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+    blk_setup(&t, data, NULL);
+    cfg = (const VirtIOBlkConfig *)t.dev.parent_obj.config;
+    g_assert_cmpint(virtio_blk_set_config(&t.dev, 0, junk, 8), ==, -EPERM);    /* capacity */
+    g_assert_cmpuint(le64toh(cfg->capacity), ==, IMG_SECTORS);
+    g_assert_cmpint(virtio_blk_set_config(&t.dev, 60, junk, 1), ==, -EINVAL);
+    g_assert_cmpint(virtio_blk_set_config(&t.dev, UINT32_MAX, junk, 2), ==, -EINVAL);
+    if (offered(&t, VIRTIO_BLK_F_CONFIG_WCE)) {
+        g_assert_cmpint(virtio_blk_set_config(&t.dev, offsetof(VirtIOBlkConfig, writeback), &zero, 1), ==, 0);
+        g_assert_false(virtio_blk_writeback(&t.dev));
+        g_assert_cmpint(virtio_blk_set_config(&t.dev, offsetof(VirtIOBlkConfig, writeback), &one, 1), ==, 0);
+        g_assert_true(virtio_blk_writeback(&t.dev));
+    } else {
+        g_assert_cmpint(virtio_blk_set_config(&t.dev, offsetof(VirtIOBlkConfig, writeback), &one, 1),
+                        ==, -EPERM);
+    }
+    blk_teardown(&t);
+}
+
 static void test_read_write(gconstpointer data)
 {
     BlkTest t;
@@ -440,7 +466,8 @@ static void test_writethrough_flushes_each_write(gconstpointer data)
 
     blk_setup(&t, data, NULL);
     if (offered(&t, VIRTIO_BLK_F_CONFIG_WCE)) {
-        ((VirtIOBlkConfig *)t.dev.parent_obj.config)->writeback = 0;
+        uint8_t zero = 0;
+        g_assert_cmpint(virtio_blk_set_config(&t.dev, offsetof(VirtIOBlkConfig, writeback), &zero, 1), ==, 0);
     }
     if (virtio_blk_writeback(&t.dev)) {
         g_test_skip("write cache cannot be turned off (no CONFIG_WCE)");
@@ -907,6 +934,7 @@ int main(int argc, char **argv)
         GTestDataFunc fn;
     } cases[] = {
         { "config-space", test_config_space },
+        { "config-write", test_config_write },
         { "read-write", test_read_write },
         { "header-split-across-descriptors", test_header_split_across_descriptors },
         { "flush", test_flush },

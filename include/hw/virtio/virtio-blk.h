@@ -183,6 +183,14 @@ void virtio_blk_unrealize(VirtIOBlock *s);
  */
 void virtio_blk_drain(VirtIOBlock *s);
 
+/*
+ * A driver write to the configuration space (transport or vhost-user
+ * SET_CONFIG). Only `writeback` is writable, and only with CONFIG_WCE
+ * negotiated (spec 5.2.4); anything else is refused with -EPERM and changes
+ * nothing. Returns 0, -EPERM or -EINVAL (outside the config space).
+ */
+int virtio_blk_set_config(VirtIOBlock *s, uint32_t offset, const uint8_t *data, uint32_t len);
+
 /* The image size changed (block_resize): update capacity and notify the driver. */
 void virtio_blk_resize(VirtIOBlock *s);
 

@@ -1,0 +1,388 @@
+/*
+ * vdm-vhost-user-blk: the virtio-blk device model served over a vhost-user
+ * socket (QEMU's vhost-user-blk-pci, DPDK virtio-user, vdm's test frontend).
+ *
+ * One glib main loop runs everything: vhost-user messages, kicks, and the
+ * block backend's completions. Requests run in parallel in the backend and
+ * complete out of order; with VIRTIO_F_IN_ORDER negotiated the core still
+ * publishes them in order (batched when every buffer was used completely).
+ *
+ * Context: single-threaded (the thread-pool engine's workers only do I/O).
+ */
+#include <errno.h>
+#include <glib-unix.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block-backend.h"
+#include "hw/virtio/vhost-user-backend.h"
+#include "hw/virtio/virtio-blk.h"
+
+static const char *const blk_type_names[16] = {
+    [VIRTIO_BLK_T_IN] = "read",
+    [VIRTIO_BLK_T_OUT] = "write",
+    [VIRTIO_BLK_T_FLUSH] = "flush",
+    [VIRTIO_BLK_T_GET_ID] = "get-id",
+    [VIRTIO_BLK_T_DISCARD] = "discard",
+    [VIRTIO_BLK_T_WRITE_ZEROES] = "write-zeroes",
+};
+
+/* Counters a summary reports: device requests plus the core's queue stats. */
+typedef struct Totals {
+    uint64_t reqs[16];
+    uint64_t ok, ioerr, unsupp;
+    uint64_t bytes_read, bytes_written;
+    uint64_t used, used_entries, flushes, notifies;
+} Totals;
+
+typedef struct Daemon {
+    GMainLoop *loop;
+    BlockBackend *blk;
+    VirtIOBlock dev;
+    VhostUserBackend *be;
+    bool features_logged;       /* for this connection */
+    Totals conn_start;          /* device counters when the connection's first ring started */
+    Totals all;                 /* finished connections */
+    VirtQueueStats *qstats;     /* per queue, latest seen this connection */
+    unsigned connections;
+} Daemon;
+
+static void log_msg(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static void log_msg(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("vdm-vhost-user-blk: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- statistics ---- */
+
+static void device_totals(Daemon *d, Totals *t)
+{
+    VirtIOBlkStats st;
+
+    virtio_blk_get_stats(&d->dev, &st);
+    memset(t, 0, sizeof(*t));
+    memcpy(t->reqs, st.reqs, sizeof(t->reqs));
+    t->ok = st.status_ok;
+    t->ioerr = st.status_ioerr;
+    t->unsupp = st.status_unsupp;
+    t->bytes_read = st.bytes_read;
+    t->bytes_written = st.bytes_written;
+}
+
+/* The core's queue counters are cleared by a queue reset: keep the latest copy. */
+static void snapshot_queues(Daemon *d)
+{
+    VirtIODevice *vdev = &d->dev.parent_obj;
+
+    for (unsigned n = 0; n < vdev->num_queues; n++) {
+        VirtQueueStats st;
+        virtio_queue_get_stats(virtio_get_queue(vdev, n), &st);
+        /* Never go backwards: a reset queue reports zeros until it runs again. */
+        if (st.popped >= d->qstats[n].popped) {
+            d->qstats[n] = st;
+        }
+    }
+}
+
+/* This connection's counters: device counters since it started, plus its queues. */
+static void connection_totals(Daemon *d, Totals *t)
+{
+    Totals now;
+
+    device_totals(d, &now);
+    memset(t, 0, sizeof(*t));
+    for (unsigned i = 0; i < 16; i++) {
+        t->reqs[i] = now.reqs[i] - d->conn_start.reqs[i];
+    }
+    t->ok = now.ok - d->conn_start.ok;
+    t->ioerr = now.ioerr - d->conn_start.ioerr;
+    t->unsupp = now.unsupp - d->conn_start.unsupp;
+    t->bytes_read = now.bytes_read - d->conn_start.bytes_read;
+    t->bytes_written = now.bytes_written - d->conn_start.bytes_written;
+    for (unsigned n = 0; n < d->dev.parent_obj.num_queues; n++) {
+        t->used += d->qstats[n].used;
+        t->used_entries += d->qstats[n].used_entries;
+        t->flushes += d->qstats[n].flushes;
+        t->notifies += d->qstats[n].notifies;
+    }
+}
+
+static void totals_add(Totals *a, const Totals *b)
+{
+    for (unsigned i = 0; i < 16; i++) {
+        a->reqs[i] += b->reqs[i];
+    }
+    a->ok += b->ok;
+    a->ioerr += b->ioerr;
+    a->unsupp += b->unsupp;
+    a->bytes_read += b->bytes_read;
+    a->bytes_written += b->bytes_written;
+    a->used += b->used;
+    a->used_entries += b->used_entries;
+    a->flushes += b->flushes;
+    a->notifies += b->notifies;
+}
+
+static void print_summary(const char *what, const Totals *t)
+{
+    GString *s = g_string_new(NULL);
+    uint64_t total = 0;
+
+    for (unsigned i = 0; i < 16; i++) {
+        total += t->reqs[i];
+        if (t->reqs[i]) {
+            g_string_append_printf(s, " %s=%" PRIu64, blk_type_names[i] ? blk_type_names[i] : "other",
+                                   t->reqs[i]);
+        }
+    }
+    log_msg("%s: %" PRIu64 " requests (%s ) status ok=%" PRIu64 " ioerr=%" PRIu64 " unsupp=%" PRIu64
+            "; %" PRIu64 " bytes read, %" PRIu64 " written", what, total, s->len ? s->str : " none",
+            t->ok, t->ioerr, t->unsupp, t->bytes_read, t->bytes_written);
+    log_msg("%s: used buffers=%" PRIu64 " used entries=%" PRIu64 " (batches; %" PRIu64
+            " buffers published without an entry of their own) flushes=%" PRIu64 " notifies=%" PRIu64,
+            what, t->used, t->used_entries, t->used - MIN(t->used, t->used_entries), t->flushes,
+            t->notifies);
+    g_string_free(s, TRUE);
+}
+
+/* ---- vhost-user hooks ---- */
+
+static void log_features(Daemon *d)
+{
+    VirtIODevice *vdev = &d->dev.parent_obj;
+    char names[1024];
+
+    virtio_features_describe(VIRTIO_ID_BLOCK, vdev->guest_features, names, sizeof(names));
+    log_msg("negotiated features 0x%" PRIx64 ": %s", vdev->guest_features, names);
+    log_msg("VIRTIO_F_IN_ORDER %s, VIRTIO_F_RING_PACKED %s, write cache %s",
+            virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER) ? "negotiated" : "NOT negotiated",
+            virtio_vdev_has_feature(vdev, VIRTIO_F_RING_PACKED) ? "negotiated" : "NOT negotiated",
+            virtio_blk_writeback(&d->dev) ? "writeback" : "writethrough");
+}
+
+static void on_queue_started(void *opaque, unsigned n, bool started)
+{
+    Daemon *d = opaque;
+
+    if (started) {
+        if (!d->features_logged) {
+            d->features_logged = true;
+            log_features(d);
+        }
+        return;
+    }
+    /*
+     * The ring's index is read right after this and memory may go away:
+     * finish every request now, publishing its completion.
+     */
+    virtio_blk_drain(&d->dev);
+    snapshot_queues(d);
+}
+
+static void on_reset(void *opaque)
+{
+    Daemon *d = opaque;
+    Totals t;
+
+    virtio_blk_drain(&d->dev);
+    snapshot_queues(d);
+    if (d->features_logged) {
+        connection_totals(d, &t);
+        print_summary("connection", &t);
+        totals_add(&d->all, &t);
+    }
+    d->features_logged = false;
+    device_totals(d, &d->conn_start);
+    memset(d->qstats, 0, d->dev.parent_obj.num_queues * sizeof(d->qstats[0]));
+}
+
+static int on_set_config(void *opaque, uint32_t offset, const uint8_t *data, uint32_t len, uint32_t flags)
+{
+    Daemon *d = opaque;
+
+    return virtio_blk_set_config(&d->dev, offset, data, len);
+}
+
+static const VhostUserBackendOps daemon_ops = {
+    .set_config = on_set_config,
+    .queue_started = on_queue_started,
+    .reset = on_reset,
+};
+
+static gboolean on_signal(gpointer opaque)
+{
+    Daemon *d = opaque;
+
+    g_main_loop_quit(d->loop);
+    return G_SOURCE_REMOVE;
+}
+
+/* ---- command line ---- */
+
+static bool parse_on_off(const char *opt, const char *v, bool *out, GError **errp)
+{
+    if (!g_strcmp0(v, "on")) {
+        *out = true;
+    } else if (!g_strcmp0(v, "off")) {
+        *out = false;
+    } else {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s takes on or off, not '%s'", opt, v);
+        return false;
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    char *socket_path = NULL, *image = NULL, *in_order = NULL, *packed = NULL, *engine = NULL;
+    char *serial = NULL;
+    gboolean read_only = FALSE;
+    gint num_queues = 1, queue_size = 256;
+    GOptionEntry entries[] = {
+        { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path, "vhost-user socket to listen on", "PATH" },
+        { "image", 'i', 0, G_OPTION_ARG_FILENAME, &image, "disk image file", "FILE" },
+        { "read-only", 'r', 0, G_OPTION_ARG_NONE, &read_only, "open the image read-only (offer RO)", NULL },
+        { "num-queues", 0, 0, G_OPTION_ARG_INT, &num_queues, "request queues (default 1)", "N" },
+        { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "entries per queue (default 256)", "N" },
+        { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
+        { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
+        { "backend", 0, 0, G_OPTION_ARG_STRING, &engine, "I/O engine (default: io_uring if it works)",
+          "io_uring|threads|null" },
+        { "serial", 0, 0, G_OPTION_ARG_STRING, &serial, "serial number for GET_ID (at most 20 bytes)", "S" },
+        { NULL, 0, 0, 0, NULL, NULL, NULL },
+    };
+    GOptionContext *octx = g_option_context_new("- virtio-blk vhost-user backend");
+    BlockBackendOptions bo = { .engine = BLK_ENGINE_AUTO };
+    VirtIOBlkConf conf;
+    GError *err = NULL;
+    Daemon d;
+    Totals t;
+    bool on;
+    int ret = 1;
+
+    memset(&d, 0, sizeof(d));
+    g_option_context_add_main_entries(octx, entries, NULL);
+    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
+        goto out;
+    }
+    if (!socket_path || !image) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "--socket and --image are required");
+        goto out;
+    }
+    if (engine && !blk_engine_parse(engine, &bo.engine)) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "unknown --backend '%s'", engine);
+        goto out;
+    }
+    if (num_queues < 1 || queue_size < 1) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--num-queues and --queue-size must be > 0");
+        goto out;
+    }
+
+    virtio_blk_conf_init(&conf);
+    conf.in_order = true;       /* the daemon offers IN_ORDER unless told not to */
+    conf.packed = true;         /* the frontend decides whether to use it */
+    conf.num_queues = (uint32_t)num_queues;
+    conf.queue_size = (uint32_t)queue_size;
+    conf.read_only = read_only;
+    if (in_order) {
+        if (!parse_on_off("--in-order", in_order, &on, &err)) {
+            goto out;
+        }
+        conf.in_order = on;
+    }
+    if (packed) {
+        if (!parse_on_off("--packed", packed, &on, &err)) {
+            goto out;
+        }
+        conf.packed = on;
+    }
+    if (serial && !virtio_blk_conf_set(&conf, "serial", serial, &err)) {
+        goto out;
+    }
+
+    bo.filename = image;
+    bo.read_only = read_only;
+    bo.null_size = 1ull << 30;
+    d.blk = blk_new_open(&bo, &err);
+    if (!d.blk) {
+        goto out;
+    }
+    conf.blk = d.blk;
+    if (!virtio_blk_realize(&d.dev, &conf, NULL, &err)) {
+        goto out;
+    }
+    d.qstats = g_new0(VirtQueueStats, conf.num_queues);
+    d.be = vhost_user_backend_new(&d.dev.parent_obj, &daemon_ops, &d);
+    if (!d.be) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "cannot create the vhost-user backend");
+        goto out;
+    }
+    blk_attach_main_context(d.blk, NULL);
+    if (vhost_user_backend_listen(d.be, socket_path, &err) < 0) {
+        goto out;
+    }
+    {
+        char offered[1024];
+        virtio_features_describe(VIRTIO_ID_BLOCK, d.dev.parent_obj.host_features, offered, sizeof(offered));
+        log_msg("listening on %s: image %s, %" PRIu64 " sectors%s, engine %s, %u queue(s) of %u",
+                socket_path, image, blk_getlength(d.blk) / VIRTIO_BLK_SECTOR_SIZE,
+                d.dev.read_only ? " (read-only)" : "", blk_engine_name(blk_get_engine(d.blk)),
+                conf.num_queues, conf.queue_size);
+        log_msg("offered features: %s", offered);
+    }
+
+    d.loop = g_main_loop_new(NULL, FALSE);
+    g_unix_signal_add(SIGTERM, on_signal, &d);
+    g_unix_signal_add(SIGINT, on_signal, &d);
+    signal(SIGPIPE, SIG_IGN);   /* a frontend that vanishes is a disconnect, not a crash */
+    g_main_loop_run(d.loop);
+
+    /*
+     * SIGTERM: closing the connection stops every ring (each drained, the
+     * connection's summary printed by on_reset); then report everything.
+     */
+    log_msg("terminating");
+    vhost_user_backend_free(d.be);
+    d.be = NULL;
+    virtio_blk_drain(&d.dev);
+    snapshot_queues(&d);
+    if (d.features_logged) {
+        connection_totals(&d, &t);
+        print_summary("connection", &t);
+        totals_add(&d.all, &t);
+    }
+    print_summary("total", &d.all);
+    ret = 0;
+
+out:
+    if (err) {
+        log_msg("%s", err->message);
+        g_error_free(err);
+    }
+    vhost_user_backend_free(d.be);
+    if (d.dev.queues) {
+        virtio_blk_unrealize(&d.dev);
+    }
+    blk_unref(d.blk);
+    if (d.loop) {
+        g_main_loop_unref(d.loop);
+    }
+    g_free(d.qstats);
+    g_option_context_free(octx);
+    g_free(socket_path);
+    g_free(image);
+    g_free(in_order);
+    g_free(packed);
+    g_free(engine);
+    g_free(serial);
+    return ret;
+}
