@@ -1,0 +1,865 @@
+/*
+ * vhost-user backend tests: the protocol against the test frontend, hostile
+ * frontends (each answered by an error reply or a closed connection, no fd
+ * leaked, the next connection served), and an echo device driven through the
+ * backend by the driver library on all four ring layouts.
+ *
+ * The backend runs on its own thread and GMainContext; the test thread is
+ * the frontend. Every wait is bounded (VUF timeout).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "hw/virtio/vhost-user-backend.h"
+#include "vdriver.h"
+#include "vhost-user-frontend.h"
+
+#define TIMEOUT_MS 5000
+#define NUM_QUEUES 2
+#define QUEUE_MAX 256
+#define RAM_SIZE (1ull << 20)
+#define ECHO_DEVICE_ID 42
+#define ECHO_CONFIG_LEN 8
+
+/* ---------------------------------------------------------------------- */
+/* The echo device: copies each buffer's readable bytes into its writable ones */
+
+typedef struct EchoDevice {
+    VirtIODevice vdev;
+    unsigned started[NUM_QUEUES];
+    unsigned stopped[NUM_QUEUES];
+    unsigned resets;
+    uint8_t last_config_write[ECHO_CONFIG_LEN];
+} EchoDevice;
+
+static size_t iov_copy_between(const struct iovec *dst, unsigned dst_num,
+                               const struct iovec *src, unsigned src_num)
+{
+    size_t done = 0, soff = 0, doff = 0;
+    unsigned s = 0, d = 0;
+
+    while (s < src_num && d < dst_num) {
+        size_t n = MIN(src[s].iov_len - soff, dst[d].iov_len - doff);
+        memcpy((uint8_t *)dst[d].iov_base + doff, (const uint8_t *)src[s].iov_base + soff, n);
+        done += n;
+        soff += n;
+        doff += n;
+        if (soff == src[s].iov_len) {
+            s++;
+            soff = 0;
+        }
+        if (doff == dst[d].iov_len) {
+            d++;
+            doff = 0;
+        }
+    }
+    return done;
+}
+
+/*
+ * Pop everything, then complete in reverse order, publishing after each:
+ * under IN_ORDER (ordered fill + flush) nothing may be published until the
+ * first is filled; without it the driver sees them in reverse.
+ */
+static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtQueueElement *elems[QUEUE_MAX];
+    size_t lens[QUEUE_MAX];
+    unsigned n = 0;
+
+    while (n < QUEUE_MAX) {
+        VirtQueueElement *e = virtqueue_pop(vq, sizeof(VirtQueueElement));
+        if (!e) {
+            break;
+        }
+        lens[n] = iov_copy_between(e->in_sg, e->in_num, e->out_sg, e->out_num);
+        elems[n++] = e;
+    }
+    for (unsigned i = n; i-- > 0;) {
+        if (virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
+            virtqueue_ordered_fill(vq, elems[i], lens[i]);
+            virtqueue_ordered_flush(vq);
+        } else {
+            virtqueue_push(vq, elems[i], lens[i]);  /* really out of order */
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        virtqueue_element_free(elems[i]);
+    }
+    if (n) {
+        virtio_notify(vdev, vq);
+    }
+}
+
+static void echo_queue_started(void *opaque, unsigned n, bool started)
+{
+    EchoDevice *d = opaque;
+
+    if (started) {
+        d->started[n]++;
+    } else {
+        d->stopped[n]++;
+    }
+}
+
+static void echo_reset(void *opaque)
+{
+    EchoDevice *d = opaque;
+    d->resets++;
+}
+
+static int echo_set_config(void *opaque, uint32_t offset, const uint8_t *data, uint32_t len,
+                           uint32_t flags)
+{
+    EchoDevice *d = opaque;
+
+    memcpy(d->vdev.config + offset, data, len);
+    memcpy(d->last_config_write, d->vdev.config, ECHO_CONFIG_LEN);
+    return 0;
+}
+
+static const VhostUserBackendOps echo_ops = {
+    .queue_started = echo_queue_started,
+    .reset = echo_reset,
+    .set_config = echo_set_config,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Fixture: backend thread + socket                                        */
+
+typedef struct Fixture {
+    EchoDevice dev;
+    VhostUserBackend *be;
+    GMainContext *ctx;
+    GMainLoop *loop;
+    GThread *thread;
+    char *dir;
+    char *path;
+} Fixture;
+
+static gpointer backend_thread(gpointer opaque)
+{
+    Fixture *fx = opaque;
+
+    g_main_context_push_thread_default(fx->ctx);
+    g_main_loop_run(fx->loop);
+    g_main_context_pop_thread_default(fx->ctx);
+    return NULL;
+}
+
+static void fixture_setup(Fixture *fx, gconstpointer data)
+{
+    GError *err = NULL;
+
+    memset(fx, 0, sizeof(*fx));
+    g_assert_cmpint(virtio_init(&fx->dev.vdev, "vu-echo", ECHO_DEVICE_ID, ECHO_CONFIG_LEN, NULL,
+                                NUM_QUEUES, QUEUE_MAX), ==, 0);
+    memcpy(fx->dev.vdev.config, "vdm-echo", ECHO_CONFIG_LEN);
+    for (unsigned n = 0; n < NUM_QUEUES; n++) {
+        virtio_queue_set_handler(&fx->dev.vdev, n, echo_handle);
+    }
+    fx->be = vhost_user_backend_new(&fx->dev.vdev, &echo_ops, &fx->dev);
+    fx->ctx = g_main_context_new();
+    vhost_user_backend_set_context(fx->be, fx->ctx);
+    fx->dir = g_dir_make_tmp("vdm-vu-XXXXXX", &err);
+    g_assert_no_error(err);
+    fx->path = g_build_filename(fx->dir, "sock", NULL);
+    g_assert_cmpint(vhost_user_backend_listen(fx->be, fx->path, &err), ==, 0);
+    g_assert_no_error(err);
+    fx->loop = g_main_loop_new(fx->ctx, FALSE);
+    fx->thread = g_thread_new("vu-backend", backend_thread, fx);
+}
+
+static void fixture_teardown(Fixture *fx, gconstpointer data)
+{
+    g_main_loop_quit(fx->loop);
+    g_thread_join(fx->thread);
+    vhost_user_backend_free(fx->be);
+    g_main_loop_unref(fx->loop);
+    g_main_context_unref(fx->ctx);
+    virtio_cleanup(&fx->dev.vdev);
+    rmdir(fx->dir);
+    g_free(fx->path);
+    g_free(fx->dir);
+}
+
+static void connect_ok(Fixture *fx, VuFrontend *f)
+{
+    g_assert_cmpint(vuf_connect(f, fx->path, TIMEOUT_MS), ==, 0);
+}
+
+/* A fresh connection answers GET_FEATURES: the previous one is fully cleaned up. */
+static uint64_t roundtrip(Fixture *fx, VuFrontend *f)
+{
+    uint64_t features = 0;
+
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, &features), ==, 0);
+    return features;
+}
+
+/* Open fds with one idle connection served (so the counts compare like with like). */
+static int fds_with_idle_connection(Fixture *fx)
+{
+    VuFrontend f;
+    int n;
+
+    connect_ok(fx, &f);
+    roundtrip(fx, &f);
+    n = vuf_count_fds();
+    vuf_close(&f);
+    return n;
+}
+
+/* Connect, negotiate (REPLY_ACK on) and share RAM. */
+static void session_start(Fixture *fx, VuFrontend *f, uint64_t features)
+{
+    connect_ok(fx, f);
+    g_assert_cmpint(vuf_negotiate(f, features | 1ull << VIRTIO_F_VERSION_1,
+                                  1ull << VHOST_USER_PROTOCOL_F_MQ |
+                                  1ull << VHOST_USER_PROTOCOL_F_CONFIG |
+                                  1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD |
+                                  1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE |
+                                  1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS |
+                                  1ull << VHOST_USER_PROTOCOL_F_STATUS), ==, 0);
+    g_assert_cmpint(vuf_ram_create(f, RAM_SIZE), ==, 0);
+    g_assert_cmpint(vuf_set_mem_table(f), ==, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Protocol                                                                */
+
+static void test_negotiation(Fixture *fx, gconstpointer data)
+{
+    VuFrontend f;
+    VhostUserBackendStats st;
+    uint64_t features, pf, queues, slots, status;
+
+    connect_ok(fx, &f);
+    features = roundtrip(fx, &f);
+    g_assert_true(features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
+    g_assert_true(features & (1ull << VIRTIO_F_IN_ORDER));
+    g_assert_true(features & (1ull << VIRTIO_F_VERSION_1));
+    g_assert_cmpint(vuf_get_u64(&f, VHOST_USER_GET_PROTOCOL_FEATURES, &pf), ==, 0);
+    for (unsigned bit = 0; bit < 64; bit++) {
+        static const unsigned expected[] = {
+            VHOST_USER_PROTOCOL_F_MQ, VHOST_USER_PROTOCOL_F_REPLY_ACK,
+            VHOST_USER_PROTOCOL_F_BACKEND_REQ, VHOST_USER_PROTOCOL_F_CONFIG,
+            VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, VHOST_USER_PROTOCOL_F_RESET_DEVICE,
+            VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, VHOST_USER_PROTOCOL_F_STATUS,
+        };
+        bool want = false;
+        for (unsigned i = 0; i < G_N_ELEMENTS(expected); i++) {
+            want |= expected[i] == bit;
+        }
+        g_assert_cmpint(!!(pf & (1ull << bit)), ==, want);
+    }
+    vuf_close(&f);
+
+    session_start(fx, &f, 1ull << VIRTIO_F_IN_ORDER);
+    g_assert_cmpint(vuf_get_u64(&f, VHOST_USER_GET_QUEUE_NUM, &queues), ==, 0);
+    g_assert_cmpuint(queues, ==, NUM_QUEUES);
+    g_assert_cmpint(vuf_get_u64(&f, VHOST_USER_GET_MAX_MEM_SLOTS, &slots), ==, 0);
+    g_assert_cmpuint(slots, ==, GUEST_MEMORY_MAX_REGIONS);
+    g_assert_cmpint(vuf_set_u64(&f, VHOST_USER_SET_STATUS, 0xb), ==, 0);
+    g_assert_cmpint(vuf_get_u64(&f, VHOST_USER_GET_STATUS, &status), ==, 0);
+    g_assert_cmpuint(status, ==, 0xb);
+    vhost_user_backend_get_stats(fx->be, &st);
+    g_assert_true(st.connected);
+    g_assert_true(st.features & (1ull << VIRTIO_F_IN_ORDER));
+    g_assert_false(st.features & (1ull << VHOST_USER_F_PROTOCOL_FEATURES));
+    g_assert_true(st.protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
+    /* A bit the device does not offer is refused and nothing changes. */
+    g_assert_true(vuf_refused(vuf_set_u64(&f, VHOST_USER_SET_FEATURES, 1ull << 63)));
+    g_assert_true(vuf_refused(vuf_set_u64(&f, VHOST_USER_SET_PROTOCOL_FEATURES,
+                                          1ull << VHOST_USER_PROTOCOL_F_PAGEFAULT)));
+    vuf_close(&f);
+}
+
+static void test_config(Fixture *fx, gconstpointer data)
+{
+    VuFrontend f;
+    VhostUserConfig cfg = { .offset = 0, .size = ECHO_CONFIG_LEN + 4 };
+    VhostUserHeader hdr;
+    int ret;
+
+    session_start(fx, &f, 0);
+    g_assert_cmpint(vuf_send(&f, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, &cfg,
+                             VHOST_USER_CONFIG_HDR_SIZE + cfg.size, NULL, 0), ==, 0);
+    ret = vuf_recv(&f, &hdr, &cfg, sizeof(cfg), NULL);
+    g_assert_cmpint(ret, ==, VHOST_USER_CONFIG_HDR_SIZE + ECHO_CONFIG_LEN + 4);
+    g_assert_cmpmem(cfg.region, ECHO_CONFIG_LEN, "vdm-echo", ECHO_CONFIG_LEN);
+    g_assert_cmpmem(cfg.region + ECHO_CONFIG_LEN, 4, "\0\0\0\0", 4);
+
+    cfg = (VhostUserConfig) { .offset = 4, .size = 4 };
+    memcpy(cfg.region, "ECHO", 4);
+    g_assert_cmpint(vuf_request(&f, VHOST_USER_SET_CONFIG, &cfg, VHOST_USER_CONFIG_HDR_SIZE + 4,
+                                NULL, 0), ==, 0);
+    g_assert_cmpmem(fx->dev.last_config_write, ECHO_CONFIG_LEN, "vdm-ECHO", ECHO_CONFIG_LEN);
+    /* Past the config space, or a size that disagrees with the message. */
+    cfg = (VhostUserConfig) { .offset = 6, .size = 4 };
+    g_assert_true(vuf_refused(vuf_request(&f, VHOST_USER_SET_CONFIG, &cfg,
+                                          VHOST_USER_CONFIG_HDR_SIZE + 4, NULL, 0)));
+    cfg = (VhostUserConfig) { .offset = 0, .size = 200 };
+    g_assert_true(vuf_refused(vuf_request(&f, VHOST_USER_SET_CONFIG, &cfg,
+                                          VHOST_USER_CONFIG_HDR_SIZE + 4, NULL, 0)));
+    /* GET_CONFIG beyond 256 bytes: no reply is possible, the connection closes. */
+    cfg = (VhostUserConfig) { .offset = 0xffffffff, .size = 8 };
+    g_assert_cmpint(vuf_send(&f, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, &cfg,
+                             VHOST_USER_CONFIG_HDR_SIZE + 8, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_recv(&f, &hdr, &cfg, sizeof(cfg), NULL), ==, -EPIPE);
+    vuf_close(&f);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Hostile frontends: one class per test, no fd leaked, next connection served */
+
+typedef void (*HostileFn)(Fixture *fx, VuFrontend *f);
+
+static void run_hostile(Fixture *fx, HostileFn fn)
+{
+    VuFrontend f;
+    VhostUserBackendStats before, after;
+    int fds_before = fds_with_idle_connection(fx);
+    int fds_after;
+
+    vhost_user_backend_get_stats(fx->be, &before);
+    session_start(fx, &f, 0);
+    fn(fx, &f);
+    vuf_close(&f);
+    fds_after = fds_with_idle_connection(fx);
+    g_assert_cmpint(fds_after, ==, fds_before);
+    vhost_user_backend_get_stats(fx->be, &after);
+    g_assert_cmpuint(after.bad_messages, >, before.bad_messages);
+    g_assert_cmpuint(after.connections, >=, before.connections + 2);
+}
+
+/* Re-open a session after the backend closed one (the test continues on a fresh one). */
+static void reopen(Fixture *fx, VuFrontend *f)
+{
+    vuf_close(f);
+    session_start(fx, f, 0);
+}
+
+static void hostile_payload_sizes(Fixture *fx, VuFrontend *f)
+{
+    uint8_t junk[64] = { 0 };
+
+    /* With NEED_REPLY: an error ack, the connection stays. */
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_FEATURES, junk, 4, NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, junk, 12, NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, junk, 32, NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_OWNER, junk, 16, NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_MEM_TABLE, junk, 8, &f->mem_fd, 1), >, 0);
+    roundtrip(fx, f);
+    /* A request with its own reply cannot be acked: closed. */
+    g_assert_cmpint(vuf_send(f, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, junk, 4, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, (uint64_t *)junk), ==, -EPIPE);
+    reopen(fx, f);
+    /* Without NEED_REPLY: closed. */
+    g_assert_cmpint(vuf_send(f, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, junk, 16, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, (uint64_t *)junk), ==, -EPIPE);
+}
+
+static void hostile_fds(Fixture *fx, VuFrontend *f)
+{
+    uint64_t idx = 0;
+    int fds[9];
+    VhostUserMemory m = { .nregions = 2 };
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(fds); i++) {
+        fds[i] = dup(f->mem_fd);
+    }
+    /* Missing: a kick without the no-fd flag and without an fd. */
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &idx, sizeof(idx), NULL, 0), >, 0);
+    /* Extra: an fd with the no-fd flag, an fd on SET_FEATURES. */
+    idx = VHOST_USER_VRING_NOFD_MASK;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_CALL, &idx, sizeof(idx), fds, 1), >, 0);
+    idx = 1ull << VIRTIO_F_VERSION_1;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_FEATURES, &idx, sizeof(idx), fds, 2), >, 0);
+    /* Region count disagreeing with the fds. */
+    m.regions[0] = (VhostUserMemoryRegion) { VUF_RAM_GPA, 4096, vuf_uva(f, VUF_RAM_GPA), 0 };
+    m.regions[1] = (VhostUserMemoryRegion) { VUF_RAM_GPA + 4096, 4096, vuf_uva(f, VUF_RAM_GPA) + 4096, 4096 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_MEM_TABLE, &m,
+                                offsetof(VhostUserMemory, regions) + 2 * sizeof(m.regions[0]), fds, 1), >, 0);
+    /* Reserved bits in a vring fd payload. */
+    idx = 1ull << 20;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_CALL, &idx, sizeof(idx), fds, 1), >, 0);
+    /* More fds than any message may carry. */
+    idx = 0;
+    g_assert_true(vuf_refused(vuf_request(f, VHOST_USER_SET_VRING_CALL, &idx, sizeof(idx), fds, 9)));
+    for (unsigned i = 0; i < G_N_ELEMENTS(fds); i++) {
+        close(fds[i]);
+    }
+}
+
+static void hostile_header(Fixture *fx, VuFrontend *f)
+{
+    uint64_t v = 0;
+    uint8_t big[VHOST_USER_PAYLOAD_MAX + 16] = { 0 };
+
+    /* Unknown requests: acked as errors when asked, else closed. */
+    g_assert_cmpint(vuf_request(f, 99, &v, sizeof(v), NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_NONE, NULL, 0, NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_POSTCOPY_ADVISE, NULL, 0, NULL, 0), >, 0);
+    /* Not offered: refused. */
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_LOG_BASE, &v, sizeof(v), NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ENDIAN, &v, sizeof(v), NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_IOTLB_MSG, big, 64, NULL, 0), >, 0);
+    roundtrip(fx, f);
+    /* Wrong version. */
+    g_assert_cmpint(vuf_send(f, VHOST_USER_GET_FEATURES, 2, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, &v), ==, -EPIPE);
+    reopen(fx, f);
+    /* A reply flag on a request. */
+    g_assert_cmpint(vuf_send(f, VHOST_USER_GET_FEATURES, 5, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, &v), ==, -EPIPE);
+    reopen(fx, f);
+    /* Oversized payload announced: closed before reading it. */
+    g_assert_cmpint(vuf_send(f, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK,
+                             big, sizeof(big), NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, &v), ==, -EPIPE);
+    reopen(fx, f);
+    g_assert_cmpint(vuf_send(f, 99, VHOST_USER_VERSION, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_FEATURES, &v), ==, -EPIPE);
+}
+
+/* One SET_MEM_TABLE region list (up to one more than allowed), each region backed by @fd. */
+static int mem_table(VuFrontend *f, const VhostUserMemoryRegion *r, unsigned n, int fd)
+{
+    uint8_t buf[offsetof(VhostUserMemory, regions) + (VHOST_USER_MAX_REGIONS + 1) * sizeof(*r)];
+    uint32_t nregions = n;
+    int fds[VHOST_USER_MAX_REGIONS + 1];
+
+    g_assert_cmpuint(n, <=, VHOST_USER_MAX_REGIONS + 1);
+    memset(buf, 0, sizeof(buf));
+    memcpy(buf, &nregions, sizeof(nregions));
+    memcpy(buf + offsetof(VhostUserMemory, regions), r, n * sizeof(*r));
+    for (unsigned i = 0; i < n; i++) {
+        fds[i] = fd;
+    }
+    return vuf_request(f, VHOST_USER_SET_MEM_TABLE, buf,
+                       offsetof(VhostUserMemory, regions) + n * sizeof(*r), fds, n);
+}
+
+static void hostile_regions(Fixture *fx, VuFrontend *f)
+{
+    uint64_t uva = vuf_uva(f, VUF_RAM_GPA);
+    VhostUserMemoryRegion r[VHOST_USER_MAX_REGIONS + 1];
+    VhostUserMemRegMsg reg = { 0 };
+    int pipefd[2];
+
+    /* Overlapping guest-physical ranges. */
+    r[0] = (VhostUserMemoryRegion) { 0x100000, 0x10000, uva, 0 };
+    r[1] = (VhostUserMemoryRegion) { 0x108000, 0x10000, uva + 0x20000, 0x20000 };
+    g_assert_cmpint(mem_table(f, r, 2, f->mem_fd), >, 0);
+    /* Overlapping user addresses. */
+    r[1] = (VhostUserMemoryRegion) { 0x200000, 0x10000, uva + 0x8000, 0x20000 };
+    g_assert_cmpint(mem_table(f, r, 2, f->mem_fd), >, 0);
+    /* Overflowing gpa + size, uva + size, offset + size; zero size. */
+    r[0] = (VhostUserMemoryRegion) { UINT64_MAX - 0xfff, 0x2000, uva, 0 };
+    g_assert_cmpint(mem_table(f, r, 1, f->mem_fd), >, 0);
+    r[0] = (VhostUserMemoryRegion) { 0x100000, 0x2000, UINT64_MAX - 0xfff, 0 };
+    g_assert_cmpint(mem_table(f, r, 1, f->mem_fd), >, 0);
+    r[0] = (VhostUserMemoryRegion) { 0x100000, 0x2000, uva, UINT64_MAX - 0xfff };
+    g_assert_cmpint(mem_table(f, r, 1, f->mem_fd), >, 0);
+    r[0] = (VhostUserMemoryRegion) { 0x100000, 0, uva, 0 };
+    g_assert_cmpint(mem_table(f, r, 1, f->mem_fd), >, 0);
+    /* Larger than the file behind it (would SIGBUS), and not a file at all. */
+    r[0] = (VhostUserMemoryRegion) { 0x100000, RAM_SIZE, uva, 0x1000 };
+    g_assert_cmpint(mem_table(f, r, 1, f->mem_fd), >, 0);
+    g_assert_cmpint(pipe(pipefd), ==, 0);
+    r[0] = (VhostUserMemoryRegion) { 0x100000, 0x1000, uva, 0 };
+    g_assert_cmpint(mem_table(f, r, 1, pipefd[0]), >, 0);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    /* More regions than a table holds. */
+    for (unsigned i = 0; i < G_N_ELEMENTS(r); i++) {
+        r[i] = (VhostUserMemoryRegion) { 0x100000 + i * 0x1000ull, 0x1000, uva + i * 0x1000ull, i * 0x1000ull };
+    }
+    g_assert_true(vuf_refused(mem_table(f, r, VHOST_USER_MAX_REGIONS + 1, f->mem_fd)));
+    reopen(fx, f);
+    /* A valid table of 8 pieces works; ADD_MEM_REG overlapping it is refused, a new one added and removed. */
+    g_assert_cmpint(mem_table(f, r, VHOST_USER_MAX_REGIONS, f->mem_fd), ==, 0);
+    reg.region = (VhostUserMemoryRegion) { 0x100000, 0x1000, uva + 0x80000, 0x80000 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_ADD_MEM_REG, &reg, sizeof(reg), &f->mem_fd, 1), >, 0);
+    reg.region = (VhostUserMemoryRegion) { 0x400000, 0x1000, uva + 0x80000, 0x80000 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_ADD_MEM_REG, &reg, sizeof(reg), &f->mem_fd, 1), ==, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_REM_MEM_REG, &reg, sizeof(reg), NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_REM_MEM_REG, &reg, sizeof(reg), NULL, 0), >, 0);
+    /* Replacing the table keeps unchanged regions and drops the rest (no leak either way). */
+    g_assert_cmpint(mem_table(f, r, 2, f->mem_fd), ==, 0);
+    g_assert_cmpint(vuf_set_mem_table(f), ==, 0);
+}
+
+static void hostile_vrings(Fixture *fx, VuFrontend *f)
+{
+    VhostUserVringState s;
+    VhostUserVringAddr a = { 0 };
+    uint64_t v;
+    int efd = dup(f->mem_fd);
+
+    /* Index out of range on every kind of vring message. */
+    s = (VhostUserVringState) { NUM_QUEUES, 64 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_BASE, &s, sizeof(s), NULL, 0), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ENABLE, &s, sizeof(s), NULL, 0), >, 0);
+    s.index = 0xffffffff;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), >, 0);
+    a.index = NUM_QUEUES;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), >, 0);
+    v = 0xff;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_CALL, &v, sizeof(v), &efd, 1), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &v, sizeof(v), &efd, 1), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ERR, &v, sizeof(v), &efd, 1), >, 0);
+    /* Queue sizes: 0, above the maximum, not a power of two (split). */
+    s = (VhostUserVringState) { 0, 0 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), >, 0);
+    s.num = QUEUE_MAX * 2;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), >, 0);
+    s.num = 65536;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), >, 0);
+    s.num = 100;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), >, 0);
+    /* Split base beyond 16 bits; enable value not 0/1. */
+    s = (VhostUserVringState) { 0, 0x10000 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_BASE, &s, sizeof(s), NULL, 0), >, 0);
+    s = (VhostUserVringState) { 0, 2 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ENABLE, &s, sizeof(s), NULL, 0), >, 0);
+    /* Ring addresses outside the memory table, straddling its end, or with unknown flags. */
+    a = (VhostUserVringAddr) { .index = 0, .desc_user_addr = 0x1000, .avail_user_addr = 0x2000,
+                               .used_user_addr = 0x3000 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), >, 0);
+    a.desc_user_addr = vuf_uva(f, VUF_RAM_GPA + RAM_SIZE - 64);
+    a.avail_user_addr = vuf_uva(f, VUF_RAM_GPA);
+    a.used_user_addr = vuf_uva(f, VUF_RAM_GPA + 0x1000);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), >, 0);
+    a.desc_user_addr = vuf_uva(f, VUF_RAM_GPA + 0x2000);
+    a.flags = 2;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), >, 0);
+    /* Kick in polling mode is not supported. */
+    v = VHOST_USER_VRING_NOFD_MASK;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &v, sizeof(v), NULL, 0), >, 0);
+    /* GET_VRING_BASE on a ring never set up is answered; repeated, it leaks nothing. */
+    for (unsigned i = 0; i < 3; i++) {
+        uint32_t base;
+        g_assert_cmpint(vuf_ring_get_base(f, 1, &base), ==, 0);
+    }
+    /* The misaligned ring the core refuses at start: an error ack, and the device stays sane. */
+    a = (VhostUserVringAddr) { .index = 0, .desc_user_addr = vuf_uva(f, VUF_RAM_GPA + 0x2008),
+                               .avail_user_addr = vuf_uva(f, VUF_RAM_GPA),
+                               .used_user_addr = vuf_uva(f, VUF_RAM_GPA + 0x1000) };
+    s = (VhostUserVringState) { 0, 64 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_NUM, &s, sizeof(s), NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), ==, 0);
+    s = (VhostUserVringState) { 0, 1 };
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ENABLE, &s, sizeof(s), NULL, 0), ==, 0);
+    v = 0;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &v, sizeof(v), &efd, 1), >, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_STATUS, &v), ==, 0);
+    g_assert_true(v & VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* RESET_DEVICE clears it. */
+    g_assert_cmpint(vuf_request(f, VHOST_USER_RESET_DEVICE, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_get_u64(f, VHOST_USER_GET_STATUS, &v), ==, 0);
+    g_assert_false(v & VIRTIO_CONFIG_S_NEEDS_RESET);
+    close(efd);
+}
+
+static int inflight_get(VuFrontend *f, uint16_t num_queues, uint16_t queue_size, VhostUserInflight *out,
+                        int *fd)
+{
+    VhostUserInflight in = { .num_queues = num_queues, .queue_size = queue_size };
+    VhostUserHeader hdr;
+    int ret = vuf_send(f, VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_VERSION, &in, VHOST_USER_INFLIGHT_SIZE,
+                       NULL, 0);
+
+    if (ret < 0) {
+        return ret;
+    }
+    return vuf_recv(f, &hdr, out, sizeof(*out), fd);
+}
+
+static void hostile_inflight(Fixture *fx, VuFrontend *f)
+{
+    VhostUserInflight in;
+    int fd = -1, small;
+
+    /* A good region first, twice (the second replaces the first: nothing leaks). */
+    for (unsigned i = 0; i < 2; i++) {
+        g_assert_cmpint(inflight_get(f, NUM_QUEUES, 128, &in, &fd), ==, sizeof(in));
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpuint(in.mmap_size, ==, NUM_QUEUES * vhost_user_inflight_queue_size(128));
+        g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &fd, 1), ==, 0);
+        close(fd);
+    }
+    g_assert_cmpint(inflight_get(f, NUM_QUEUES, 128, &in, &fd), ==, sizeof(in));
+    /* SET with a size that does not match the geometry, an unaligned offset, or a short file. */
+    in.mmap_size += 64;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &fd, 1), >, 0);
+    in.mmap_size -= 64;
+    in.mmap_offset = 100;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &fd, 1), >, 0);
+    in.mmap_offset = 4096;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &fd, 1), >, 0);
+    in.mmap_offset = 0;
+    small = memfd_create("small", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(small, 64), ==, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &small, 1), >, 0);
+    close(small);
+    /* Bad geometry on SET: more queues than the device, zero or oversized queues. */
+    in.num_queues = NUM_QUEUES + 1;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &fd, 1), >, 0);
+    in.num_queues = NUM_QUEUES;
+    in.queue_size = 0;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE, &fd, 1), >, 0);
+    close(fd);
+    /* Bad geometry on GET: no reply possible, the connection closes. */
+    g_assert_cmpint(inflight_get(f, 0, 128, &in, &fd), ==, -EPIPE);
+    reopen(fx, f);
+    g_assert_cmpint(inflight_get(f, NUM_QUEUES, 0xffff, &in, &fd), ==, -EPIPE);
+    reopen(fx, f);
+    g_assert_cmpint(inflight_get(f, 200, 128, &in, &fd), ==, -EPIPE);
+}
+
+static void hostile_disconnect_mid_message(Fixture *fx, VuFrontend *f)
+{
+    VhostUserHeader hdr = { VHOST_USER_SET_VRING_ADDR, VHOST_USER_VERSION, sizeof(VhostUserVringAddr) };
+    uint8_t partial[sizeof(hdr) + 10] = { 0 };
+    uint64_t idx = 0;
+    int efd = dup(f->mem_fd);
+
+    /* Half a header. */
+    g_assert_cmpint(vuf_send_raw(f, &hdr, 6), ==, 0);
+    reopen(fx, f);
+    /* A header and part of its payload. */
+    memcpy(partial, &hdr, sizeof(hdr));
+    g_assert_cmpint(vuf_send_raw(f, partial, sizeof(partial)), ==, 0);
+    reopen(fx, f);
+    /* A header whose fd came along but whose payload never does. */
+    g_assert_cmpint(vuf_send(f, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, NULL, sizeof(idx),
+                             &efd, 1), ==, 0);
+    reopen(fx, f);
+    /* Make the class show up in the bad-message count too. */
+    g_assert_cmpint(vuf_request(f, 77, NULL, 0, NULL, 0), >, 0);
+    close(efd);
+}
+
+typedef struct HostileTest {
+    const char *name;
+    HostileFn fn;
+} HostileTest;
+
+static const HostileTest hostile_tests[] = {
+    { "payload-sizes", hostile_payload_sizes },
+    { "fds", hostile_fds },
+    { "header", hostile_header },
+    { "regions", hostile_regions },
+    { "vrings", hostile_vrings },
+    { "inflight", hostile_inflight },
+    { "disconnect-mid-message", hostile_disconnect_mid_message },
+};
+
+static void test_hostile(Fixture *fx, gconstpointer data)
+{
+    const HostileTest *t = data;
+    run_hostile(fx, t->fn);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Echo through the backend with the driver library                        */
+
+typedef struct Layout {
+    const char *name;
+    bool packed;
+    bool in_order;
+} Layout;
+
+static const Layout layouts[] = {
+    { "split", false, false },
+    { "packed", true, false },
+    { "split-in-order", false, true },
+    { "packed-in-order", true, true },
+};
+
+#define ECHO_NUM 64
+#define ECHO_BUF 256
+
+typedef struct EchoSession {
+    VuFrontend f;
+    VuFrontendRing ring;
+    VDriverQueueConfig qcfg;
+    VDriverQueue *q;
+    hwaddr data;                /* out buffers then in buffers, ECHO_BUF each */
+    uint64_t tokens_reaped;
+    VhostUserBackend *be;       /* for stats in failure messages */
+} EchoSession;
+
+static void echo_session_start(Fixture *fx, EchoSession *s, const Layout *l)
+{
+    uint64_t features = (l->packed ? 1ull << VIRTIO_F_RING_PACKED : 0) |
+                        (l->in_order ? 1ull << VIRTIO_F_IN_ORDER : 0);
+
+    memset(s, 0, sizeof(*s));
+    s->be = fx->be;
+    session_start(fx, &s->f, features);
+    s->qcfg = (VDriverQueueConfig) { .num = ECHO_NUM, .packed = l->packed, .in_order = l->in_order };
+    s->data = vdriver_layout_rings(&s->qcfg, VUF_RAM_GPA);
+    s->q = vdriver_queue_new(&s->f.mem, &s->qcfg);
+    g_assert_nonnull(s->q);
+    s->ring = (VuFrontendRing) {
+        .index = 0, .num = ECHO_NUM, .desc = s->qcfg.desc, .driver = s->qcfg.driver,
+        .device = s->qcfg.device, .base = l->packed ? 0x80008000 : 0, .kick_fd = -1, .call_fd = -1,
+    };
+    g_assert_cmpint(vuf_ring_setup(&s->f, &s->ring), ==, 0);
+}
+
+/* Send @count buffers (tokens from @first), wait for all of them, check order and contents. */
+static void echo_round(EchoSession *s, const Layout *l, unsigned first, unsigned count)
+{
+    unsigned reaped = 0;
+
+    for (unsigned i = 0; i < count; i++) {
+        unsigned slot = (first + i) % ECHO_NUM;
+        VDriverSeg out = { s->data + slot * ECHO_BUF, ECHO_BUF };
+        VDriverSeg in = { s->data + (ECHO_NUM + slot) * ECHO_BUF, ECHO_BUF };
+        memset(vuf_host(&s->f, out.addr), (int)(first + i), ECHO_BUF);
+        memset(vuf_host(&s->f, in.addr), 0, ECHO_BUF);
+        g_assert_cmpint(vdriver_add(s->q, &out, 1, &in, 1, GUINT_TO_POINTER(first + i + 1), false), ==, 0);
+    }
+    if (vdriver_kick_prepare(s->q)) {
+        vuf_kick(&s->ring);
+    }
+    while (reaped < count) {
+        uint32_t len;
+        void *token;
+
+        while ((token = vdriver_get_buf(s->q, &len, NULL))) {
+            unsigned seq = GPOINTER_TO_UINT(token) - 1;
+            unsigned slot = seq % ECHO_NUM;
+            uint8_t *in = vuf_host(&s->f, s->data + (ECHO_NUM + slot) * ECHO_BUF);
+
+            g_assert_cmpuint(len, ==, ECHO_BUF);
+            g_assert_cmpuint(in[0], ==, (uint8_t)seq);
+            g_assert_cmpuint(in[ECHO_BUF - 1], ==, (uint8_t)seq);
+            if (l->in_order) {
+                /* The device completed in reverse; IN_ORDER makes them arrive in order. */
+                g_assert_cmpuint(seq, ==, first + reaped);
+            }
+            reaped++;
+        }
+        g_assert_null(vdriver_error(s->q));
+        if (reaped < count && !vuf_wait_call(&s->f, &s->ring)) {
+            VhostUserBackendStats st;
+            vhost_user_backend_get_stats(s->be, &st);
+            g_test_message("no call: %u running, %" G_GUINT64_FORMAT " kicks, %" G_GUINT64_FORMAT " calls",
+                           st.queues_running, st.kicks, st.calls);
+            g_assert_not_reached();
+        }
+    }
+    s->tokens_reaped += reaped;
+}
+
+static void echo_session_end(EchoSession *s)
+{
+    vdriver_queue_free(s->q);
+    vuf_ring_close(&s->ring);
+    vuf_close(&s->f);
+}
+
+static void test_echo(Fixture *fx, gconstpointer data)
+{
+    const Layout *l = data;
+    EchoSession s;
+    VhostUserBackendStats st;
+    VirtQueueStats qs;
+    uint32_t base;
+
+    echo_session_start(fx, &s, l);
+    for (unsigned round = 0; round < 10; round++) {
+        echo_round(&s, l, round * 24, 24);
+    }
+    vhost_user_backend_get_stats(fx->be, &st);
+    g_assert_cmpint(!!(st.features & (1ull << VIRTIO_F_IN_ORDER)), ==, l->in_order);
+    g_assert_cmpint(!!(st.features & (1ull << VIRTIO_F_RING_PACKED)), ==, l->packed);
+    g_assert_cmpuint(st.queues_running, ==, 1);
+    g_assert_cmpuint(st.calls, >, 0);
+    g_assert_cmpuint(fx->dev.started[0], ==, 1);
+
+    /* Stop: GET_VRING_BASE returns where the ring is (packed: both halves with wrap bits). */
+    g_assert_cmpint(vuf_ring_get_base(&s.f, 0, &base), ==, 0);
+    g_assert_cmpuint(fx->dev.stopped[0], ==, 1);
+    if (l->packed) {
+        /* Each buffer is two descriptors; the wrap counters start at 1 and flip every lap. */
+        unsigned descs = 240 * 2, pos = descs % ECHO_NUM, wrap = !((descs / ECHO_NUM) & 1);
+        g_assert_cmphex(base, ==, (pos | wrap << 15) * 0x10001u);
+    } else {
+        g_assert_cmpuint(base, ==, 240);
+    }
+    virtio_queue_get_stats(virtio_get_queue(&fx->dev.vdev, 0), &qs);
+    g_assert_cmpuint(qs.used, ==, 240);
+    if (l->in_order) {
+        /* Reverse completion, flush after each fill: one publication per round of 24. */
+        g_assert_cmpuint(qs.flushes, ==, 10);
+    }
+    echo_session_end(&s);
+}
+
+/*
+ * Reconnect: a frontend restarts the ring on a new connection from the base
+ * GET_VRING_BASE returned, on memory it kept; I/O continues.
+ */
+static void test_echo_reconnect(Fixture *fx, gconstpointer data)
+{
+    const Layout *l = data;
+    EchoSession s;
+    uint64_t features = (l->packed ? 1ull << VIRTIO_F_RING_PACKED : 0) |
+                        (l->in_order ? 1ull << VIRTIO_F_IN_ORDER : 0);
+    int fds_before = fds_with_idle_connection(fx);
+
+    echo_session_start(fx, &s, l);
+    echo_round(&s, l, 0, 24);
+    echo_round(&s, l, 24, 24);
+    g_assert_cmpint(vuf_ring_get_base(&s.f, 0, &s.ring.base), ==, 0);
+    vuf_disconnect(&s.f);
+
+    /* New connection, same RAM, rings and eventfds; the backend reset in between. */
+    g_assert_cmpint(vuf_reconnect(&s.f, fx->path), ==, 0);
+    g_assert_cmpint(vuf_negotiate(&s.f, features | 1ull << VIRTIO_F_VERSION_1, 0), ==, 0);
+    g_assert_cmpint(vuf_set_mem_table(&s.f), ==, 0);
+    g_assert_cmpint(vuf_ring_setup(&s.f, &s.ring), ==, 0);
+    g_assert_cmpuint(fx->dev.resets, >=, 1);
+    echo_round(&s, l, 48, 24);
+    echo_round(&s, l, 72, ECHO_NUM / 2);     /* a full ring: two descriptors each */
+    echo_session_end(&s);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    g_test_add("/vhost-user/protocol/negotiation", Fixture, NULL, fixture_setup, test_negotiation,
+               fixture_teardown);
+    g_test_add("/vhost-user/protocol/config", Fixture, NULL, fixture_setup, test_config,
+               fixture_teardown);
+    for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
+        char *name = g_strdup_printf("/vhost-user/hostile/%s", hostile_tests[i].name);
+        g_test_add(name, Fixture, &hostile_tests[i], fixture_setup, test_hostile, fixture_teardown);
+        g_free(name);
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
+        char *name = g_strdup_printf("/vhost-user/echo/%s", layouts[i].name);
+        g_test_add(name, Fixture, &layouts[i], fixture_setup, test_echo, fixture_teardown);
+        g_free(name);
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
+        char *name = g_strdup_printf("/vhost-user/echo/reconnect/%s", layouts[i].name);
+        g_test_add(name, Fixture, &layouts[i], fixture_setup, test_echo_reconnect, fixture_teardown);
+        g_free(name);
+    }
+    return g_test_run();
+}
