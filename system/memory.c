@@ -60,37 +60,9 @@ int guest_memory_remove(GuestMemory *mem, hwaddr gpa, uint64_t size)
     return -ENOENT;
 }
 
-static const GuestMemoryRegion *find_region(const GuestMemory *mem, hwaddr gpa)
-{
-    unsigned lo = 0, hi = mem->nregions;
-
-    while (lo < hi) {
-        unsigned mid = lo + (hi - lo) / 2;
-        const GuestMemoryRegion *r = &mem->regions[mid];
-        if (gpa < r->gpa) {
-            hi = mid;
-        } else if (gpa > region_last(r)) {
-            lo = mid + 1;
-        } else {
-            return r;
-        }
-    }
-    return NULL;
-}
-
 void *guest_memory_translate(const GuestMemory *mem, hwaddr gpa, uint64_t *plen, bool is_write)
 {
-    const GuestMemoryRegion *r = find_region(mem, gpa);
-    uint64_t avail;
-
-    if (!r || (is_write && !r->writable)) {
-        return NULL;
-    }
-    avail = region_last(r) - gpa + 1;
-    if (*plen > avail) {
-        *plen = avail;
-    }
-    return r->host + (gpa - r->gpa);
+    return guest_memory_translate_inline(mem, gpa, plen, is_write);
 }
 
 void *guest_memory_map_contig(const GuestMemory *mem, hwaddr gpa, uint64_t len, bool is_write)
@@ -115,7 +87,7 @@ int guest_memory_map_sg(const GuestMemory *mem, hwaddr gpa, uint64_t len, bool i
     }
     while (len) {
         uint64_t chunk = len;
-        void *p = guest_memory_translate(mem, gpa, &chunk, is_write);
+        void *p = guest_memory_translate_inline(mem, gpa, &chunk, is_write);
         if (!p) {
             return -EFAULT;
         }

@@ -208,10 +208,12 @@ typedef struct ChainBuilder {
 } ChainBuilder;
 
 /* Map one descriptor's buffer onto the element. Returns false after virtio_error. */
-static bool chain_add(ChainBuilder *cb, const DescSnapshot *d, bool is_write)
+static inline bool chain_add(ChainBuilder *cb, const DescSnapshot *d, bool is_write)
 {
     VirtQueue *vq = cb->vq;
     VirtQueueElement *elem = cb->elem;
+    uint64_t got;
+    void *host;
     int n;
 
     if (!is_write && elem->in_num) {
@@ -227,8 +229,17 @@ static bool chain_add(ChainBuilder *cb, const DescSnapshot *d, bool is_write)
     if (d->len == 0) {
         return true;            /* nothing to map; counted toward the chain bound already */
     }
-    n = guest_memory_map_sg(vq->vdev->mem, d->addr, d->len, is_write,
-                            cb->sg + cb->nsg, cb->sg_max - cb->nsg);
+    /* Fast path: the whole buffer inside one region (nearly always). */
+    got = d->len;
+    host = guest_memory_translate_inline(vq->vdev->mem, d->addr, &got, is_write);
+    if (host && got == d->len && cb->nsg < cb->sg_max) {
+        cb->sg[cb->nsg].iov_base = host;
+        cb->sg[cb->nsg].iov_len = d->len;
+        n = 1;
+    } else {
+        n = guest_memory_map_sg(vq->vdev->mem, d->addr, d->len, is_write,
+                                cb->sg + cb->nsg, cb->sg_max - cb->nsg);
+    }
     if (n == -ENOBUFS) {
         vq_error(vq, "descriptor chain needs more than %u segments", cb->sg_max);
         return false;
@@ -421,7 +432,7 @@ static bool virtqueue_split_empty(VirtQueue *vq)
 }
 
 /* Map the chain at @head into @elem. Returns 1, or -1 after virtio_error. */
-static int split_map_chain(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
+static inline int split_map_chain(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
                            struct iovec *sg, unsigned sg_max)
 {
     ChainBuilder cb = { .vq = vq, .elem = elem, .sg = sg, .sg_max = sg_max };
@@ -1381,8 +1392,8 @@ static void *map_ring_area(VirtQueue *vq, const char *what, hwaddr gpa, uint64_t
     }
     p = guest_memory_map_contig(vq->vdev->mem, gpa, size, is_write);
     if (!p) {
-        vq_error(vq, "%s area 0x%" PRIx64 "+0x%" PRIx64 " not in %s guest memory",
-                 what, gpa, size, is_write ? "writable" : "");
+        vq_error(vq, "%s area 0x%" PRIx64 "+0x%" PRIx64 " not in %sguest memory",
+                 what, gpa, size, is_write ? "writable " : "");
     }
     return p;
 }

@@ -49,6 +49,42 @@ int guest_memory_remove(GuestMemory *mem, hwaddr gpa, uint64_t size);
  */
 void *guest_memory_translate(const GuestMemory *mem, hwaddr gpa, uint64_t *plen, bool is_write);
 
+/* The lookup behind guest_memory_translate, inline for the ring fast path. */
+static inline const GuestMemoryRegion *guest_memory_find_region(const GuestMemory *mem, hwaddr gpa)
+{
+    unsigned lo = 0, hi = mem->nregions;
+
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        const GuestMemoryRegion *r = &mem->regions[mid];
+
+        if (gpa < r->gpa) {
+            hi = mid;
+        } else if (gpa - r->gpa >= r->size) {
+            lo = mid + 1;
+        } else {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static inline void *guest_memory_translate_inline(const GuestMemory *mem, hwaddr gpa, uint64_t *plen,
+                                                  bool is_write)
+{
+    const GuestMemoryRegion *r = guest_memory_find_region(mem, gpa);
+    uint64_t avail;
+
+    if (!r || (is_write && !r->writable)) {
+        return NULL;
+    }
+    avail = r->size - (gpa - r->gpa);
+    if (*plen > avail) {
+        *plen = avail;
+    }
+    return r->host + (gpa - r->gpa);
+}
+
 /* Host pointer for all of [gpa, gpa + len) inside one region, or NULL. */
 void *guest_memory_map_contig(const GuestMemory *mem, hwaddr gpa, uint64_t len, bool is_write);
 

@@ -260,10 +260,21 @@ static hwaddr fill_indirect_table(VDriverQueue *q, unsigned slot, const VDriverS
     return gpa;
 }
 
+/* Index of the @k-th oldest in-flight buffer in the fifo (k < num; no division on the hot path). */
+static inline unsigned fifo_pos(const VDriverQueue *q, unsigned k)
+{
+    unsigned pos = q->fifo_head + k;
+
+    return pos >= q->num ? pos - q->num : pos;
+}
+
+/* Only IN_ORDER needs the avail order of what is in flight. */
 static void fifo_push(VDriverQueue *q, uint16_t id)
 {
-    q->fifo[(q->fifo_head + q->fifo_count) % q->num] = id;
-    q->fifo_count++;
+    if (q->cfg.in_order) {
+        q->fifo[fifo_pos(q, q->fifo_count)] = id;
+        q->fifo_count++;
+    }
 }
 
 static int split_add(VDriverQueue *q, const VDriverSeg *out, unsigned out_num,
@@ -469,28 +480,14 @@ static void *complete_buf(VDriverQueue *q, uint16_t id, uint32_t len, uint32_t *
     q->num_free += b->ndescs;
     b->busy = false;
     b->token = NULL;
-    q->fifo_head = (q->fifo_head + 1) % q->num;
-    q->fifo_count--;
+    if (q->cfg.in_order) {
+        q->fifo_head = fifo_pos(q, 1);
+        q->fifo_count--;
+    }
     q->inflight--;
     q->stats.reaped++;
     *plen = len;
     return token;
-}
-
-/* Out of order completions: drop @id from the in-flight list wherever it is. */
-static void fifo_remove(VDriverQueue *q, uint16_t id)
-{
-    unsigned k;
-
-    for (k = 0; k < q->fifo_count; k++) {
-        if (q->fifo[(q->fifo_head + k) % q->num] == id) {
-            break;
-        }
-    }
-    /* Shift the older entries up by one, so fifo_head moves past the gap. */
-    for (; k > 0; k--) {
-        q->fifo[(q->fifo_head + k) % q->num] = q->fifo[(q->fifo_head + k - 1) % q->num];
-    }
 }
 
 static void *next_batched(VDriverQueue *q, uint32_t *len, bool *batched)
@@ -512,7 +509,7 @@ static void *next_batched(VDriverQueue *q, uint32_t *len, bool *batched)
 static int fifo_find(const VDriverQueue *q, uint16_t id)
 {
     for (unsigned k = 0; k < q->fifo_count; k++) {
-        if (q->fifo[(q->fifo_head + k) % q->num] == id) {
+        if (q->fifo[fifo_pos(q, k)] == id) {
             return (int)k;
         }
     }
@@ -543,8 +540,6 @@ static void *take_used(VDriverQueue *q, uint32_t id, uint32_t len, unsigned room
             q->batch_len = len;
             return next_batched(q, plen, batched);
         }
-    } else if (q->fifo[q->fifo_head] != id) {
-        fifo_remove(q, (uint16_t)id);
     }
     return complete_buf(q, (uint16_t)id, len, plen);
 }
@@ -582,7 +577,7 @@ void *vdriver_get_buf(VDriverQueue *q, uint32_t *len, bool *batched)
             return NULL;
         }
         /* A packed batch's size is bounded by what is in flight; nothing more to check. */
-        return take_used(q, le16toh(d->id), used_len, q->fifo_count, len, batched);
+        return take_used(q, le16toh(d->id), used_len, q->inflight, len, batched);
     } else {
         uint16_t used_idx = load16_acquire(&q->used->idx);
         uint16_t room = (uint16_t)(used_idx - q->last_used_idx);
