@@ -254,6 +254,8 @@ def main():
     ap.add_argument("--build-timeout", type=float, default=1200.0)
     ap.add_argument("--guest-dir", default=os.environ.get("VDM_GUEST_DIR", "/var/tmp/vdm-guest"),
                     help="where build-guest.sh caches the kernel and initramfs")
+    ap.add_argument("--kernel-format", choices=["pvh", "bzimage"], default="pvh",
+                    help="pvh: boot the uncompressed vmlinux via PVH (fast under TCG); bzimage: vmlinuz")
     ap.add_argument("--machine", choices=["q35", "pc"], default="q35")
     ap.add_argument("--reconnect", action="store_true",
                     help="guest loops write/verify; SIGKILL the backend mid-I/O and restart it")
@@ -325,6 +327,9 @@ def main():
 
         backend = start_backend()
 
+        kernel = os.path.join(args.guest_dir, "vmlinux")
+        if args.kernel_format == "bzimage" or not os.path.exists(kernel):
+            kernel = os.path.join(args.guest_dir, "vmlinuz")
         mode = "loop" if args.loop_seconds > 0 else "check"
         append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=%s vdm.pattern_mb=%d vdm.seconds=%d vdm.wbs=%s"
                   % (mode, args.pattern_mb, args.loop_seconds, args.write_bs))
@@ -335,7 +340,7 @@ def main():
                  "-machine", "%s,memory-backend=mem" % args.machine,
                  "-bios", "/usr/share/qemu/qboot.rom",
                  "-nodefaults", "-nographic", "-serial", "stdio", "-no-reboot",
-                 "-kernel", os.path.join(args.guest_dir, "vmlinuz"),
+                 "-kernel", kernel,
                  "-initrd", os.path.join(args.guest_dir, "initramfs.gz"),
                  "-append", append,
                  "-chardev", chardev, "-device", dev]
