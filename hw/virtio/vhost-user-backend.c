@@ -312,16 +312,22 @@ static void region_unmap(VuRegion *r)
     }
 }
 
+static void running_count_update(VhostUserBackend *be);
+
 /* Rebuild be->mem from be->regions and tell the core (rings are re-translated). */
 static int memory_commit(VhostUserBackend *be)
 {
+    int ret;
+
     guest_memory_init(&be->mem);
     for (unsigned i = 0; i < be->nregions; i++) {
         const VuRegion *r = &be->regions[i];
-        int ret = guest_memory_add(&be->mem, r->gpa, r->size, r->host, true);
+        ret = guest_memory_add(&be->mem, r->gpa, r->size, r->host, true);
         assert(ret == 0);       /* regions were checked disjoint and non-overflowing */
     }
-    return virtio_device_memory_changed(be->vdev);
+    ret = virtio_device_memory_changed(be->vdev);
+    running_count_update(be);   /* a ring no longer in memory has stopped */
+    return ret;
 }
 
 static void memory_unmap_all(VhostUserBackend *be)
@@ -796,6 +802,15 @@ static int vu_set_features(VhostUserBackend *be, const VuMsg *m, int *fds, unsig
     int ret;
 
     val &= ~(1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+    if (vdev->broken && !any_vring_running(be)) {
+        /*
+         * A frontend (re)starting the device after a fault: QEMU resets its
+         * guest without RESET_DEVICE, and SET_FEATURES begins every start.
+         */
+        vu_log(be, "device was broken (%s): reset for a new start", vdev->error_msg);
+        virtio_reset(vdev);
+        driver_ok = 0;
+    }
     if ((vdev->status & VIRTIO_CONFIG_S_FEATURES_OK) && val == vdev->guest_features) {
         be->protocol_features_acked = protocol;
         return 0;               /* QEMU repeats SET_FEATURES on every start */
@@ -1118,6 +1133,9 @@ static int vu_set_vring_enable(VhostUserBackend *be, const VuMsg *m, int *fds, u
 
     if (s->num > 1) {
         return -EINVAL;
+    }
+    if (!be->protocol_features_acked) {
+        return 0;               /* spec "Ring states": rings are enabled by their kick alone */
     }
     vr->enabled = s->num;
     if (!vr->enabled) {

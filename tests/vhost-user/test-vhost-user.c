@@ -10,7 +10,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -31,6 +34,12 @@
 
 typedef struct EchoDevice {
     VirtIODevice vdev;
+    VhostUserBackend *be;
+    /* Hold mode: pop and keep buffers (a daemon about to die with requests in flight). */
+    bool hold;                  /* __atomic: set by the test thread */
+    unsigned held_num;          /* __atomic: read by the test thread */
+    VirtQueueElement *held[QUEUE_MAX];
+    unsigned resubmitted;
     unsigned started[NUM_QUEUES];
     unsigned stopped[NUM_QUEUES];
     unsigned resets;
@@ -66,8 +75,25 @@ static size_t iov_copy_between(const struct iovec *dst, unsigned dst_num,
  * under IN_ORDER (ordered fill + flush) nothing may be published until the
  * first is filled; without it the driver sees them in reverse.
  */
+static EchoDevice *echo_of(VirtIODevice *vdev)
+{
+    return (EchoDevice *)((char *)vdev - offsetof(EchoDevice, vdev));
+}
+
+/* Complete one element without IN_ORDER, keeping the inflight region exact. */
+static void echo_push(EchoDevice *d, VirtQueue *vq, VirtQueueElement *e, size_t len)
+{
+    unsigned n = virtio_get_queue_index(vq);
+
+    vhost_user_inflight_pre_put(d->be, n, e->index);
+    virtqueue_push(vq, e, len);
+    vhost_user_inflight_put(d->be, n, e->index);
+}
+
 static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
 {
+    EchoDevice *d = echo_of(vdev);
+    bool in_order = virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER);
     VirtQueueElement *elems[QUEUE_MAX];
     size_t lens[QUEUE_MAX];
     unsigned n = 0;
@@ -77,15 +103,23 @@ static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
         if (!e) {
             break;
         }
+        if (!in_order) {
+            vhost_user_inflight_begin(d->be, virtio_get_queue_index(vq), e->index);
+        }
+        if (__atomic_load_n(&d->hold, __ATOMIC_ACQUIRE)) {
+            d->held[d->held_num] = e;
+            __atomic_store_n(&d->held_num, d->held_num + 1, __ATOMIC_RELEASE);
+            continue;
+        }
         lens[n] = iov_copy_between(e->in_sg, e->in_num, e->out_sg, e->out_num);
         elems[n++] = e;
     }
     for (unsigned i = n; i-- > 0;) {
-        if (virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
+        if (in_order) {
             virtqueue_ordered_fill(vq, elems[i], lens[i]);
             virtqueue_ordered_flush(vq);
         } else {
-            virtqueue_push(vq, elems[i], lens[i]);  /* really out of order */
+            echo_push(d, vq, elems[i], lens[i]);   /* really out of order */
         }
     }
     for (unsigned i = 0; i < n; i++) {
@@ -96,13 +130,38 @@ static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
     }
 }
 
+/* After a restart: redo what the inflight region says was in flight, oldest first. */
+static void echo_resubmit(EchoDevice *d, unsigned n)
+{
+    VirtQueue *vq = virtio_get_queue(&d->vdev, n);
+    const uint16_t *heads;
+    unsigned count = vhost_user_inflight_resubmit(d->be, n, &heads);
+
+    for (unsigned i = 0; i < count; i++) {
+        VirtQueueElement *e = virtqueue_pop_inflight(vq, heads[i], sizeof(VirtQueueElement));
+        g_assert_nonnull(e);
+        echo_push(d, vq, e, iov_copy_between(e->in_sg, e->in_num, e->out_sg, e->out_num));
+        virtqueue_element_free(e);
+        d->resubmitted++;
+    }
+    if (count) {
+        virtio_notify(&d->vdev, vq);
+    }
+}
+
 static void echo_queue_started(void *opaque, unsigned n, bool started)
 {
     EchoDevice *d = opaque;
 
     if (started) {
         d->started[n]++;
+        echo_resubmit(d, n);
     } else {
+        /* Stopping: a dying daemon's requests are simply gone (the inflight region remembers). */
+        for (unsigned i = 0; i < d->held_num; i++) {
+            virtqueue_element_free(d->held[i]);
+        }
+        __atomic_store_n(&d->held_num, 0, __ATOMIC_RELEASE);
         d->stopped[n]++;
     }
 }
@@ -164,6 +223,7 @@ static void fixture_setup(Fixture *fx, gconstpointer data)
         virtio_queue_set_handler(&fx->dev.vdev, n, echo_handle);
     }
     fx->be = vhost_user_backend_new(&fx->dev.vdev, &echo_ops, &fx->dev);
+    fx->dev.be = fx->be;
     fx->ctx = g_main_context_new();
     vhost_user_backend_set_context(fx->be, fx->ctx);
     fx->dir = g_dir_make_tmp("vdm-vu-XXXXXX", &err);
@@ -717,11 +777,9 @@ static void echo_session_start(Fixture *fx, EchoSession *s, const Layout *l)
     g_assert_cmpint(vuf_ring_setup(&s->f, &s->ring), ==, 0);
 }
 
-/* Send @count buffers (tokens from @first), wait for all of them, check order and contents. */
-static void echo_round(EchoSession *s, const Layout *l, unsigned first, unsigned count)
+/* Make @count buffers available (tokens from @first) and kick. */
+static void echo_add(EchoSession *s, unsigned first, unsigned count)
 {
-    unsigned reaped = 0;
-
     for (unsigned i = 0; i < count; i++) {
         unsigned slot = (first + i) % ECHO_NUM;
         VDriverSeg out = { s->data + slot * ECHO_BUF, ECHO_BUF };
@@ -733,6 +791,13 @@ static void echo_round(EchoSession *s, const Layout *l, unsigned first, unsigned
     if (vdriver_kick_prepare(s->q)) {
         vuf_kick(&s->ring);
     }
+}
+
+/* Wait for @count completions of the buffers from @first on; check contents (and order under IN_ORDER). */
+static void echo_reap(EchoSession *s, const Layout *l, unsigned first, unsigned count)
+{
+    unsigned reaped = 0;
+
     while (reaped < count) {
         uint32_t len;
         void *token;
@@ -743,6 +808,7 @@ static void echo_round(EchoSession *s, const Layout *l, unsigned first, unsigned
             uint8_t *in = vuf_host(&s->f, s->data + (ECHO_NUM + slot) * ECHO_BUF);
 
             g_assert_cmpuint(len, ==, ECHO_BUF);
+            g_assert_cmpuint(seq - first, <, count);
             g_assert_cmpuint(in[0], ==, (uint8_t)seq);
             g_assert_cmpuint(in[ECHO_BUF - 1], ==, (uint8_t)seq);
             if (l->in_order) {
@@ -761,6 +827,12 @@ static void echo_round(EchoSession *s, const Layout *l, unsigned first, unsigned
         }
     }
     s->tokens_reaped += reaped;
+}
+
+static void echo_round(EchoSession *s, const Layout *l, unsigned first, unsigned count)
+{
+    echo_add(s, first, count);
+    echo_reap(s, l, first, count);
 }
 
 static void echo_session_end(EchoSession *s)
@@ -838,6 +910,126 @@ static void test_echo_reconnect(Fixture *fx, gconstpointer data)
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
+/*
+ * Inflight tracking (INFLIGHT_SHMFD, split without IN_ORDER): the daemon
+ * dies with buffers popped but not used; the frontend reconnects with the
+ * inflight fd it kept and the used index as base (as QEMU does); the
+ * backend hands the heads back oldest first and they complete.
+ */
+static void test_inflight_resubmit(Fixture *fx, gconstpointer data)
+{
+    static const Layout split = { "split", false, false };
+    EchoSession s;
+    VhostUserInflight in;
+    int inflight_fd = -1;
+    int fds_before = fds_with_idle_connection(fx);
+
+    echo_session_start(fx, &s, &split);
+    g_assert_cmpint(inflight_get(&s.f, NUM_QUEUES, ECHO_NUM, &in, &inflight_fd), ==, sizeof(in));
+    g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE,
+                                &inflight_fd, 1), ==, 0);
+    echo_round(&s, &split, 0, 8);
+
+    /* Buffers 8..15 are popped and held when the "daemon" goes away. */
+    __atomic_store_n(&fx->dev.hold, true, __ATOMIC_RELEASE);
+    echo_add(&s, 8, 8);
+    for (int ms = 0; __atomic_load_n(&fx->dev.held_num, __ATOMIC_ACQUIRE) < 8; ms++) {
+        g_assert_cmpint(ms, <, TIMEOUT_MS);
+        g_usleep(1000);
+    }
+    vuf_disconnect(&s.f);
+    __atomic_store_n(&fx->dev.hold, false, __ATOMIC_RELEASE);
+
+    g_assert_cmpint(vuf_reconnect(&s.f, fx->path), ==, 0);
+    g_assert_cmpint(vuf_negotiate(&s.f, 1ull << VIRTIO_F_VERSION_1,
+                                  1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD), ==, 0);
+    g_assert_cmpint(vuf_set_mem_table(&s.f), ==, 0);
+    g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE,
+                                &inflight_fd, 1), ==, 0);
+    s.ring.base = 8;            /* the used index: what QEMU restores after a backend crash */
+    g_assert_cmpint(vuf_ring_setup(&s.f, &s.ring), ==, 0);
+    echo_reap(&s, &split, 8, 8);
+    g_assert_cmpuint(fx->dev.resubmitted, ==, 8);
+    echo_round(&s, &split, 16, 24);
+    close(inflight_fd);
+    echo_session_end(&s);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
+/* Spec "Ring states": with VHOST_USER_F_PROTOCOL_FEATURES rings wait for SET_VRING_ENABLE. */
+static void test_ring_enable(Fixture *fx, gconstpointer data)
+{
+    for (unsigned acked = 0; acked < 2; acked++) {
+        VuFrontend f;
+        VuFrontendRing r = { .index = 1, .num = 16, .kick_fd = -1, .call_fd = -1 };
+        VDriverQueueConfig qcfg = { .num = 16 };
+        VhostUserVringState state;
+        VhostUserBackendStats st;
+        uint64_t idx = 1;
+
+        session_start(fx, &f, 0);
+        if (!acked) {
+            /* Same features without bit 30: rings start enabled. */
+            g_assert_cmpint(vuf_set_u64(&f, VHOST_USER_SET_FEATURES, f.features), ==, 0);
+        }
+        vdriver_layout_rings(&qcfg, VUF_RAM_GPA);
+        r.desc = qcfg.desc;
+        r.driver = qcfg.driver;
+        r.device = qcfg.device;
+        r.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        state = (VhostUserVringState) { 1, 16 };
+        g_assert_cmpint(vuf_request(&f, VHOST_USER_SET_VRING_NUM, &state, sizeof(state), NULL, 0), ==, 0);
+        g_assert_cmpint(vuf_ring_setup(&f, &r), ==, 0);   /* ends with ENABLE 1 */
+        state = (VhostUserVringState) { 1, 0 };
+        g_assert_cmpint(vuf_request(&f, VHOST_USER_SET_VRING_ENABLE, &state, sizeof(state), NULL, 0), ==, 0);
+        vhost_user_backend_get_stats(fx->be, &st);
+        g_assert_cmpuint(st.queues_running, ==, !acked);
+        /* A new kick fd restarts the ring only when enabled. */
+        g_assert_cmpint(vuf_request(&f, VHOST_USER_SET_VRING_KICK, &idx, sizeof(idx), &r.kick_fd, 1), ==, 0);
+        vhost_user_backend_get_stats(fx->be, &st);
+        g_assert_cmpuint(st.queues_running, ==, !acked);
+        state = (VhostUserVringState) { 1, 1 };
+        g_assert_cmpint(vuf_request(&f, VHOST_USER_SET_VRING_ENABLE, &state, sizeof(state), NULL, 0), ==, 0);
+        vhost_user_backend_get_stats(fx->be, &st);
+        g_assert_cmpuint(st.queues_running, ==, 1);
+        vuf_ring_close(&r);
+        vuf_close(&f);
+    }
+}
+
+static gboolean raise_config_change(gpointer opaque)
+{
+    virtio_notify_config(opaque);
+    return G_SOURCE_REMOVE;
+}
+
+/* virtio_notify_config reaches the frontend as CONFIG_CHANGE_MSG on the backend channel. */
+static void test_config_change(Fixture *fx, gconstpointer data)
+{
+    static const Layout split = { "split", false, false };
+    EchoSession s;
+    VhostUserHeader hdr;
+    int sv[2];
+    struct pollfd pfd;
+
+    echo_session_start(fx, &s, &split);    /* a running ring: DRIVER_OK */
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    s.f.protocol_features |= 1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ | 1ull << VHOST_USER_PROTOCOL_F_CONFIG;
+    g_assert_cmpint(vuf_send(&s.f, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION,
+                             &s.f.protocol_features, sizeof(uint64_t), NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1), ==, 0);
+    close(sv[1]);
+    g_main_context_invoke(fx->ctx, raise_config_change, &fx->dev.vdev);
+    pfd = (struct pollfd) { .fd = sv[0], .events = POLLIN };
+    g_assert_cmpint(poll(&pfd, 1, TIMEOUT_MS), ==, 1);
+    g_assert_cmpint(read(sv[0], &hdr, sizeof(hdr)), ==, sizeof(hdr));
+    g_assert_cmpuint(hdr.request, ==, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG);
+    g_assert_cmpuint(hdr.flags, ==, VHOST_USER_VERSION);
+    g_assert_cmpuint(hdr.size, ==, 0);
+    close(sv[0]);
+    echo_session_end(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -845,6 +1037,12 @@ int main(int argc, char **argv)
     g_test_add("/vhost-user/protocol/negotiation", Fixture, NULL, fixture_setup, test_negotiation,
                fixture_teardown);
     g_test_add("/vhost-user/protocol/config", Fixture, NULL, fixture_setup, test_config,
+               fixture_teardown);
+    g_test_add("/vhost-user/protocol/ring-enable", Fixture, NULL, fixture_setup, test_ring_enable,
+               fixture_teardown);
+    g_test_add("/vhost-user/protocol/config-change", Fixture, NULL, fixture_setup, test_config_change,
+               fixture_teardown);
+    g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
         char *name = g_strdup_printf("/vhost-user/hostile/%s", hostile_tests[i].name);
