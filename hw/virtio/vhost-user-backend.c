@@ -34,6 +34,9 @@
 /* Messages handled per wake-up before yielding to the main loop (fairness). */
 #define MESSAGES_PER_WAKEUP 32
 
+/* Mappings kept after leaving the memory table while buffers were in flight. */
+#define RETIRED_MAX 64
+
 /* Log lines per connection before going quiet: a hostile peer must not flood the log. */
 #define LOG_LINES_PER_CONNECTION 32
 
@@ -100,6 +103,12 @@ struct VhostUserBackend {
     GuestMemory mem;
     VuRegion regions[GUEST_MEMORY_MAX_REGIONS];
     unsigned nregions;
+    /*
+     * Regions dropped from the table while the device held buffers (their
+     * iovecs may point into them): unmapped once no buffer is in flight.
+     */
+    VuRegion retired[RETIRED_MAX];
+    unsigned nretired;
     VuVring *vrings;            /* vdev->num_queues entries */
 
     char *socket_path;
@@ -309,6 +318,43 @@ static void region_unmap(VuRegion *r)
     if (r->map_base) {
         munmap(r->map_base, r->map_len);
         r->map_base = NULL;
+    }
+}
+
+static bool requests_in_flight(VhostUserBackend *be)
+{
+    for (unsigned n = 0; n < be->vdev->num_queues; n++) {
+        if (virtio_queue_inuse(virtio_get_queue(be->vdev, n))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Room to retire @count regions (always, when nothing is in flight). */
+static bool retire_room(VhostUserBackend *be, unsigned count)
+{
+    return !requests_in_flight(be) || be->nretired + count <= RETIRED_MAX;
+}
+
+/* @r left the table: unmap it now, or once the buffers in flight are done. */
+static void region_retire(VhostUserBackend *be, VuRegion *r)
+{
+    if (r->map_base && requests_in_flight(be) && be->nretired < RETIRED_MAX) {
+        be->retired[be->nretired++] = *r;
+        r->map_base = NULL;
+        return;
+    }
+    region_unmap(r);
+}
+
+static void retired_reap(VhostUserBackend *be, bool force)
+{
+    if (be->nretired && (force || !requests_in_flight(be))) {
+        for (unsigned i = 0; i < be->nretired; i++) {
+            region_unmap(&be->retired[i]);
+        }
+        be->nretired = 0;
     }
 }
 
@@ -544,6 +590,7 @@ static void vring_stop(VhostUserBackend *be, unsigned n)
     virtio_queue_deactivate(be->vdev, n);
     virtio_queue_set_enabled(be->vdev, n, false);
     running_count_update(be);
+    retired_reap(be, false);
 }
 
 /*
@@ -691,6 +738,7 @@ static void device_reset(VhostUserBackend *be)
         be->ops->reset(be->opaque);
     }
     virtio_reset(be->vdev);
+    retired_reap(be, false);
     be->frontend_status = 0;
     be->protocol_features_acked = false;
     __atomic_store_n(&be->stats.features, 0, __ATOMIC_RELAXED);
@@ -871,6 +919,9 @@ static int vu_set_mem_table(VhostUserBackend *be, const VuMsg *m, int *fds, unsi
         vu_log(be, "SET_MEM_TABLE: %u regions, %u fds, %u bytes", n, nfds, m->hdr.size);
         return -EINVAL;
     }
+    if (!retire_room(be, nold)) {
+        return -EBUSY;          /* a peer churning tables under held buffers */
+    }
     memcpy(old, be->regions, sizeof(old[0]) * nold);
     for (unsigned i = 0; i < n; i++) {
         ret = region_check(be, &mt->regions[i], fresh, i);
@@ -898,7 +949,7 @@ static int vu_set_mem_table(VhostUserBackend *be, const VuMsg *m, int *fds, unsi
         vu_log(be, "SET_MEM_TABLE: a running ring is no longer in memory");
     }
     for (unsigned k = 0; k < nold; k++) {
-        region_unmap(&old[k]);  /* only those the new table did not reuse */
+        region_retire(be, &old[k]);     /* only those the new table did not reuse */
     }
     vrings_try_start_all(be);
     return ret;
@@ -942,10 +993,13 @@ static int vu_rem_mem_reg(VhostUserBackend *be, const VuMsg *m, int *fds, unsign
         VuRegion r = be->regions[i];
         if (r.gpa == want->guest_phys_addr && r.size == want->memory_size &&
             r.uva == want->userspace_addr) {
+            if (!retire_room(be, 1)) {
+                return -EBUSY;
+            }
             be->regions[i] = be->regions[--be->nregions];
             /* The core lets go of the region (rings re-translated) before it is unmapped. */
             ret = memory_commit(be);
-            region_unmap(&r);
+            region_retire(be, &r);
             return ret;
         }
     }
@@ -1061,6 +1115,25 @@ static int vring_fd_take(int *fds, unsigned nfds)
     return fd;
 }
 
+/*
+ * Kick and call fds must be eventfds: a file or pipe would keep the main loop
+ * spinning on reads or let every completion write into the peer's file.
+ * Without /proc the check is skipped.
+ */
+static bool fd_is_eventfd(int fd)
+{
+    char path[32], target[32];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0) {
+        return true;
+    }
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
 static int vu_set_vring_kick(VhostUserBackend *be, const VuMsg *m, int *fds, unsigned nfds)
 {
     unsigned n = payload_u64(m) & VHOST_USER_VRING_IDX_MASK;
@@ -1071,7 +1144,8 @@ static int vu_set_vring_kick(VhostUserBackend *be, const VuMsg *m, int *fds, uns
         vu_log(be, "queue %u: kick without fd (polling) not supported", n);
         return -ENOTSUP;
     }
-    if (set_nonblock(fds[0]) < 0) {
+    if (!fd_is_eventfd(fds[0]) || set_nonblock(fds[0]) < 0) {
+        vu_log(be, "queue %u: kick fd is not an eventfd", n);
         return -EINVAL;
     }
     vring_stop(be, n);
@@ -1084,7 +1158,8 @@ static int vu_set_vring_call(VhostUserBackend *be, const VuMsg *m, int *fds, uns
 {
     VuVring *vr = &be->vrings[payload_u64(m) & VHOST_USER_VRING_IDX_MASK];
 
-    if (nfds && set_nonblock(fds[0]) < 0) {
+    if (nfds && (!fd_is_eventfd(fds[0]) || set_nonblock(fds[0]) < 0)) {
+        vu_log(be, "queue %u: call fd is not an eventfd", vr->index);
         return -EINVAL;
     }
     close_fd(&vr->call_fd);
@@ -1530,6 +1605,7 @@ static bool dispatch(VhostUserBackend *be)
     int ret;
 
     stat_add(&be->stats.messages, 1);
+    retired_reap(be, false);
     memset(&be->tx.hdr, 0, sizeof(be->tx.hdr));
     be->tx_fd = -1;
 
@@ -1768,6 +1844,7 @@ void vhost_user_backend_free(VhostUserBackend *be)
         vring_forget(be, n);
     }
     memory_unmap_all(be);
+    retired_reap(be, true);
     inflight_unmap(be);
     be->vdev->transport = NULL;
     be->vdev->transport_opaque = NULL;

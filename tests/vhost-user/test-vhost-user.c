@@ -8,6 +8,7 @@
  * the frontend. Every wait is bounded (VUF timeout).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <poll.h>
@@ -561,7 +562,8 @@ static void hostile_vrings(Fixture *fx, VuFrontend *f)
     VhostUserVringState s;
     VhostUserVringAddr a = { 0 };
     uint64_t v;
-    int efd = dup(f->mem_fd);
+    int efd = eventfd(0, EFD_CLOEXEC);
+    int not_eventfd[2];
 
     /* Index out of range on every kind of vring message. */
     s = (VhostUserVringState) { NUM_QUEUES, 64 };
@@ -601,6 +603,14 @@ static void hostile_vrings(Fixture *fx, VuFrontend *f)
     a.desc_user_addr = vuf_uva(f, VUF_RAM_GPA + 0x2000);
     a.flags = 2;
     g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), >, 0);
+    /* Kick and call fds that are not eventfds: a file, a pipe. */
+    v = 0;
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &v, sizeof(v), &f->mem_fd, 1), >, 0);
+    g_assert_cmpint(pipe2(not_eventfd, O_CLOEXEC), ==, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_CALL, &v, sizeof(v), &not_eventfd[1], 1), >, 0);
+    g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &v, sizeof(v), &not_eventfd[0], 1), >, 0);
+    close(not_eventfd[0]);
+    close(not_eventfd[1]);
     /* Kick in polling mode is not supported. */
     v = VHOST_USER_VRING_NOFD_MASK;
     g_assert_cmpint(vuf_request(f, VHOST_USER_SET_VRING_KICK, &v, sizeof(v), NULL, 0), >, 0);
@@ -910,6 +920,15 @@ static void test_echo_reconnect(Fixture *fx, gconstpointer data)
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
+/* Wait (bounded) until the device on the backend thread holds exactly @want buffers. */
+static void wait_held(EchoDevice *d, unsigned want)
+{
+    for (int ms = 0; __atomic_load_n(&d->held_num, __ATOMIC_ACQUIRE) != want; ms++) {
+        g_assert_cmpint(ms, <, TIMEOUT_MS);
+        g_usleep(1000);
+    }
+}
+
 /*
  * Inflight tracking (INFLIGHT_SHMFD, split without IN_ORDER): the daemon
  * dies with buffers popped but not used; the frontend reconnects with the
@@ -933,10 +952,7 @@ static void test_inflight_resubmit(Fixture *fx, gconstpointer data)
     /* Buffers 8..15 are popped and held when the "daemon" goes away. */
     __atomic_store_n(&fx->dev.hold, true, __ATOMIC_RELEASE);
     echo_add(&s, 8, 8);
-    for (int ms = 0; __atomic_load_n(&fx->dev.held_num, __ATOMIC_ACQUIRE) < 8; ms++) {
-        g_assert_cmpint(ms, <, TIMEOUT_MS);
-        g_usleep(1000);
-    }
+    wait_held(&fx->dev, 8);
     vuf_disconnect(&s.f);
     __atomic_store_n(&fx->dev.hold, false, __ATOMIC_RELEASE);
 
@@ -1030,6 +1046,52 @@ static void test_config_change(Fixture *fx, gconstpointer data)
     echo_session_end(&s);
 }
 
+static gboolean complete_held(gpointer opaque)
+{
+    EchoDevice *d = opaque;
+    VirtQueue *vq = virtio_get_queue(&d->vdev, 0);
+
+    for (unsigned i = 0; i < d->held_num; i++) {
+        VirtQueueElement *e = d->held[i];
+        /* Writes into guest memory the frontend has removed: must still be mapped. */
+        echo_push(d, vq, e, iov_copy_between(e->in_sg, e->in_num, e->out_sg, e->out_num));
+        virtqueue_element_free(e);
+    }
+    __atomic_store_n(&d->held_num, 0, __ATOMIC_RELEASE);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The frontend removes guest memory while the device holds buffers in it:
+ * the ring breaks (NEEDS_RESET), the held buffers can still be completed
+ * without touching unmapped memory, and nothing leaks.
+ */
+static void test_hostile_memory_removed_under_buffers(Fixture *fx, gconstpointer data)
+{
+    static const Layout split = { "split", false, false };
+    EchoSession s;
+    VhostUserMemRegMsg reg = { 0 };
+    uint64_t status;
+    int fds_before = fds_with_idle_connection(fx);
+
+    echo_session_start(fx, &s, &split);
+    echo_round(&s, &split, 0, 4);
+    __atomic_store_n(&fx->dev.hold, true, __ATOMIC_RELEASE);
+    echo_add(&s, 4, 4);
+    wait_held(&fx->dev, 4);
+    reg.region = (VhostUserMemoryRegion) { VUF_RAM_GPA, RAM_SIZE, vuf_uva(&s.f, VUF_RAM_GPA), 0 };
+    g_assert_cmpint(vuf_request(&s.f, VHOST_USER_REM_MEM_REG, &reg, sizeof(reg), NULL, 0), >, 0);
+    g_assert_cmpint(vuf_get_u64(&s.f, VHOST_USER_GET_STATUS, &status), ==, 0);
+    g_assert_true(status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    __atomic_store_n(&fx->dev.hold, false, __ATOMIC_RELEASE);
+    g_main_context_invoke(fx->ctx, complete_held, &fx->dev);
+    wait_held(&fx->dev, 0);
+    /* Nothing was published by the broken device. */
+    g_assert_false(vdriver_has_used(s.q));
+    echo_session_end(&s);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1042,6 +1104,8 @@ int main(int argc, char **argv)
                fixture_teardown);
     g_test_add("/vhost-user/protocol/config-change", Fixture, NULL, fixture_setup, test_config_change,
                fixture_teardown);
+    g_test_add("/vhost-user/hostile/memory-removed-under-buffers", Fixture, NULL, fixture_setup,
+               test_hostile_memory_removed_under_buffers, fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
