@@ -169,14 +169,53 @@ static void log_features(Daemon *d)
             virtio_blk_writeback(&d->dev) ? "writeback" : "writethrough");
 }
 
+/*
+ * INFLIGHT_SHMFD: every popped split head is recorded in the frontend's
+ * inflight region until its completion is published, so a daemon killed and
+ * restarted resubmits exactly the requests that had not completed.
+ */
+static void track_popped(void *opaque, unsigned queue, unsigned head)
+{
+    vhost_user_inflight_begin(((Daemon *)opaque)->be, queue, head);
+}
+
+static void track_publishing(void *opaque, unsigned queue, unsigned head)
+{
+    vhost_user_inflight_pre_put(((Daemon *)opaque)->be, queue, head);
+}
+
+static void track_published(void *opaque, unsigned queue, unsigned head)
+{
+    vhost_user_inflight_put(((Daemon *)opaque)->be, queue, head);
+}
+
+static const VirtIOBlkTracker inflight_tracker = {
+    .popped = track_popped,
+    .publishing = track_publishing,
+    .published = track_published,
+};
+
 static void on_queue_started(void *opaque, unsigned n, bool started)
 {
     Daemon *d = opaque;
 
     if (started) {
+        const uint16_t *heads;
+        unsigned count = vhost_user_inflight_resubmit(d->be, n, &heads);
+
         if (!d->features_logged) {
             d->features_logged = true;
             log_features(d);
+        }
+        if (count) {
+            log_msg("queue %u: resubmitting %u request(s) in flight before the restart", n, count);
+        }
+        for (unsigned i = 0; i < count; i++) {
+            if (!virtio_blk_resubmit(&d->dev, n, heads[i])) {
+                log_msg("queue %u: resubmission of head %u failed: %s", n, heads[i],
+                        d->dev.parent_obj.error_msg);
+                break;
+            }
         }
         return;
     }
@@ -326,6 +365,7 @@ int main(int argc, char **argv)
         g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "cannot create the vhost-user backend");
         goto out;
     }
+    virtio_blk_set_tracker(&d.dev, &inflight_tracker, &d);
     blk_attach_main_context(d.blk, NULL);
     if (vhost_user_backend_listen(d.be, socket_path, &err) < 0) {
         goto out;

@@ -360,12 +360,15 @@ static void blk_flush_queue(VirtIOBlock *s, unsigned n)
     VirtIOBlockQueue *q = &s->queues[n];
     VirtQueue *vq = virtio_get_queue(&s->parent_obj, n);
 
-    if (!q->pending_fills) {
-        return;
+    if (q->pending_fills) {
+        virtqueue_flush(vq, q->pending_fills);
+        q->pending_fills = 0;
+        q->need_notify = true;
     }
-    virtqueue_flush(vq, q->pending_fills);
-    q->pending_fills = 0;
-    virtio_notify(&s->parent_obj, vq);
+    if (q->need_notify) {
+        q->need_notify = false;
+        virtio_notify(&s->parent_obj, vq);
+    }
 }
 
 static void blk_batch_done(void *opaque)
@@ -375,6 +378,12 @@ static void blk_batch_done(void *opaque)
     for (unsigned n = 0; n < s->parent_obj.num_queues; n++) {
         blk_flush_queue(s, n);
     }
+}
+
+/* Does the host track requests one by one (see VirtIOBlkTracker)? */
+static bool blk_tracked(const VirtIOBlock *s)
+{
+    return s->tracker && !virtio_vdev_has_feature(&s->parent_obj, VIRTIO_F_IN_ORDER);
 }
 
 static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)
@@ -402,7 +411,17 @@ static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)
          * store of the used index orders both before the driver sees them.
          */
         *req->status = status;
-        virtqueue_fill(req->vq, &req->elem, req->in_written + 1, q->pending_fills++);
+        if (blk_tracked(s)) {
+            /* One element per publication, so the tracker's record stays exact. */
+            unsigned qn = virtio_get_queue_index(req->vq);
+            s->tracker->publishing(s->tracker_opaque, qn, req->elem.index);
+            virtqueue_fill(req->vq, &req->elem, req->in_written + 1, 0);
+            virtqueue_flush(req->vq, 1);
+            s->tracker->published(s->tracker_opaque, qn, req->elem.index);
+            q->need_notify = true;
+        } else {
+            virtqueue_fill(req->vq, &req->elem, req->in_written + 1, q->pending_fills++);
+        }
     }
     virtqueue_element_free(req);
 }
@@ -646,6 +665,9 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     do {
         virtio_queue_set_notification(vq, 0);
         while ((req = virtqueue_pop(vq, sizeof(VirtIOBlockReq)))) {
+            if (blk_tracked(s)) {
+                s->tracker->popped(s->tracker_opaque, virtio_get_queue_index(vq), req->elem.index);
+            }
             if (blk_handle_request(s, vq, req) < 0) {
                 break;
             }
@@ -655,6 +677,31 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     blk_io_unplug(s->blk);
     /* Requests refused at parse time were filled already. */
     blk_flush_queue(s, virtio_get_queue_index(vq));
+}
+
+void virtio_blk_set_tracker(VirtIOBlock *s, const VirtIOBlkTracker *tracker, void *opaque)
+{
+    s->tracker = tracker;
+    s->tracker_opaque = opaque;
+}
+
+bool virtio_blk_resubmit(VirtIOBlock *s, unsigned queue, unsigned head)
+{
+    VirtQueue *vq = virtio_get_queue(&s->parent_obj, queue);
+    VirtIOBlockReq *req;
+
+    if (!vq) {
+        return false;
+    }
+    req = virtqueue_pop_inflight(vq, head, sizeof(VirtIOBlockReq));
+    if (!req) {
+        return false;
+    }
+    blk_io_plug(s->blk);
+    blk_handle_request(s, vq, req);
+    blk_io_unplug(s->blk);
+    blk_flush_queue(s, queue);
+    return !s->parent_obj.broken;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -681,6 +728,7 @@ static void blk_reset(VirtIODevice *vdev)
     s->quiesce = false;
     for (unsigned n = 0; n < vdev->num_queues; n++) {
         s->queues[n].pending_fills = 0;
+        s->queues[n].need_notify = false;
     }
     blk_config(s)->writeback = 0;
     blk_update_config(s);

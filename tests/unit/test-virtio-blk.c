@@ -879,6 +879,74 @@ static void test_full_ring_mixed(gconstpointer data)
     blk_teardown(&t);
 }
 
+typedef struct TrackCount {
+    unsigned popped, publishing, published;
+    bool open;                  /* between publishing and published */
+} TrackCount;
+
+static void track_popped(void *opaque, unsigned queue, unsigned head)
+{
+    ((TrackCount *)opaque)->popped++;
+}
+
+static void track_publishing(void *opaque, unsigned queue, unsigned head)
+{
+    TrackCount *c = opaque;
+
+    g_assert_false(c->open);
+    c->open = true;
+    c->publishing++;
+}
+
+static void track_published(void *opaque, unsigned queue, unsigned head)
+{
+    TrackCount *c = opaque;
+
+    g_assert_true(c->open);
+    c->open = false;
+    c->published++;
+}
+
+static const VirtIOBlkTracker test_tracker = {
+    .popped = track_popped, .publishing = track_publishing, .published = track_published,
+};
+
+/*
+ * With a tracker (vhost-user inflight), each completion is published alone
+ * between publishing() and published(); under IN_ORDER the tracker is unused.
+ */
+static void test_tracker_publishes_one_by_one(gconstpointer data)
+{
+    enum { N = 6 };
+    BlkTest t;
+    Req r[N];
+    TrackCount c = { 0 };
+    VirtQueueStats st;
+    uint32_t len;
+
+    blk_setup(&t, data, NULL);
+    virtio_blk_set_tracker(&t.dev, &test_tracker, &c);
+    for (unsigned i = 0; i < N; i++) {
+        r[i] = req_build(&t, VIRTIO_BLK_T_IN, i, 0, 512);
+        req_add(&t, 0, &r[i], 0, &r[i]);
+    }
+    kick(&t, 0);
+    for (unsigned i = 0; i < N; i++) {
+        g_assert_nonnull(reap(&t, 0, &len));
+    }
+    virtio_queue_get_stats(virtio_get_queue(&t.dev.parent_obj, 0), &st);
+    if (t.layout->in_order) {
+        g_assert_cmpuint(c.popped + c.publishing + c.published, ==, 0);
+    } else {
+        g_assert_cmpuint(c.popped, ==, N);
+        g_assert_cmpuint(c.publishing, ==, N);
+        g_assert_cmpuint(c.published, ==, N);
+        g_assert_cmpuint(st.flushes, ==, N);
+    }
+    g_assert_cmpuint(st.used, ==, N);
+    blk_teardown(&t);
+}
+
 static void test_properties(void)
 {
     VirtIOBlkConf conf;
@@ -952,6 +1020,7 @@ int main(int argc, char **argv)
         { "reset-with-requests-in-flight", test_reset_with_requests_in_flight },
         { "multiqueue", test_multiqueue },
         { "full-ring-mixed", test_full_ring_mixed },
+        { "tracker-publishes-one-by-one", test_tracker_publishes_one_by_one },
     };
 
     g_test_init(&argc, &argv, NULL);

@@ -135,7 +135,23 @@ typedef struct VirtIOBlkStats {
 typedef struct VirtIOBlockQueue {
     unsigned pending_fills;     /* filled since the last flush (non-IN_ORDER fill index) */
     unsigned in_flight;
+    bool need_notify;           /* published one by one (tracker): notify at the end of the run */
 } VirtIOBlockQueue;
+
+/*
+ * Per-request notifications for a host that keeps its own record of requests
+ * in flight (vhost-user INFLIGHT_SHMFD), so that a restarted backend can
+ * resubmit them. @head is the element's index (split: head descriptor).
+ * While a tracker is set and IN_ORDER is not negotiated, completions are
+ * published one element at a time between publishing() and published().
+ * Under IN_ORDER the used index is a contiguous completion boundary and the
+ * tracker is not called.
+ */
+typedef struct VirtIOBlkTracker {
+    void (*popped)(void *opaque, unsigned queue, unsigned head);
+    void (*publishing)(void *opaque, unsigned queue, unsigned head);
+    void (*published)(void *opaque, unsigned queue, unsigned head);
+} VirtIOBlkTracker;
 
 typedef struct VirtIOBlock {
     VirtIODevice parent_obj;    /* first: VIRTIO_BLK() casts from it */
@@ -146,6 +162,8 @@ typedef struct VirtIOBlock {
     VirtIOBlockQueue *queues;
     unsigned in_flight;
     bool quiesce;               /* completions must not touch the rings (reset in progress) */
+    const VirtIOBlkTracker *tracker;
+    void *tracker_opaque;
     VirtIOBlkStats stats;
 } VirtIOBlock;
 
@@ -190,6 +208,16 @@ void virtio_blk_drain(VirtIOBlock *s);
  * nothing. Returns 0, -EPERM or -EINVAL (outside the config space).
  */
 int virtio_blk_set_config(VirtIOBlock *s, uint32_t offset, const uint8_t *data, uint32_t len);
+
+void virtio_blk_set_tracker(VirtIOBlock *s, const VirtIOBlkTracker *tracker, void *opaque);
+
+/*
+ * Start again the split chain at @head on @queue, a request that was in
+ * flight when a previous backend stopped (already counted by the restored
+ * avail index, see virtqueue_pop_inflight). Returns false if the chain could
+ * not be mapped (the device is broken then).
+ */
+bool virtio_blk_resubmit(VirtIOBlock *s, unsigned queue, unsigned head);
 
 /* The image size changed (block_resize): update capacity and notify the driver. */
 void virtio_blk_resize(VirtIOBlock *s);
