@@ -8,6 +8,8 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "block/block-backend.h"
@@ -396,6 +398,63 @@ static void test_main_context(gconstpointer data)
     g_main_context_unref(ctx);
 }
 
+/*
+ * Where fallocate(ZERO_RANGE) is refused (tmpfs), write-zeroes falls back to
+ * writing zeros, in chunks, across more than one chunk.
+ */
+static void test_write_zeroes_fallback(gconstpointer data)
+{
+    BlockEngine engine = GPOINTER_TO_INT(data);
+    BlockBackendOptions opts = { .engine = engine };
+    const uint64_t size = 4 * 1024 * 1024, zoff = 4096, zlen = 3 * 1024 * 1024 + 512;
+    char path[] = "/dev/shm/vdm-blk-zero-XXXXXX";
+    struct statfs sfs;
+    BlockBackendStats st;
+    GError *err = NULL;
+    Fixture f;
+    Done d = { 0 };
+    uint8_t *buf;
+    int fd = mkstemp(path);
+
+    if (fd < 0 || fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
+        if (fd >= 0) {
+            close(fd);
+            unlink(path);
+        }
+        g_test_skip("no tmpfs at /dev/shm");
+        return;
+    }
+    g_assert_cmpint(ftruncate(fd, (off_t)size), ==, 0);
+    close(fd);
+    memset(&f, 0, sizeof(f));
+    cur = &f;
+    opts.filename = path;
+    f.blk = blk_new_open(&opts, &err);
+    if (!f.blk && engine == BLK_ENGINE_IO_URING) {
+        g_test_skip(err->message);
+        g_error_free(err);
+        unlink(path);
+        return;
+    }
+    g_assert_no_error(err);
+    buf = g_malloc(size);
+    memset(buf, 0xa5, size);
+    g_assert_cmpint(do_write(&f, 0, buf, size), ==, 0);
+    blk_aio_pwrite_zeroes(f.blk, zoff, zlen, 0, done_cb, &d);
+    wait_done(&f, &d);
+    g_assert_cmpint(d.ret, ==, 0);
+    blk_get_stats(f.blk, &st);
+    g_assert_cmpuint(st.zeroes_fallback, ==, 1);
+    g_assert_cmpint(do_read(&f, 0, buf, size), ==, 0);
+    g_assert_true(all_bytes(buf, zoff, 0xa5));
+    g_assert_true(all_bytes(buf + zoff, zlen, 0));
+    g_assert_true(all_bytes(buf + zoff + zlen, size - zoff - zlen, 0xa5));
+    blk_unref(f.blk);
+    unlink(path);
+    g_free(buf);
+    cur = NULL;
+}
+
 static void test_open_errors(void)
 {
     BlockBackendOptions opts = { .filename = "/nonexistent/vdm-image", .engine = BLK_ENGINE_THREADS };
@@ -440,6 +499,10 @@ int main(int argc, char **argv)
             g_test_add_data_func(path, GINT_TO_POINTER(engines[e]), cases[c].fn);
         }
     }
+    g_test_add_data_func("/block-backend/threads/write-zeroes-fallback-on-tmpfs",
+                         GINT_TO_POINTER(BLK_ENGINE_THREADS), test_write_zeroes_fallback);
+    g_test_add_data_func("/block-backend/io_uring/write-zeroes-fallback-on-tmpfs",
+                         GINT_TO_POINTER(BLK_ENGINE_IO_URING), test_write_zeroes_fallback);
     g_test_add_func("/block-backend/open-errors", test_open_errors);
     return g_test_run();
 }
