@@ -1092,6 +1092,110 @@ static void test_hostile_memory_removed_under_buffers(Fixture *fx, gconstpointer
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
+/*
+ * Random messages (a fuzzer's poor cousin, deterministic per seed): biased
+ * towards plausible indices, sizes, addresses and fds. After each one the
+ * backend must still answer GET_FEATURES within the timeout, or have closed
+ * the connection (then a new one is served). No fd may leak.
+ */
+static uint64_t plausible_u64(VuFrontend *f)
+{
+    switch (g_test_rand_int_range(0, 6)) {
+    case 0:
+        return g_test_rand_int_range(0, NUM_QUEUES + 1);
+    case 1:
+        return 1ull << g_test_rand_int_range(0, 16);
+    case 2:
+        return vuf_uva(f, VUF_RAM_GPA + (g_test_rand_int_range(0, RAM_SIZE / 64) * 64ull));
+    case 3:
+        return VUF_RAM_GPA + g_test_rand_int_range(0, RAM_SIZE);
+    case 4:
+        return ((uint64_t)g_test_rand_int() << 32) | (uint32_t)g_test_rand_int();
+    default:
+        return 0;
+    }
+}
+
+static void random_message(VuFrontend *f)
+{
+    static const uint32_t sizes[] = { 0, 4, 8, 12, 16, 20, 24, 40, 72, 264, 268 };
+    uint64_t payload[64];
+    uint32_t request = g_test_rand_int_range(0, VHOST_USER_REQUEST_MAX + 2);
+    uint32_t flags = g_test_rand_int_range(0, 8) ? VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK
+                                                 : (uint32_t)g_test_rand_int_range(0, 16);
+    uint32_t size = g_test_rand_int_range(0, 4) ? sizes[g_test_rand_int_range(0, G_N_ELEMENTS(sizes))]
+                                                : (uint32_t)g_test_rand_int_range(0, sizeof(payload));
+    int fds[3];
+    unsigned nfds = g_test_rand_int_range(0, 4) ? g_test_rand_int_range(0, 2) : g_test_rand_int_range(0, 4);
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(payload); i++) {
+        payload[i] = plausible_u64(f);
+    }
+    if (g_test_rand_bit()) {
+        /* vring state / index-first payloads: a small index in the low half */
+        payload[0] = (payload[0] & ~0xffffffffull) | (uint32_t)g_test_rand_int_range(0, NUM_QUEUES + 1);
+    }
+    for (unsigned i = 0; i < nfds; i++) {
+        switch (g_test_rand_int_range(0, 3)) {
+        case 0:
+            fds[i] = eventfd(0, EFD_CLOEXEC);
+            break;
+        case 1:
+            fds[i] = dup(f->mem_fd);
+            break;
+        default:
+            fds[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+            break;
+        }
+    }
+    vuf_send(f, request, flags, payload, size, fds, nfds);
+    for (unsigned i = 0; i < nfds; i++) {
+        close(fds[i]);
+    }
+}
+
+/* GET_FEATURES, skipping whatever replies the random message produced. Returns 0 or -EPIPE. */
+static int resync(VuFrontend *f)
+{
+    VhostUserHeader hdr;
+    uint64_t payload[64];
+    int ret = vuf_send(f, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0);
+
+    while (ret == 0) {
+        int fd;
+        ret = vuf_recv(f, &hdr, payload, sizeof(payload), &fd);
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (ret >= 0 && hdr.request == VHOST_USER_GET_FEATURES) {
+            return 0;
+        }
+        ret = ret < 0 ? ret : 0;
+    }
+    g_assert_cmpint(ret, ==, -EPIPE);  /* never a timeout: that would be a hang */
+    return ret;
+}
+
+static void test_hostile_random(Fixture *fx, gconstpointer data)
+{
+    VuFrontend f;
+    int fds_before = fds_with_idle_connection(fx);
+    unsigned closed = 0;
+
+    session_start(fx, &f, 0);
+    for (unsigned i = 0; i < 3000; i++) {
+        random_message(&f);
+        if (resync(&f) < 0) {
+            closed++;
+            vuf_close(&f);
+            session_start(fx, &f, 0);
+        }
+    }
+    vuf_close(&f);
+    g_test_message("%u connections closed by the backend", closed);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1106,6 +1210,8 @@ int main(int argc, char **argv)
                fixture_teardown);
     g_test_add("/vhost-user/hostile/memory-removed-under-buffers", Fixture, NULL, fixture_setup,
                test_hostile_memory_removed_under_buffers, fixture_teardown);
+    g_test_add("/vhost-user/hostile/random", Fixture, NULL, fixture_setup, test_hostile_random,
+               fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
