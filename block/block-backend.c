@@ -69,6 +69,7 @@ struct BlockBackend {
     int event_fd;
     unsigned in_flight;
     unsigned plugged;
+    bool collecting;            /* in collect_done: the done list is about to be taken */
     uint64_t next_seq;
     GSource *source;
 
@@ -188,7 +189,8 @@ static void req_finish_main(BlkReq *req, int ret)
 
     req->ret = ret;
     req->next = NULL;
-    if (!blk->done_head) {
+    /* While collecting, the list is taken right after: a kick would only wake us for nothing. */
+    if (!blk->done_head && !blk->collecting) {
         eventfd_kick(blk);
     }
     *blk->done_tail = req;
@@ -744,7 +746,9 @@ static BlkReq *collect_done(BlockBackend *blk)
     }
 #ifdef CONFIG_IO_URING
     if (blk->ring_ready) {
+        blk->collecting = true;
         uring_reap(blk);
+        blk->collecting = false;
     }
 #endif
     if (blk->pool) {
