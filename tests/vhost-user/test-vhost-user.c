@@ -1116,11 +1116,75 @@ static uint64_t plausible_u64(VuFrontend *f)
     }
 }
 
-static void random_message(VuFrontend *f)
+/* Requests that change running state, for the random test with a live ring. */
+static const uint32_t stateful_requests[] = {
+    VHOST_USER_SET_FEATURES, VHOST_USER_RESET_OWNER, VHOST_USER_SET_MEM_TABLE,
+    VHOST_USER_SET_VRING_NUM, VHOST_USER_SET_VRING_ADDR, VHOST_USER_SET_VRING_BASE,
+    VHOST_USER_GET_VRING_BASE, VHOST_USER_SET_VRING_KICK, VHOST_USER_SET_VRING_CALL,
+    VHOST_USER_SET_VRING_ENABLE, VHOST_USER_SET_INFLIGHT_FD, VHOST_USER_RESET_DEVICE,
+    VHOST_USER_ADD_MEM_REG, VHOST_USER_REM_MEM_REG, VHOST_USER_SET_STATUS,
+};
+
+/* A well-formed message of @request with plausible but random contents. */
+static void structured_message(VuFrontend *f, uint32_t request)
+{
+    uint64_t off = g_test_rand_int_range(0, RAM_SIZE / 4096) * 4096ull;
+    uint64_t len = g_test_rand_int_range(1, (RAM_SIZE - off) / 4096 + 1) * 4096ull;
+    VhostUserMemoryRegion region = { VUF_RAM_GPA + off, len, vuf_uva(f, VUF_RAM_GPA + off), off };
+    unsigned index = g_test_rand_int_range(0, NUM_QUEUES);
+    int fd = -1;
+
+    switch (request) {
+    case VHOST_USER_SET_MEM_TABLE: {
+        VhostUserMemory m = { .nregions = 1, .regions[0] = region };
+        fd = dup(f->mem_fd);
+        vuf_send(f, request, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &m,
+                 offsetof(VhostUserMemory, regions) + sizeof(region), &fd, 1);
+        break;
+    }
+    case VHOST_USER_ADD_MEM_REG:
+    case VHOST_USER_REM_MEM_REG: {
+        VhostUserMemRegMsg reg = { .region = region };
+        fd = dup(f->mem_fd);
+        vuf_send(f, request, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &reg, sizeof(reg),
+                 &fd, request == VHOST_USER_ADD_MEM_REG);
+        break;
+    }
+    case VHOST_USER_SET_VRING_ADDR: {
+        VhostUserVringAddr a = {
+            .index = index,
+            .desc_user_addr = vuf_uva(f, VUF_RAM_GPA + g_test_rand_int_range(0, RAM_SIZE / 16) * 16ull),
+            .used_user_addr = vuf_uva(f, VUF_RAM_GPA + g_test_rand_int_range(0, RAM_SIZE / 4) * 4ull),
+            .avail_user_addr = vuf_uva(f, VUF_RAM_GPA + g_test_rand_int_range(0, RAM_SIZE / 2) * 2ull),
+        };
+        vuf_send(f, request, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &a, sizeof(a), NULL, 0);
+        break;
+    }
+    case VHOST_USER_SET_VRING_KICK:
+    case VHOST_USER_SET_VRING_CALL: {
+        uint64_t v = index;
+        fd = eventfd(0, EFD_CLOEXEC);
+        vuf_send(f, request, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &v, sizeof(v), &fd, 1);
+        break;
+    }
+    default: {
+        VhostUserVringState st = { index, g_test_rand_bit() ? 1u << g_test_rand_int_range(0, 9)
+                                                            : (uint32_t)g_test_rand_int_range(0, 0x10000) };
+        vuf_send(f, request, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, &st, sizeof(st), NULL, 0);
+        break;
+    }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+static void random_message(VuFrontend *f, bool stateful)
 {
     static const uint32_t sizes[] = { 0, 4, 8, 12, 16, 20, 24, 40, 72, 264, 268 };
     uint64_t payload[64];
-    uint32_t request = g_test_rand_int_range(0, VHOST_USER_REQUEST_MAX + 2);
+    uint32_t request = stateful ? stateful_requests[g_test_rand_int_range(0, G_N_ELEMENTS(stateful_requests))]
+                                : (uint32_t)g_test_rand_int_range(0, VHOST_USER_REQUEST_MAX + 2);
     uint32_t flags = g_test_rand_int_range(0, 8) ? VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK
                                                  : (uint32_t)g_test_rand_int_range(0, 16);
     uint32_t size = g_test_rand_int_range(0, 4) ? sizes[g_test_rand_int_range(0, G_N_ELEMENTS(sizes))]
@@ -1130,6 +1194,10 @@ static void random_message(VuFrontend *f)
 
     for (unsigned i = 0; i < G_N_ELEMENTS(payload); i++) {
         payload[i] = plausible_u64(f);
+    }
+    if (stateful && g_test_rand_bit()) {
+        structured_message(f, request);
+        return;
     }
     if (g_test_rand_bit()) {
         /* vring state / index-first payloads: a small index in the low half */
@@ -1184,7 +1252,7 @@ static void test_hostile_random(Fixture *fx, gconstpointer data)
 
     session_start(fx, &f, 0);
     for (unsigned i = 0; i < 3000; i++) {
-        random_message(&f);
+        random_message(&f, false);
         if (resync(&f) < 0) {
             closed++;
             vuf_close(&f);
@@ -1193,6 +1261,45 @@ static void test_hostile_random(Fixture *fx, gconstpointer data)
     }
     vuf_close(&f);
     g_test_message("%u connections closed by the backend", closed);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
+/*
+ * The same with a live echo ring: state-changing requests at random while
+ * the driver keeps adding buffers and reaping whatever comes back. The
+ * backend and core must neither crash nor hang nor leak.
+ */
+static void test_hostile_random_running(Fixture *fx, gconstpointer data)
+{
+    const Layout *l = data;
+    EchoSession s;
+    int fds_before = fds_with_idle_connection(fx);
+    unsigned seq = 0;
+
+    echo_session_start(fx, &s, l);
+    for (unsigned i = 0; i < 2000; i++) {
+        uint32_t len;
+
+        if (g_test_rand_int_range(0, 3) == 0) {
+            random_message(&s.f, true);
+        }
+        if (resync(&s.f) < 0) {
+            /* Closed: start over with a fresh session and driver. */
+            echo_session_end(&s);
+            echo_session_start(fx, &s, l);
+            continue;
+        }
+        if (vdriver_free_slots(s.q) >= 2) {
+            VDriverSeg out = { s.data, ECHO_BUF }, in = { s.data + ECHO_NUM * ECHO_BUF, ECHO_BUF };
+            vdriver_add(s.q, &out, 1, &in, 1, GUINT_TO_POINTER(++seq), false);
+            if (vdriver_kick_prepare(s.q)) {
+                vuf_kick(&s.ring);
+            }
+        }
+        while (vdriver_get_buf(s.q, &len, NULL)) {
+        }
+    }
+    echo_session_end(&s);
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
@@ -1217,6 +1324,12 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
         char *name = g_strdup_printf("/vhost-user/hostile/%s", hostile_tests[i].name);
         g_test_add(name, Fixture, &hostile_tests[i], fixture_setup, test_hostile, fixture_teardown);
+        g_free(name);
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
+        char *name = g_strdup_printf("/vhost-user/hostile/random-running/%s", layouts[i].name);
+        g_test_add(name, Fixture, &layouts[i], fixture_setup, test_hostile_random_running,
+                   fixture_teardown);
         g_free(name);
     }
     for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
