@@ -1263,7 +1263,8 @@ static int vu_set_config(VhostUserBackend *be, const VuMsg *m, int *fds, unsigne
 
     if (in->size > VHOST_USER_MAX_CONFIG_SIZE || end > be->vdev->config_len ||
         m->hdr.size != VHOST_USER_CONFIG_HDR_SIZE + in->size) {
-        vu_log(be, "SET_CONFIG offset %u size %u outside config space", in->offset, in->size);
+        vu_log(be, "SET_CONFIG offset %u size %u (message %u bytes): outside config space",
+               in->offset, in->size, m->hdr.size);
         return -EINVAL;
     }
     if (!be->ops || !be->ops->set_config) {

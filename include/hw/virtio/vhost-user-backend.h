@@ -21,8 +21,27 @@
  *
  * The peer is untrusted: every message is checked against a per-request table
  * (size, fds, vring index) before its handler runs, and every address, size
- * and count in it afterwards. A bad message gets an error reply (REPLY_ACK) or
- * the connection is closed.
+ * and count in it afterwards. A bad message gets an error reply (REPLY_ACK
+ * with NEED_REPLY) or, when no reply can say it (no NEED_REPLY, or a request
+ * with a reply of its own), the connection is closed.
+ *
+ * Behaviour a daemon may rely on:
+ * - SET_FEATURES drives the core's status to ACKNOWLEDGE|DRIVER|FEATURES_OK
+ *   (refused without VERSION_1, or with other features while a ring runs); a
+ *   device broken by a fault is reset by the next SET_FEATURES with all rings
+ *   stopped (QEMU starts every run with one). The first ring to start adds
+ *   DRIVER_OK. SET_STATUS is recorded for GET_STATUS only (QEMU sends 0 before
+ *   GET_VRING_BASE; a reset there would lose the ring indices).
+ * - A ring starts when it has memory, addresses, a kick eventfd, accepted
+ *   features and is enabled (SET_VRING_ENABLE 1 once
+ *   VHOST_USER_F_PROTOCOL_FEATURES is acked; without it, at the kick).
+ *   Split rings resume from the ring's used index: IN_ORDER rewinds to it,
+ *   inflight tracking resubmits, a base more than a ring ahead is replaced.
+ * - GET_VRING_BASE stops the ring (queue_started(n, false) first) and closes
+ *   its kick fd; packed values carry avail in bits 0-15 and used in 16-31.
+ * - Kick and call fds must be eventfds; polling mode (no kick fd) is refused.
+ * - A memory region that leaves the table while buffers are in flight stays
+ *   mapped until none is (bounded; beyond that the change is refused).
  *
  * Context: everything here runs on the thread that iterates the backend's
  * GMainContext (queue handlers and ops included), except
