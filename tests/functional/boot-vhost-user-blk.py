@@ -271,6 +271,8 @@ def main():
     ap.add_argument("--expect-packed", choices=["on", "off", "any"], default="any",
                     help="fail unless the guest negotiated RING_PACKED as stated")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--qemu-arg", action="append", metavar="ARG",
+                    help="extra QEMU argument (repeatable), e.g. --qemu-arg=-trace --qemu-arg=vhost_user_*")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the guest console")
     args = ap.parse_args()
@@ -344,6 +346,7 @@ def main():
                  "-initrd", os.path.join(args.guest_dir, "initramfs.gz"),
                  "-append", append,
                  "-chardev", chardev, "-device", dev]
+        qargv += list(args.qemu_arg or [])
         if not args.no_qmp:
             qargv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_sock]
         print("backend: %s" % " ".join(backend.argv))
@@ -530,6 +533,10 @@ def main():
             summary.append("FAIL: " + w)
         summary.append("RESULT: %s" % ("PASS" if ok else "FAIL"))
         rc = 0 if ok else 1
+    except (KeyboardInterrupt, SystemExit) as e:
+        summary.append("RESULT: FAIL (interrupted: %s)" % (e.__class__.__name__ if isinstance(e, KeyboardInterrupt)
+                                                         else "signal %d" % (e.code - 128)))
+        rc = 1
     except Exception as e:  # a harness error is a failure, with its story
         summary.append("FAIL: harness error: %s" % e)
         summary.append("RESULT: FAIL")
