@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -55,6 +56,7 @@ typedef struct VuRegion {
     uint64_t mmap_offset;
     uint8_t *map_base;          /* mmap() result */
     size_t map_len;
+    int guard_slot;             /* SIGBUS guard entry, or -1 */
     uint8_t *host;              /* map_base + offset within the mapping */
     dev_t dev;                  /* backing file, to keep a mapping a new table repeats */
     ino_t ino;
@@ -135,7 +137,11 @@ struct VhostUserBackend {
     uint8_t frontend_status;
     int backend_req_fd;
 
+    /* Pages the SIGBUS guard replaced in our mappings, as last seen. */
+    uint64_t guard_faults_seen;
+
     /* Inflight region (kept across connections). */
+    int inflight_guard_slot;
     uint8_t *inflight_addr;
     uint64_t inflight_size;
     uint16_t inflight_num_queues;
@@ -220,6 +226,142 @@ static void reply_u64(VhostUserBackend *be, uint64_t val)
 }
 
 /* ---------------------------------------------------------------------- */
+/* SIGBUS guard                                                            */
+/*
+ * A frontend may shrink the file behind a region after we mapped it; the
+ * next access then raises SIGBUS. With the guard installed, the handler
+ * puts an anonymous zero page over the faulting page of a registered
+ * mapping and counts the fault; the backend sees the count and breaks the
+ * device. Faults elsewhere go to the previous disposition.
+ *
+ * The table is read by the signal handler, so entries are published with
+ * atomics and changed under guard_lock only.
+ */
+#define GUARD_SLOTS 256
+
+typedef struct GuardRange {
+    uintptr_t start;            /* 0: free */
+    uintptr_t end;
+    uintptr_t align;            /* page size of the mapping (hugetlbfs: its huge page size) */
+    uint64_t faults;
+} GuardRange;
+
+static GuardRange guard_ranges[GUARD_SLOTS];
+static GMutex guard_lock;
+static bool guard_installed;
+static struct sigaction guard_old_action;
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    uintptr_t addr = (uintptr_t)si->si_addr;
+
+    for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+        GuardRange *g = &guard_ranges[i];
+        uintptr_t start = __atomic_load_n(&g->start, __ATOMIC_ACQUIRE);
+        uintptr_t end = __atomic_load_n(&g->end, __ATOMIC_ACQUIRE);
+        uintptr_t align = __atomic_load_n(&g->align, __ATOMIC_RELAXED);
+        void *page;
+
+        if (!start || addr < start || addr >= end) {
+            continue;
+        }
+        page = (void *)(addr & ~(align - 1));
+        /* mmap is async-signal-safe in practice: it is a plain system call. */
+        if (mmap(page, align, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0) != MAP_FAILED) {
+            __atomic_fetch_add(&g->faults, 1, __ATOMIC_RELAXED);
+            return;             /* the access is retried on the zero page */
+        }
+        break;
+    }
+    if ((guard_old_action.sa_flags & SA_SIGINFO) && guard_old_action.sa_sigaction) {
+        guard_old_action.sa_sigaction(sig, si, uc);
+    } else if (guard_old_action.sa_handler != SIG_DFL && guard_old_action.sa_handler != SIG_IGN) {
+        guard_old_action.sa_handler(sig);
+    } else {
+        signal(SIGBUS, SIG_DFL);    /* the access faults again and takes the default action */
+    }
+}
+
+int vhost_user_backend_guard_sigbus(void)
+{
+    struct sigaction sa = { .sa_sigaction = guard_sigbus, .sa_flags = SA_SIGINFO | SA_NODEFER };
+    int ret = 0;
+
+    g_mutex_lock(&guard_lock);
+    if (!guard_installed) {
+        sigemptyset(&sa.sa_mask);
+        ret = sigaction(SIGBUS, &sa, &guard_old_action) < 0 ? -errno : 0;
+        guard_installed = ret == 0;
+    }
+    g_mutex_unlock(&guard_lock);
+    return ret;
+}
+
+/* Watch [p, p + len) (page size @align); returns the slot, or -1 when the table is full. */
+static int guard_register(void *p, size_t len, size_t align)
+{
+    int slot = -1;
+
+    g_mutex_lock(&guard_lock);
+    for (unsigned i = 0; i < GUARD_SLOTS; i++) {
+        GuardRange *g = &guard_ranges[i];
+        if (!g->start) {
+            __atomic_store_n(&g->faults, 0, __ATOMIC_RELAXED);
+            __atomic_store_n(&g->align, (uintptr_t)align, __ATOMIC_RELAXED);
+            __atomic_store_n(&g->end, (uintptr_t)p + len, __ATOMIC_RELEASE);
+            __atomic_store_n(&g->start, (uintptr_t)p, __ATOMIC_RELEASE);
+            slot = i;
+            break;
+        }
+    }
+    g_mutex_unlock(&guard_lock);
+    return slot;
+}
+
+static void guard_unregister(int slot)
+{
+    if (slot >= 0) {
+        g_mutex_lock(&guard_lock);
+        __atomic_store_n(&guard_ranges[slot].start, 0, __ATOMIC_RELEASE);
+        g_mutex_unlock(&guard_lock);
+    }
+}
+
+static uint64_t guard_faults(int slot)
+{
+    return slot >= 0 ? __atomic_load_n(&guard_ranges[slot].faults, __ATOMIC_RELAXED) : 0;
+}
+
+/* Page size of a mapping of @fd: hugetlbfs reports its huge page size as st_blksize. */
+static size_t map_page_size(const struct stat *st)
+{
+    size_t page = sysconf(_SC_PAGESIZE);
+    size_t blk = st->st_blksize;
+
+    return blk > page && !(blk & (blk - 1)) ? blk : page;
+}
+
+/* mmap + guard registration; NULL (errno set) on failure. */
+static void *guarded_mmap(size_t len, int fd, off_t offset, const struct stat *st, int *slot)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, offset);
+
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    *slot = guard_register(p, len, map_page_size(st));
+    return p;
+}
+
+static void guarded_munmap(void *p, size_t len, int *slot)
+{
+    guard_unregister(*slot);
+    *slot = -1;
+    munmap(p, len);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Guest memory                                                            */
 
 /* [a, a + alen) and [b, b + blen) intersect; both ranges are known not to wrap. */
@@ -284,7 +426,7 @@ static int region_map(VhostUserBackend *be, VuRegion *out, const VhostUserMemory
     }
     *out = (VuRegion) {
         .gpa = r->guest_phys_addr, .size = r->memory_size, .uva = r->userspace_addr,
-        .mmap_offset = r->mmap_offset, .dev = st.st_dev, .ino = st.st_ino,
+        .mmap_offset = r->mmap_offset, .dev = st.st_dev, .ino = st.st_ino, .guard_slot = -1,
     };
     for (unsigned i = 0; i < nreuse; i++) {
         VuRegion *o = &reuse[i];
@@ -301,9 +443,8 @@ static int region_map(VhostUserBackend *be, VuRegion *out, const VhostUserMemory
         return -EINVAL;
     }
     out->map_len = r->memory_size + offset_in_page;
-    p = mmap(NULL, out->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
-             (off_t)map_offset);
-    if (p == MAP_FAILED) {
+    p = guarded_mmap(out->map_len, fd, (off_t)map_offset, &st, &out->guard_slot);
+    if (!p) {
         int err = -errno;
         vu_log(be, "mmap of memory region (0x%zx bytes) failed: %s", out->map_len, strerror(-err));
         return err;
@@ -316,7 +457,7 @@ static int region_map(VhostUserBackend *be, VuRegion *out, const VhostUserMemory
 static void region_unmap(VuRegion *r)
 {
     if (r->map_base) {
-        munmap(r->map_base, r->map_len);
+        guarded_munmap(r->map_base, r->map_len, &r->guard_slot);
         r->map_base = NULL;
     }
 }
@@ -411,7 +552,7 @@ uint64_t vhost_user_inflight_queue_size(unsigned queue_size)
 static void inflight_unmap(VhostUserBackend *be)
 {
     if (be->inflight_addr) {
-        munmap(be->inflight_addr, be->inflight_size);
+        guarded_munmap(be->inflight_addr, be->inflight_size, &be->inflight_guard_slot);
         be->inflight_addr = NULL;
     }
     be->inflight_size = 0;
@@ -558,6 +699,27 @@ static void inflight_clear_queue(VhostUserBackend *be, unsigned n)
 /* Vrings: start and stop                                                  */
 
 static gboolean vu_kick_cb(gint fd, GIOCondition cond, gpointer opaque);
+
+/*
+ * The SIGBUS guard replaced pages of our mappings since the last look: the
+ * frontend shrank guest memory under us. The device reads zeros now; stop it.
+ */
+static void guard_check(VhostUserBackend *be)
+{
+    uint64_t faults = guard_faults(be->inflight_guard_slot);
+
+    for (unsigned i = 0; i < be->nregions; i++) {
+        faults += guard_faults(be->regions[i].guard_slot);
+    }
+    for (unsigned i = 0; i < be->nretired; i++) {
+        faults += guard_faults(be->retired[i].guard_slot);
+    }
+    if (faults > be->guard_faults_seen) {
+        virtio_error(be->vdev, "guest memory shrank under its mapping (%" PRIu64 " pages lost)",
+                     faults - be->guard_faults_seen);
+    }
+    be->guard_faults_seen = faults;
+}
 
 static bool vring_enabled(const VhostUserBackend *be, const VuVring *vr)
 {
@@ -754,6 +916,7 @@ static gboolean vu_kick_cb(gint fd, GIOCondition cond, gpointer opaque)
     if (r == sizeof(count)) {
         stat_add(&be->stats.kicks, 1);
         virtio_queue_notify(be->vdev, vr->index);
+        guard_check(be);
         return G_SOURCE_CONTINUE;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR) && !(cond & (G_IO_ERR | G_IO_HUP | G_IO_NVAL))) {
@@ -1290,8 +1453,9 @@ static int vu_get_inflight_fd(VhostUserBackend *be, const VuMsg *m, int *fds, un
     const VhostUserInflight *in = &m->payload.inflight;
     VhostUserInflight *out = &be->tx.payload.inflight;
     uint64_t qsize, size;
+    struct stat st;
     void *addr;
-    int fd, ret;
+    int fd, ret, slot;
 
     ret = inflight_check_geometry(be, in);
     if (ret < 0) {
@@ -1309,13 +1473,14 @@ static int vu_get_inflight_fd(VhostUserBackend *be, const VuMsg *m, int *fds, un
         close(fd);
         return ret;
     }
-    addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (addr == MAP_FAILED) {
+    addr = fstat(fd, &st) == 0 ? guarded_mmap(size, fd, 0, &st, &slot) : NULL;
+    if (!addr) {
         ret = -errno;
         close(fd);
         return ret;
     }
     inflight_unmap(be);
+    be->inflight_guard_slot = slot;
     be->inflight_addr = addr;
     be->inflight_size = size;
     be->inflight_num_queues = in->num_queues;
@@ -1341,7 +1506,7 @@ static int vu_set_inflight_fd(VhostUserBackend *be, const VuMsg *m, int *fds, un
     long page = sysconf(_SC_PAGESIZE);
     struct stat st;
     void *addr;
-    int ret;
+    int ret, slot;
 
     ret = inflight_check_geometry(be, in);
     if (ret < 0) {
@@ -1360,12 +1525,12 @@ static int vu_set_inflight_fd(VhostUserBackend *be, const VuMsg *m, int *fds, un
                in->mmap_offset + in->mmap_size);
         return -EINVAL;
     }
-    addr = mmap(NULL, in->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0],
-                (off_t)in->mmap_offset);
-    if (addr == MAP_FAILED) {
+    addr = guarded_mmap(in->mmap_size, fds[0], (off_t)in->mmap_offset, &st, &slot);
+    if (!addr) {
         return -errno;
     }
     inflight_unmap(be);
+    be->inflight_guard_slot = slot;
     be->inflight_addr = addr;
     be->inflight_size = in->mmap_size;
     be->inflight_num_queues = in->num_queues;
@@ -1606,6 +1771,7 @@ static bool dispatch(VhostUserBackend *be)
     int ret;
 
     stat_add(&be->stats.messages, 1);
+    guard_check(be);
     retired_reap(be, false);
     memset(&be->tx.hdr, 0, sizeof(be->tx.hdr));
     be->tx_fd = -1;
@@ -1817,6 +1983,7 @@ VhostUserBackend *vhost_user_backend_new(VirtIODevice *vdev, const VhostUserBack
     be->conn_fd = -1;
     be->tx_fd = -1;
     be->backend_req_fd = -1;
+    be->inflight_guard_slot = -1;
     guest_memory_init(&be->mem);
     be->vrings = g_new0(VuVring, vdev->num_queues);
     for (unsigned n = 0; n < vdev->num_queues; n++) {

@@ -1336,9 +1336,45 @@ static void test_hostile_random_running(Fixture *fx, gconstpointer data)
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
+/*
+ * The frontend truncates the memfd behind guest memory while the ring runs:
+ * the next access would SIGBUS. With the guard the backend survives, the
+ * device is broken (NEEDS_RESET) and keeps answering; nothing leaks.
+ */
+static void test_hostile_memory_shrunk(Fixture *fx, gconstpointer data)
+{
+    static const Layout split = { "split", false, false };
+    EchoSession s;
+    VDriverSeg out, in;
+    uint64_t status;
+    int fds_before = fds_with_idle_connection(fx);
+
+    echo_session_start(fx, &s, &split);
+    echo_round(&s, &split, 0, 8);
+    out = (VDriverSeg) { s.data, ECHO_BUF };
+    in = (VDriverSeg) { s.data + ECHO_NUM * ECHO_BUF, ECHO_BUF };
+    g_assert_cmpint(vdriver_add(s.q, &out, 1, &in, 1, GUINT_TO_POINTER(9), false), ==, 0);
+    vdriver_kick_prepare(s.q);
+    /* From here on this process must not touch the RAM either (it would SIGBUS too). */
+    g_assert_cmpint(ftruncate(s.f.mem_fd, 0), ==, 0);
+    vuf_kick(&s.ring);
+    g_assert_cmpint(vuf_get_u64(&s.f, VHOST_USER_GET_STATUS, &status), ==, 0);
+    for (int ms = 0; !(status & VIRTIO_CONFIG_S_NEEDS_RESET); ms++) {
+        g_assert_cmpint(ms, <, TIMEOUT_MS);
+        g_usleep(1000);
+        g_assert_cmpint(vuf_get_u64(&s.f, VHOST_USER_GET_STATUS, &status), ==, 0);
+    }
+    g_assert_cmpstr(fx->dev.vdev.error_msg, !=, "");
+    vdriver_queue_free(s.q);
+    vuf_ring_close(&s.ring);
+    vuf_close(&s.f);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_assert_cmpint(vhost_user_backend_guard_sigbus(), ==, 0);
 
     g_test_add("/vhost-user/protocol/negotiation", Fixture, NULL, fixture_setup, test_negotiation,
                fixture_teardown);
@@ -1352,6 +1388,8 @@ int main(int argc, char **argv)
                test_hostile_memory_removed_under_buffers, fixture_teardown);
     g_test_add("/vhost-user/hostile/random", Fixture, NULL, fixture_setup, test_hostile_random,
                fixture_teardown);
+    g_test_add("/vhost-user/hostile/memory-shrunk", Fixture, NULL, fixture_setup,
+               test_hostile_memory_shrunk, fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {

@@ -288,6 +288,16 @@ int vhost_user_backend_listen(VhostUserBackend *be, const char *socket_path, GEr
  */
 int vhost_user_backend_serve_fd(VhostUserBackend *be, int fd, GError **errp);
 
+/*
+ * Survive a frontend that shrinks the file behind guest memory after it was
+ * mapped (the next access would raise SIGBUS and kill the daemon): installs
+ * a process-wide SIGBUS handler that puts a zero page over the faulting page
+ * of a backend mapping; the device is then broken (NEEDS_RESET) at the next
+ * kick or message. Faults outside backend mappings go to the previous
+ * handler. Call once, early, from the daemon's main thread. Returns 0 or -errno.
+ */
+int vhost_user_backend_guard_sigbus(void);
+
 /* Drop the current connection as if the peer had closed it. */
 void vhost_user_backend_disconnect(VhostUserBackend *be);
 
