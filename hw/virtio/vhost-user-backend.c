@@ -1738,6 +1738,7 @@ static bool reply_send(VhostUserBackend *be, uint32_t request)
     } ctl;
     struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
     ssize_t r;
+    int err;
 
     be->tx.hdr.request = request;
     be->tx.hdr.flags = VHOST_USER_VERSION | VHOST_USER_REPLY_MASK;  /* exactly 0x5 (DPDK checks) */
@@ -1755,8 +1756,14 @@ static bool reply_send(VhostUserBackend *be, uint32_t request)
     do {
         r = sendmsg(be->conn_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (r < 0 && errno == EINTR);
+    err = errno;
     close_fd(&be->tx_fd);
-    return r == (ssize_t)(iov[0].iov_len + iov[1].iov_len);
+    if (r != (ssize_t)(iov[0].iov_len + iov[1].iov_len)) {
+        vu_log(be, "reply to request %u not sent (%s): closing", request,
+               r < 0 ? strerror(err) : "short write");
+        return false;
+    }
+    return true;
 }
 
 /* Handle the complete message in be->rx. Returns false when the connection must close. */

@@ -722,6 +722,19 @@ static void hostile_disconnect_mid_message(Fixture *fx, VuFrontend *f)
     close(efd);
 }
 
+/* A peer that sends requests but never reads the replies is dropped, not waited for. */
+static void hostile_peer_not_reading(Fixture *fx, VuFrontend *f)
+{
+    int ret = 0;
+
+    for (unsigned i = 0; i < 1000000 && ret == 0; i++) {
+        ret = vuf_send(f, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0);
+    }
+    g_assert_cmpint(ret, ==, -EPIPE);
+    reopen(fx, f);
+    g_assert_cmpint(vuf_request(f, 77, NULL, 0, NULL, 0), >, 0);    /* a bad message for the count */
+}
+
 typedef struct HostileTest {
     const char *name;
     HostileFn fn;
@@ -735,6 +748,7 @@ static const HostileTest hostile_tests[] = {
     { "vrings", hostile_vrings },
     { "inflight", hostile_inflight },
     { "disconnect-mid-message", hostile_disconnect_mid_message },
+    { "peer-not-reading", hostile_peer_not_reading },
 };
 
 static void test_hostile(Fixture *fx, gconstpointer data)
