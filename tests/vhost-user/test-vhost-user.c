@@ -941,19 +941,23 @@ static void test_echo_batched(Fixture *fx, gconstpointer data)
  * Reconnect: a frontend restarts the ring on a new connection from the base
  * GET_VRING_BASE returned, on memory it kept; I/O continues.
  */
-static void test_echo_reconnect(Fixture *fx, gconstpointer data)
+static void echo_reconnect(Fixture *fx, const Layout *l, bool base_zero)
 {
-    const Layout *l = data;
     EchoSession s;
     uint64_t features = (l->packed ? 1ull << VIRTIO_F_RING_PACKED : 0) |
                         (l->in_order ? 1ull << VIRTIO_F_IN_ORDER : 0);
     int fds_before = fds_with_idle_connection(fx);
 
     echo_session_start(fx, &s, l);
-    echo_round(&s, l, 0, 24);
-    echo_round(&s, l, 24, 24);
+    for (unsigned round = 0; round < 4; round++) {
+        echo_round(&s, l, round * 24, 24);
+    }
     g_assert_cmpint(vuf_ring_get_base(&s.f, 0, &s.ring.base), ==, 0);
     vuf_disconnect(&s.f);
+    if (base_zero) {
+        /* DPDK virtio-user reconnecting in server mode: base 0, the ring far ahead. */
+        s.ring.base = 0;
+    }
 
     /* New connection, same RAM, rings and eventfds; the backend reset in between. */
     g_assert_cmpint(vuf_reconnect(&s.f, fx->path), ==, 0);
@@ -961,10 +965,22 @@ static void test_echo_reconnect(Fixture *fx, gconstpointer data)
     g_assert_cmpint(vuf_set_mem_table(&s.f), ==, 0);
     g_assert_cmpint(vuf_ring_setup(&s.f, &s.ring), ==, 0);
     g_assert_cmpuint(fx->dev.resets, >=, 1);
-    echo_round(&s, l, 48, 24);
-    echo_round(&s, l, 72, ECHO_NUM / 2);     /* a full ring: two descriptors each */
+    echo_round(&s, l, 96, 24);
+    echo_round(&s, l, 120, ECHO_NUM / 2);     /* a full ring: two descriptors each */
     echo_session_end(&s);
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
+/* Reconnect: the ring restarts on a new connection from the base GET_VRING_BASE returned. */
+static void test_echo_reconnect(Fixture *fx, gconstpointer data)
+{
+    echo_reconnect(fx, data, false);
+}
+
+/* Split: a base inconsistent with the ring's used index resumes at the used index. */
+static void test_echo_reconnect_base_zero(Fixture *fx, gconstpointer data)
+{
+    echo_reconnect(fx, data, true);
 }
 
 /* Wait (bounded) until the device on the backend thread holds exactly @want buffers. */
@@ -1435,6 +1451,12 @@ int main(int argc, char **argv)
         char *name = g_strdup_printf("/vhost-user/echo/reconnect/%s", layouts[i].name);
         g_test_add(name, Fixture, &layouts[i], fixture_setup, test_echo_reconnect, fixture_teardown);
         g_free(name);
+        if (!layouts[i].packed) {
+            name = g_strdup_printf("/vhost-user/echo/reconnect-base-zero/%s", layouts[i].name);
+            g_test_add(name, Fixture, &layouts[i], fixture_setup, test_echo_reconnect_base_zero,
+                       fixture_teardown);
+            g_free(name);
+        }
     }
     return g_test_run();
 }
