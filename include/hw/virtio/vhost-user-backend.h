@@ -270,7 +270,11 @@ typedef struct VhostUserBackendOps {
  */
 VhostUserBackend *vhost_user_backend_new(VirtIODevice *vdev, const VhostUserBackendOps *ops,
                                          void *opaque);
-/* Close the connection (if any), stop listening, unmap everything. @be may be NULL. */
+/*
+ * Close the connection (if any: queue_started(n, false) and reset run, so the
+ * daemon's opaque must still be valid), stop listening, unmap everything,
+ * and detach from vdev (call virtio_cleanup afterwards). @be may be NULL.
+ */
 void vhost_user_backend_free(VhostUserBackend *be);
 
 /* Run on @ctx instead of the default main context. Call before _listen / _serve_fd. */
@@ -298,7 +302,7 @@ int vhost_user_backend_serve_fd(VhostUserBackend *be, int fd, GError **errp);
  */
 int vhost_user_backend_guard_sigbus(void);
 
-/* Drop the current connection as if the peer had closed it. */
+/* Drop the current connection as if the peer had closed it (then accept the next). */
 void vhost_user_backend_disconnect(VhostUserBackend *be);
 
 VirtIODevice *vhost_user_backend_get_device(VhostUserBackend *be);
