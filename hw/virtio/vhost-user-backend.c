@@ -1092,15 +1092,18 @@ static int vu_set_mem_table(VhostUserBackend *be, const VuMsg *m, int *fds, unsi
             ret = region_map(be, &fresh[i], &mt->regions[i], fds[i], old, nold);
         }
         if (ret < 0) {
-            /* Give back what this table mapped; reused mappings go home to old[]. */
+            /*
+             * Unmap only what this table mapped itself: a reused mapping
+             * (its old[] copy was emptied) still belongs to be->regions.
+             */
             for (unsigned j = 0; j < i; j++) {
+                bool reused = false;
                 for (unsigned k = 0; k < nold; k++) {
-                    if (!old[k].map_base && old[k].host == fresh[j].host) {
-                        old[k].map_base = fresh[j].map_base;
-                        fresh[j].map_base = NULL;
-                    }
+                    reused |= !old[k].map_base && old[k].host == fresh[j].host;
                 }
-                region_unmap(&fresh[j]);
+                if (!reused) {
+                    region_unmap(&fresh[j]);
+                }
             }
             return ret;
         }

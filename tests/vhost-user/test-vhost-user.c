@@ -1401,6 +1401,29 @@ static void test_hostile_memory_shrunk(Fixture *fx, gconstpointer data)
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
+/*
+ * A new table that repeats the live region and then fails (overlap) is
+ * refused as a whole: the live mapping it reused stays mapped and the ring
+ * keeps working on it.
+ */
+static void test_hostile_memory_table_rollback(Fixture *fx, gconstpointer data)
+{
+    static const Layout split = { "split", false, false };
+    EchoSession s;
+    VhostUserMemoryRegion r[2];
+
+    echo_session_start(fx, &s, &split);
+    echo_round(&s, &split, 0, 8);
+    r[0] = (VhostUserMemoryRegion) { VUF_RAM_GPA, RAM_SIZE, vuf_uva(&s.f, VUF_RAM_GPA), 0 };
+    r[1] = (VhostUserMemoryRegion) { VUF_RAM_GPA + 0x1000, 0x1000, vuf_uva(&s.f, VUF_RAM_GPA) + RAM_SIZE, 0 };
+    g_assert_cmpint(mem_table(&s.f, r, 2, s.f.mem_fd), >, 0);
+    echo_round(&s, &split, 8, 8);
+    /* Repeating it alone keeps the mapping (the ring runs on). */
+    g_assert_cmpint(mem_table(&s.f, r, 1, s.f.mem_fd), ==, 0);
+    echo_round(&s, &split, 16, 8);
+    echo_session_end(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1420,6 +1443,8 @@ int main(int argc, char **argv)
                fixture_teardown);
     g_test_add("/vhost-user/hostile/memory-shrunk", Fixture, NULL, fixture_setup,
                test_hostile_memory_shrunk, fixture_teardown);
+    g_test_add("/vhost-user/hostile/memory-table-rollback", Fixture, NULL, fixture_setup,
+               test_hostile_memory_table_rollback, fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
