@@ -33,11 +33,16 @@
  *     OP_SET_AVAIL    u16 idx: split avail->idx; packed: flips head flags
  *     OP_DRV_EVENT    u8 kind, u16 a, u16 b: avail flags / used_event / packed
  *                     driver event area (notification suppression, honest)
- *     OP_DRV_POST     u8 n-1 (bits 0-2) | indirect (bit 3), n x DESC: an honest
- *                     driver posts a chain (tracks free descriptors / ids)
+ *     OP_DRV_POST     u8 n-1 (bits 0-2) | indirect (bit 3) | fault << 4, n x DESC:
+ *                     the driver posts a chain (tracking free descriptors / ids);
+ *                     fault 0 is honest, 1..15 add one hostile twist each
+ *                     (PF_* below: bad NEXT, bad indirect tables, loops, bad
+ *                     or duplicate heads, zero lengths, avail index jumps)
  *     OP_DRV_REAP     -: the honest driver consumes used entries
  *     OP_POP          u8 sg: pop with sg_max 1 + sg % 64, or virtqueue_pop when sg >= 0xf0
- *     OP_FILL         u8 which, u8 mode, u16 len: complete a held element
+ *     OP_FILL         u8 which, u8 mode, u16 len: complete a held element with
+ *                     length (mode & 3) 0/3 all, 1 none, 2 len % (in_len + 1);
+ *                     mode bit 2 calls virtqueue_ordered_fill directly (IN_ORDER)
  *     OP_FLUSH        -
  *     OP_PUSH         u8 which, u8 mode, u16 len: fill + flush
  *     OP_DETACH       u8 which
@@ -47,18 +52,23 @@
  *     OP_NOTIFY       u8 kind: virtio_should_notify / virtio_notify / virtio_queue_empty
  *     OP_KICK         -: virtio_queue_notify (handler pops up to 4)
  *     OP_RESTORE      u8 mode, u16 idx: deactivate, get/set last_avail_idx and
- *                     used idx, restore_last_avail_idx, activate
+ *                     used idx, restore_last_avail_idx, another size, activate;
+ *                     mode 5 (split): a vhost-user backend restart resubmitting
+ *                     its in-flight heads with virtqueue_pop_inflight*
  *     OP_RESET        u8 mode: device reset or queue reset, then set up again
  *     OP_MEMORY       u8 mode: remove / re-add region B, memory_changed
  *     OP_BATCH        u8 enable
- *   ADDR = u8 sel, u16 off (sel % 8: 0 data in A, 1 data in B, 2 spanning the
+ *     OP_RESUBMIT     u8 head, u8 sg: virtqueue_pop_inflight* of any head (split)
+ *   ADDR = u8 sel, u16 off (sel & 15: 0 data in A, 1 data in B, 2 spanning the
  *          A/B boundary, 3 read-only C, 4 the gap, 5 ring areas, 6 u64 raw
- *          address follows, 7 top of the address space)
+ *          address follows, 7 top of the address space, 8 the 2 GiB region H
+ *          (a DESC's length then counts 64 KiB units), 9-15 as sel & 7)
  *   DESC = ADDR then u16 len; bit 7 of sel is VRING_DESC_F_WRITE
  *
  * Guest memory: region A (32 KiB, rings + indirect tables + data), region B
  * (16 KiB) adjacent to A so buffers can span both, a gap, region C (8 KiB,
- * read-only). Each region is its own heap allocation, so ASan sees overruns.
+ * read-only), and region H (2 GiB, reserved and never touched) for chains
+ * near 4 GiB. A, B and C are separate heap allocations, so ASan sees overruns.
  *
  * Invariants checked after every operation:
  *  - inuse <= queue size, and equals what the device holds plus what it has
@@ -68,11 +78,14 @@
  *    allocation, writable ones never in the read-only region; segment counts
  *    <= sg_max; in_len equals the writable bytes; chain length < 4 GiB; no id
  *    is handed out twice while in flight;
- *  - once broken: pop returns nothing, should_notify is false, and no core call
- *    changes a byte of guest memory;
- *  - while the guest has behaved (no raw stores), the used ring the honest
- *    driver reads is consistent: every used id is in flight, in-order entries
- *    come in avail order (skipping only with batch on), lengths fit.
+ *  - once broken: NEEDS_RESET and a config notification, pop returns nothing,
+ *    should_notify is false, and no core call changes a byte of A, B or C;
+ *  - while the guest has behaved (no raw stores, no post faults, no arbitrary
+ *    restore), what the driver sees is right: split used->idx is the core's
+ *    used index; every used id is in flight; in-order entries come in avail
+ *    order, skipping only with batch on and only buffers used completely;
+ *    each used length is the one the device filled; popped elements match
+ *    what the driver posted.
  * Hangs are left to libFuzzer's -timeout.
  */
 #include <endian.h>
@@ -81,6 +94,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "hw/virtio/virtio.h"
 
@@ -99,6 +113,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define GAP_GPA         (RB_GPA + RB_SIZE)
 #define RC_GPA          0x20000ull
 #define RC_SIZE         0x2000ull
+#define RH_GPA          0x100000000ull
+#define RH_SIZE         0x80000000ull
 
 /* Inside A: rings at 0 / 0x1000 / 0x1400, indirect tables, data. */
 #define A_ITAB          (RA_GPA + 0x2000)
@@ -176,7 +192,8 @@ typedef struct Region {
     bool mapped;                /* currently in the GuestMemory table */
 } Region;
 
-enum { REG_A, REG_B, REG_C, REG__COUNT };
+/* H: 2 GiB reserved, never touched by the harness: chains past 4 GiB (not in snapshots). */
+enum { REG_A, REG_B, REG_C, REG_H, REG__COUNT };
 
 /* One element the device holds (popped, not yet filled or detached). */
 typedef struct Held {
@@ -192,6 +209,7 @@ typedef struct Flight {
     uint32_t seq;
     uint16_t index;
     int16_t held;               /* Held slot, -1 once filled */
+    bool resubmitted;           /* came from virtqueue_pop_inflight* */
 } Flight;
 
 /* What the honest driver has posted, by head (split) / buffer id (packed). */
@@ -222,8 +240,12 @@ typedef struct Fz {
     Flight flight[FZ_QMAX];
     unsigned nflight;
     unsigned fills;             /* non-IN_ORDER fills since the last flush */
+    uint16_t fill_ids[FZ_QMAX]; /* their ids: in flight until the flush publishes them */
     uint32_t pop_seq;
     uint8_t id_busy[FZ_QMAX];
+    uint32_t dev_len[FZ_QMAX];  /* length the device completed each id with */
+    bool idx_sane;              /* IN_ORDER: last_avail_idx - used_idx == inuse (no arbitrary restore) */
+    unsigned config_notifies, queue_notifies;
 
     /* honest driver */
     bool honest;                /* the guest has not scribbled: check the used ring */
@@ -243,7 +265,48 @@ typedef struct Fz {
 } Fz;
 
 static Fz fz;
+
+static void count_queue_notify(VirtIODevice *vdev, VirtQueue *vq)
+{
+    fz.queue_notifies++;
+}
+
+static void count_config_notify(VirtIODevice *vdev)
+{
+    fz.config_notifies++;
+}
+
+static const VirtIOTransportOps fz_transport = {
+    .notify_queue = count_queue_notify,
+    .notify_config = count_config_notify,
+};
 static int fz_trace = -1;       /* FZ_TRACE=1 in the environment: log each operation */
+
+/*
+ * Known core bugs (crashes-found/README.md) the harness steps around or
+ * tolerates when FZ_KNOWN_BUGS names them (comma-separated, or "all"), so a
+ * run can look for new ones; the smoke test sets it. Unset: strict.
+ */
+enum {
+    KB_REFILL_BEFORE_FLUSH = 1,     /* id filled, not flushed, popped again */
+    KB_UNPOP_AFTER_RESUBMIT = 2,    /* unpop/rewind of a virtqueue_pop_inflight element */
+};
+static int fz_known = -1;
+
+static bool known_bug(int kb)
+{
+    if (fz_known < 0) {
+        const char *v = getenv("FZ_KNOWN_BUGS");
+        fz_known = 0;
+        if (v && (strstr(v, "all") || strstr(v, "refill-before-flush"))) {
+            fz_known |= KB_REFILL_BEFORE_FLUSH;
+        }
+        if (v && (strstr(v, "all") || strstr(v, "unpop-after-resubmit"))) {
+            fz_known |= KB_UNPOP_AFTER_RESUBMIT;
+        }
+    }
+    return fz_known & kb;
+}
 
 /* ---------------------------------------------------------------------- */
 /* Guest memory helpers                                                    */
@@ -252,9 +315,22 @@ static void regions_alloc(Fz *f)
 {
     static const struct { hwaddr gpa; uint64_t size; bool writable; } def[REG__COUNT] = {
         { RA_GPA, RA_SIZE, true }, { RB_GPA, RB_SIZE, true }, { RC_GPA, RC_SIZE, false },
+        { RH_GPA, RH_SIZE, true },
     };
 
+    if (!f->reg[REG_H].host) {
+        void *p = mmap(NULL, RH_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            abort();
+        }
+        f->reg[REG_H].host = p;
+    }
     for (unsigned r = 0; r < REG__COUNT; r++) {
+        if (r == REG_H) {
+            f->reg[r] = (Region) { def[r].gpa, def[r].size, f->reg[r].host, def[r].writable, false };
+            continue;
+        }
         if (!f->reg[r].host) {
             f->reg[r].host = malloc(def[r].size);
             f->snap[r] = malloc(def[r].size);
@@ -284,7 +360,7 @@ static void regions_map(Fz *f)
 /* Host pointer for the guest's own access to [gpa, gpa + len), whatever is mapped. */
 static void *guest_host(Fz *f, hwaddr gpa, uint64_t len)
 {
-    for (unsigned r = 0; r < REG__COUNT; r++) {
+    for (unsigned r = 0; r < REG_H; r++) {
         const Region *rg = &f->reg[r];
         if (gpa >= rg->gpa && gpa - rg->gpa <= rg->size && len <= rg->size - (gpa - rg->gpa)) {
             return rg->host + (gpa - rg->gpa);
@@ -309,14 +385,14 @@ static int iov_region(const Fz *f, const struct iovec *iov)
 
 static void snap_take(Fz *f)
 {
-    for (unsigned r = 0; r < REG__COUNT; r++) {
+    for (unsigned r = 0; r < REG_H; r++) {
         memcpy(f->snap[r], f->reg[r].host, f->reg[r].size);
     }
 }
 
 static bool snap_same(const Fz *f)
 {
-    for (unsigned r = 0; r < REG__COUNT; r++) {
+    for (unsigned r = 0; r < REG_H; r++) {
         if (memcmp(f->snap[r], f->reg[r].host, f->reg[r].size)) {
             return false;
         }
@@ -385,6 +461,14 @@ static uint64_t in_addr(Fz *f, Input *in, uint8_t sel, uint32_t *len, bool *hone
     uint64_t range = 0;
 
     *honest = true;
+    if ((sel & 15) == 8) {
+        /* The huge region: lengths count in 64 KiB units so 4 GiB is three descriptors away. */
+        hwaddr a = RH_GPA + (uint64_t)off * 0x8000;
+        if (*len > RH_GPA + RH_SIZE - a) {
+            *len = RH_GPA + RH_SIZE - a;
+        }
+        return a;
+    }
     switch (sel & 7) {
     case 0: base = A_DATA; range = A_DATA_SIZE; break;
     case 1: base = B_DATA; range = B_DATA_SIZE; break;
@@ -494,10 +578,35 @@ typedef struct PostDesc {
     uint16_t flags;
 } PostDesc;
 
+/*
+ * Faults an otherwise honest post may carry (high nibble of its first byte),
+ * so that one mutated byte turns a valid chain into each hostile class.
+ */
+enum {
+    PF_NONE, PF_HEAD_NEXT, PF_ITAB_LEN_ODD, PF_ITAB_LEN_ZERO, PF_ITAB_OUTSIDE, PF_ITAB_MISALIGNED,
+    PF_INDIRECT_INSIDE, PF_READ_AFTER_WRITE, PF_NEXT_RANGE, PF_LOOP, PF_BAD_HEAD, PF_DUP,
+    PF_ZERO_LEN, PF_AVAIL_JUMP, PF_ITAB_SPANS, PF_ITAB_TOO_LONG,
+};
+
+/* Point the ring descriptor of an indirect chain at a bad table, per @fault. */
+static void itab_fault(const Fz *f, PostDesc *t, unsigned fault)
+{
+    switch (fault) {
+    case PF_ITAB_LEN_ODD: t->len += 8; break;
+    case PF_ITAB_LEN_ZERO: t->len = 0; break;
+    case PF_ITAB_OUTSIDE: t->addr = GAP_GPA; break;
+    case PF_ITAB_MISALIGNED: t->addr += 1; break;        /* crashes-found/indirect-table-misaligned-* */
+    case PF_ITAB_SPANS: t->addr = RB_GPA - 16; break;    /* one table in two regions */
+    case PF_ITAB_TOO_LONG: t->len = 16 * (f->num + 1); break;
+    case PF_HEAD_NEXT: t->flags |= VRING_DESC_F_NEXT; break;
+    default: break;
+    }
+}
+
 static void op_drv_post(Fz *f, Input *in)
 {
     uint8_t b = in_u8(in);
-    unsigned n = 1 + (b & 7);
+    unsigned n = 1 + (b & 7), fault = b >> 4;
     bool use_indirect = b & 8;
     PostDesc d[FZ_CHAIN_MAX];
     uint32_t in_len = 0, out_len = 0;
@@ -510,25 +619,35 @@ static void op_drv_post(Fz *f, Input *in)
         uint8_t sel = in_u8(in);
         bool honest;
         uint32_t len;
-        uint64_t addr;
+        uint64_t addr, want;
         uint16_t off_len_pos;
 
         /* ADDR's u16 offset comes first, then the length. */
         len = UINT32_MAX;
         addr = in_addr(f, in, sel, &len, &honest);
         off_len_pos = in_u16(in);
-        len = len < off_len_pos ? len : off_len_pos;
+        want = (sel & 15) == 8 ? (uint64_t)off_len_pos << 16 : off_len_pos;
+        len = want < len ? (uint32_t)want : len;
         f->honest &= honest;
         d[k].addr = addr;
-        d[k].len = len;
+        d[k].len = fault == PF_ZERO_LEN ? 0 : len;
         d[k].flags = sel & 0x80 ? VRING_DESC_F_WRITE : 0;
-        if (d[k].flags) {
-            in_len += len;
+    }
+    if (fault == PF_READ_AFTER_WRITE && n >= 2) {
+        d[0].flags = VRING_DESC_F_WRITE;
+        d[n - 1].flags = 0;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        if (d[k].flags & VRING_DESC_F_WRITE) {
+            in_len += d[k].len;
         } else {
-            out_len += len;
+            out_len += d[k].len;
         }
     }
-    if (!desc || !drv) {
+    if (fault) {
+        f->honest = false;
+    }
+    if (!desc || !drv || f->fifo_len + 2 > FZ_QMAX) {
         return;
     }
     if (use_indirect) {
@@ -547,37 +666,56 @@ static void op_drv_post(Fz *f, Input *in)
         unsigned need = itab >= 0 ? 1 : n;
         uint16_t pos = f->avail_pos;
         bool wrap = f->avail_wrap;
-        uint16_t head_flags = 0;
+        uint16_t head_flags = 0, ring_id;
 
         if (f->descs_in_flight + need > f->num) {
             return;
         }
-        for (id = 0; id < f->num && f->buf[id].busy; id++) {
+        if (fault == PF_DUP && f->fifo_len) {
+            id = f->fifo[0];                            /* an id still in flight */
+        } else {
+            for (id = 0; id < f->num && f->buf[id].busy; id++) {
+            }
+            if (id == f->num) {
+                return;
+            }
         }
-        if (id == f->num) {
-            return;
-        }
+        ring_id = fault == PF_BAD_HEAD ? f->num + (b & 7) : id;
         buf = &f->buf[id];
         buf->ndescs = need;
         if (itab >= 0) {
             hwaddr t = A_ITAB + (hwaddr)itab * 16 * FZ_CHAIN_MAX;
             for (unsigned k = 0; k < n; k++) {
-                g_desc(guest_host(f, t + 16 * k, 16), d[k].addr, d[k].len, d[k].flags, 0, true);
+                uint16_t tf = d[k].flags | (fault == PF_INDIRECT_INSIDE && k == 0 ? VRING_DESC_F_INDIRECT : 0);
+                g_desc(guest_host(f, t + 16 * k, 16), d[k].addr, d[k].len, tf, 0, true);
             }
             d[0] = (PostDesc) { t, 16 * n, VRING_DESC_F_INDIRECT };
+            itab_fault(f, &d[0], fault);
+        } else if (fault == PF_INDIRECT_INSIDE) {
+            d[need - 1].flags |= VRING_DESC_F_INDIRECT;
         }
         /* Every descriptor but the head, then the head's flags last. */
         for (unsigned k = 0; k < need; k++) {
             uint16_t flags = d[k].flags | (k + 1 < need ? VRING_DESC_F_NEXT : 0);
+            if (k + 1 == need && (fault == PF_NEXT_RANGE || fault == PF_LOOP ||
+                                  (fault == PF_HEAD_NEXT && itab < 0))) {
+                flags |= VRING_DESC_F_NEXT;             /* the chain runs on into the ring */
+            }
+            if (fault == PF_AVAIL_JUMP && k == 0) {
+                wrap = !wrap;                           /* the head looks like a lap ago's */
+            }
             flags |= wrap ? 1 << VRING_PACKED_DESC_F_AVAIL : 1 << VRING_PACKED_DESC_F_USED;
+            if (fault == PF_AVAIL_JUMP && k == 0) {
+                wrap = !wrap;
+            }
             if (k == 0) {
                 VRingPackedDesc *h = (VRingPackedDesc *)desc + pos;
                 h->addr = htole64(d[0].addr);
                 h->len = htole32(d[0].len);
-                h->id = htole16(id);
+                h->id = htole16(ring_id);
                 head_flags = flags;
             } else {
-                g_desc((VRingPackedDesc *)desc + pos, d[k].addr, d[k].len, flags, id, true);
+                g_desc((VRingPackedDesc *)desc + pos, d[k].addr, d[k].len, flags, ring_id, true);
             }
             if (++pos == f->num) {
                 pos = 0;
@@ -590,7 +728,7 @@ static void op_drv_post(Fz *f, Input *in)
         f->descs_in_flight += need;
     } else {
         unsigned need = itab >= 0 ? 1 : n, got = 0;
-        uint16_t slots[FZ_CHAIN_MAX];
+        uint16_t slots[FZ_CHAIN_MAX], head;
         VRingAvail *avail = drv;
 
         for (unsigned i = 0; i < f->num && got < need; i++) {
@@ -607,20 +745,46 @@ static void op_drv_post(Fz *f, Input *in)
         if (itab >= 0) {
             hwaddr t = A_ITAB + (hwaddr)itab * 16 * FZ_CHAIN_MAX;
             for (unsigned k = 0; k < n; k++) {
-                g_desc(guest_host(f, t + 16 * k, 16), d[k].addr, d[k].len,
-                       d[k].flags | (k + 1 < n ? VRING_DESC_F_NEXT : 0), k + 1, false);
+                uint16_t tf = d[k].flags | (k + 1 < n ? VRING_DESC_F_NEXT : 0), next = k + 1;
+                if (k == 0 && fault == PF_INDIRECT_INSIDE) {
+                    tf |= VRING_DESC_F_INDIRECT;
+                }
+                if (k + 1 == n && (fault == PF_NEXT_RANGE || fault == PF_LOOP)) {
+                    tf |= VRING_DESC_F_NEXT;
+                    next = fault == PF_LOOP ? 0 : n;
+                }
+                g_desc(guest_host(f, t + 16 * k, 16), d[k].addr, d[k].len, tf, next, false);
             }
             d[0] = (PostDesc) { t, 16 * n, VRING_DESC_F_INDIRECT };
+            itab_fault(f, &d[0], fault);
+        } else if (fault == PF_INDIRECT_INSIDE) {
+            d[need - 1].flags |= VRING_DESC_F_INDIRECT;
         }
         for (unsigned k = 0; k < need; k++) {
-            g_desc((VRingDesc *)desc + slots[k], d[k].addr, d[k].len,
-                   d[k].flags | (k + 1 < need ? VRING_DESC_F_NEXT : 0),
-                   k + 1 < need ? slots[k + 1] : 0, false);
+            uint16_t flags = d[k].flags | (k + 1 < need ? VRING_DESC_F_NEXT : 0);
+            uint16_t next = k + 1 < need ? slots[k + 1] : 0;
+            if (k + 1 == need && itab < 0) {
+                if (fault == PF_HEAD_NEXT) {
+                    flags |= VRING_DESC_F_NEXT;         /* runs on into descriptor 0 */
+                } else if (fault == PF_NEXT_RANGE) {
+                    flags |= VRING_DESC_F_NEXT;
+                    next = f->num + k;
+                } else if (fault == PF_LOOP) {
+                    flags |= VRING_DESC_F_NEXT;
+                    next = slots[0];
+                }
+            }
+            g_desc((VRingDesc *)desc + slots[k], d[k].addr, d[k].len, flags, next, false);
             f->desc_busy[slots[k]] = 1;
             buf->descs[k] = slots[k];
         }
-        avail->ring[f->avail_idx % f->num] = htole16(id);
-        g_st16(&avail->idx, ++f->avail_idx);
+        head = fault == PF_BAD_HEAD ? f->num + (b & 7) : id;
+        avail->ring[f->avail_idx++ % f->num] = htole16(head);
+        if (fault == PF_DUP) {
+            avail->ring[f->avail_idx++ % f->num] = htole16(head);
+            f->fifo[f->fifo_len++] = id;
+        }
+        g_st16(&avail->idx, fault == PF_AVAIL_JUMP ? f->avail_idx + f->num + 1 : f->avail_idx);
     }
     buf->busy = true;
     buf->itab = itab;
@@ -646,6 +810,11 @@ static unsigned drv_in_order_run(Fz *f, uint16_t id, uint32_t len, unsigned max_
         FZ_CHECK(k == 0 || f->batch_ever);
         FZ_CHECK((unsigned)k < max_bufs);
         FZ_CHECK(len <= f->buf[id].in_len);
+        FZ_CHECK(len == f->dev_len[id]);
+        /* A batch only skips buffers the device used completely. */
+        for (int j = 0; j < k; j++) {
+            FZ_CHECK(f->dev_len[f->fifo[j]] == f->buf[f->fifo[j]].in_len);
+        }
     } else if ((unsigned)k >= max_bufs) {
         return 0;
     }
@@ -695,6 +864,7 @@ static void op_drv_reap(Fz *f)
                     return;
                 }
                 FZ_CHECK(len <= f->buf[id].in_len || !f->honest);
+                FZ_CHECK(len == f->dev_len[id] || !f->honest);
                 drv_free(f, id);
                 fifo_remove(f, k, 1);
                 f->last_used++;
@@ -732,6 +902,7 @@ static void op_drv_reap(Fz *f)
                 return;
             }
             FZ_CHECK(len <= f->buf[id].in_len || !f->honest);
+            FZ_CHECK(len == f->dev_len[id] || !f->honest);
             adv = f->buf[id].ndescs;
             drv_free(f, id);
             fifo_remove(f, k, 1);
@@ -780,12 +951,22 @@ static void dev_drop_all(Fz *f)
     memset(f->id_busy, 0, sizeof(f->id_busy));
 }
 
+static bool fill_pending(const Fz *f, unsigned id)
+{
+    for (unsigned k = 0; !f->in_order && k < f->fills; k++) {
+        if (f->fill_ids[k] == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void check_popped(Fz *f, const VirtQueueElement *e, const struct iovec *sg, unsigned sg_max)
 {
     uint64_t total = 0, in_total = 0;
 
     FZ_CHECK(e->index < f->num);
-    FZ_CHECK(!f->id_busy[e->index]);
+    FZ_CHECK(!f->id_busy[e->index] || (known_bug(KB_REFILL_BEFORE_FLUSH) && fill_pending(f, e->index)));
     FZ_CHECK(e->out_num + e->in_num <= sg_max);
     FZ_CHECK(e->in_sg == e->out_sg + e->out_num);
     FZ_CHECK(f->packed ? e->ndescs >= 1 && e->ndescs <= f->num : e->ndescs == 1);
@@ -802,8 +983,8 @@ static void check_popped(Fz *f, const VirtQueueElement *e, const struct iovec *s
         if (is_write) {
             in_total += iov->iov_len;
         }
-        /* The device reads its readable segments (ASan checks the ends). */
-        if (!is_write) {
+        /* The device reads its readable segments (ASan checks the ends); H stays untouched. */
+        if (!is_write && r != REG_H) {
             volatile uint8_t sink = ((uint8_t *)iov->iov_base)[0];
             sink ^= ((uint8_t *)iov->iov_base)[iov->iov_len - 1];
             (void)sink;
@@ -821,8 +1002,11 @@ static void check_popped(Fz *f, const VirtQueueElement *e, const struct iovec *s
     (void)sg;
 }
 
-/* Pop one element; returns the core's result. */
-static int dev_pop(Fz *f, uint8_t how)
+/*
+ * Pop one element (@head < 0), or resubmit in-flight @head as a restarted
+ * vhost-user backend does (virtqueue_pop_inflight*); returns the core's result.
+ */
+static int dev_pop_head(Fz *f, uint8_t how, int head)
 {
     int h;
     Held *hd;
@@ -840,17 +1024,19 @@ static int dev_pop(Fz *f, uint8_t how)
     }
     hd = &f->held[h];
     if (how >= 0xf0) {
+        size_t sz = sizeof(VirtQueueElement) + 8 * (how & 0xf);
         sg_max = VIRTQUEUE_MAX_SG;
-        hd->heap = virtqueue_pop(f->vq, sizeof(VirtQueueElement) + 8 * (how & 0xf));
+        hd->heap = head < 0 ? virtqueue_pop(f->vq, sz) : virtqueue_pop_inflight(f->vq, head, sz);
         ret = hd->heap ? 1 : 0;
         e = hd->heap;
     } else {
         sg_max = 1 + how % FZ_SG_MAX;
         e = &hd->elem;
-        ret = virtqueue_pop_elem(f->vq, e, hd->sg, sg_max);
+        ret = head < 0 ? virtqueue_pop_elem(f->vq, e, hd->sg, sg_max)
+                       : virtqueue_pop_inflight_elem(f->vq, head, e, hd->sg, sg_max);
         FZ_CHECK(ret >= -1 && ret <= 1);
     }
-    if (!usable) {
+    if (!usable || (head >= 0 && f->packed)) {
         FZ_CHECK(ret == 0);
     }
     if (ret != 1) {
@@ -864,13 +1050,20 @@ static int dev_pop(Fz *f, uint8_t how)
         fprintf(stderr, "fz:   popped index %u out %u in %u in_len %u ndescs %u\n",
                 e->index, e->out_num, e->in_num, e->in_len, e->ndescs);
     }
+    FZ_CHECK(head < 0 || e->index == (unsigned)head);
     check_popped(f, e, hd->sg, sg_max);
     hd->busy = true;
     hd->seq = f->pop_seq++;
     f->nheld++;
     f->id_busy[e->index] = 1;
-    f->flight[f->nflight++] = (Flight) { .seq = hd->seq, .index = e->index, .held = h };
+    f->flight[f->nflight++] = (Flight) { .seq = hd->seq, .index = e->index, .held = h,
+                                         .resubmitted = head >= 0 };
     return 1;
+}
+
+static int dev_pop(Fz *f, uint8_t how)
+{
+    return dev_pop_head(f, how, -1);
 }
 
 /* The @which'th held element, or -1. */
@@ -929,6 +1122,9 @@ static void flush_commit(Fz *f, unsigned expect, const VirtQueueStats *before)
         memmove(&f->flight[0], &f->flight[expect], (f->nflight - expect) * sizeof(f->flight[0]));
         f->nflight -= expect;
     } else {
+        for (unsigned k = 0; k < f->fills && k < FZ_QMAX; k++) {
+            f->id_busy[f->fill_ids[k]] = 0;
+        }
         f->fills = 0;
     }
 }
@@ -991,23 +1187,32 @@ static void dev_fill(Fz *f, Input *in, bool push)
     /* The device writes the first @len bytes (the ends of each touched segment). */
     for (unsigned i = 0, left = len; i < e->in_num && left; i++) {
         size_t n = e->in_sg[i].iov_len < left ? e->in_sg[i].iov_len : left;
-        ((uint8_t *)e->in_sg[i].iov_base)[0] = 0xd5;
-        ((uint8_t *)e->in_sg[i].iov_base)[n - 1] = 0xd5;
+        if (iov_region(f, &e->in_sg[i]) != REG_H) {
+            ((uint8_t *)e->in_sg[i].iov_base)[0] = 0xd5;
+            ((uint8_t *)e->in_sg[i].iov_base)[n - 1] = 0xd5;
+        }
         left -= n;
     }
     push = push && (f->in_order || f->fills == 0);
     virtio_queue_get_stats(f->vq, &before);
     if (push) {
         virtqueue_push(f->vq, e, len);
+    } else if (f->in_order && (mode & 4)) {
+        virtqueue_ordered_fill(f->vq, e, len);
+        FZ_CHECK(e->filled);
     } else {
         virtqueue_fill(f->vq, e, len, f->in_order ? 0 : f->fills);
     }
+    f->dev_len[e->index] = len;
     k = flight_of_held(f, h);
     if (f->in_order) {
         f->flight[k].held = -1;
     } else {
+        FZ_CHECK(f->fills < FZ_QMAX || known_bug(KB_REFILL_BEFORE_FLUSH));
+        if (f->fills < FZ_QMAX) {
+            f->fill_ids[f->fills] = e->index;
+        }
         f->fills++;
-        f->id_busy[e->index] = 0;
         memmove(&f->flight[k], &f->flight[k + 1], (f->nflight - k - 1) * sizeof(f->flight[0]));
         f->nflight--;
     }
@@ -1029,6 +1234,7 @@ static void dev_detach(Fz *f, uint8_t which)
         return;
     }
     virtqueue_detach_element(f->vq, held_elem(f, h), 0);
+    f->dev_len[held_elem(f, h)->index] = 0;
     k = flight_of_held(f, h);
     if (f->in_order) {
         f->flight[k].held = -1;                 /* used with length 0 */
@@ -1041,13 +1247,16 @@ static void dev_detach(Fz *f, uint8_t which)
 }
 
 /* How many of the most recent pops the device still holds unfilled, newest first. */
-static unsigned rewindable(const Fz *f)
+static unsigned rewindable(const Fz *f, bool avoid_known)
 {
     unsigned n = 0;
 
     for (unsigned k = f->nflight; k-- > 0;) {
         if (f->flight[k].held < 0 || f->flight[k].seq != f->pop_seq - 1 - n) {
             break;
+        }
+        if (avoid_known && f->flight[k].resubmitted && !f->in_order && known_bug(KB_UNPOP_AFTER_RESUBMIT)) {
+            break;              /* the device avoids the known bug: never gives those back */
         }
         n++;
     }
@@ -1056,9 +1265,12 @@ static unsigned rewindable(const Fz *f)
 
 static void dev_rewind(Fz *f, unsigned n, bool unpop)
 {
-    unsigned can = rewindable(f);
+    unsigned can = rewindable(f, true);
     bool usable = dev_usable(f);
 
+    if (!unpop && n > can && n <= rewindable(f, false)) {
+        return;                 /* would step on a known bug (see known_bug()) */
+    }
     if (unpop) {
         if (!can) {
             return;
@@ -1145,6 +1357,44 @@ static void op_reset(Fz *f, uint8_t mode)
     }
     /* The driver started over on clean rings: its view is trustworthy again. */
     f->honest = true;
+    f->idx_sane = true;
+}
+
+/*
+ * A vhost-user backend restarts (split): the queue stops, the avail index is
+ * restored, and every buffer its inflight region lists is resubmitted in pop
+ * order. Under IN_ORDER that is everything after the used index (filled but
+ * unpublished ones too: the backend forgot its fills); otherwise what the
+ * device still held (pending fills and detached buffers stay lost, which an
+ * honest driver without IN_ORDER tolerates).
+ */
+static void op_restart(Fz *f, uint8_t mode)
+{
+    VirtIODevice *vdev = &f->vdev;
+    uint16_t ids[FZ_QMAX];
+    unsigned n = 0;
+    uint16_t used = virtio_queue_get_used_idx(vdev, 0);
+    uint16_t last = virtio_queue_get_last_avail_idx(vdev, 0);
+
+    for (unsigned k = 0; k < f->nflight; k++) {
+        if (f->in_order || f->flight[k].held >= 0) {
+            ids[n++] = f->flight[k].index;
+        }
+    }
+    FZ_CHECK(!f->in_order || !f->idx_sane || f->vdev.broken || !virtio_queue_is_running(vdev, 0) ||
+             (uint16_t)(last - used) == n);
+    virtio_queue_deactivate(vdev, 0);
+    virtio_queue_set_last_avail_idx(vdev, 0, f->in_order ? (uint16_t)(used + n) : last);
+    dev_drop_all(f);
+    FZ_CHECK(virtio_queue_inuse(f->vq) == 0);
+    virtio_queue_activate(vdev, 0);
+    f->idx_sane = f->in_order;
+    for (unsigned k = 0; k < n; k++) {
+        bool usable = dev_usable(f);
+        int ret = dev_pop_head(f, mode & 0x80 ? 0xf0 : FZ_SG_MAX - 1, ids[k]);
+        /* Each was a valid chain when first popped; only guest scribbles since can fail it. */
+        FZ_CHECK(ret == 1 || !usable || !f->honest || f->vdev.broken);
+    }
 }
 
 static void op_restore(Fz *f, Input *in)
@@ -1156,20 +1406,26 @@ static void op_restore(Fz *f, Input *in)
     unsigned last = virtio_queue_get_last_avail_idx(vdev, 0);
     unsigned used = virtio_queue_get_used_idx(vdev, 0);
 
+    if (mode % 6 == 5 && !f->packed) {
+        op_restart(f, mode);
+        return;
+    }
     virtio_queue_deactivate(vdev, 0);
     FZ_CHECK(!virtio_queue_is_running(vdev, 0));
-    switch (mode % 5) {
+    switch (mode % 6) {
     case 0:
         /* Stop and start again: indices and in-flight elements kept. */
         virtio_queue_set_last_avail_idx(vdev, 0, last);     /* clears the slots */
         dev_drop_all(f);
         f->honest &= inuse == 0;
+        f->idx_sane &= inuse == 0;
         break;
     case 1:
         /* IN_ORDER recovery: redo everything after the used index. */
         virtio_queue_restore_last_avail_idx(vdev, 0);
         dev_drop_all(f);
         f->honest &= f->in_order;
+        f->idx_sane = true;
         break;
     case 2:
         /* A restore with arbitrary saved indices (vhost-user SET_VRING_BASE). */
@@ -1177,6 +1433,7 @@ static void op_restore(Fz *f, Input *in)
         virtio_queue_set_used_idx(vdev, 0, mode & 0x80 ? idx : used);
         dev_drop_all(f);
         f->honest = false;
+        f->idx_sane = false;
         break;
     case 3:
         /* A different size while stopped (the peer's SET_VRING_NUM), then the saved index. */
@@ -1187,11 +1444,13 @@ static void op_restore(Fz *f, Input *in)
         virtio_queue_set_last_avail_idx(vdev, 0, last);
         dev_drop_all(f);
         f->honest = false;
+        f->idx_sane &= inuse == 0;
         break;
-    default:
+    default:                    /* 4, and 5 on packed (no inflight resubmission there) */
         virtio_queue_set_last_avail_idx(vdev, 0, last);
         dev_drop_all(f);
         f->honest &= inuse == 0;
+        f->idx_sane &= inuse == 0;
         break;
     }
     FZ_CHECK(virtio_queue_inuse(f->vq) == 0);
@@ -1347,8 +1606,14 @@ static void op_drv_event(Fz *f, Input *in)
 static void check_invariants(Fz *f)
 {
     unsigned inuse = virtio_queue_inuse(f->vq);
+    VRingUsed *used = f->packed ? NULL : ring_host(f, 2);
 
-    FZ_CHECK(inuse <= f->num);
+    if (used && f->honest && virtio_queue_is_running(&f->vdev, 0)) {
+        /* The device publishes used->idx = its used index, nothing else writes it. */
+        FZ_CHECK(g_ld16(&used->idx) == (uint16_t)virtio_queue_get_used_idx(&f->vdev, 0));
+    }
+
+    FZ_CHECK(inuse <= f->num || (known_bug(KB_REFILL_BEFORE_FLUSH) && inuse <= f->num + f->fills));
     FZ_CHECK(f->nheld <= f->nflight);
     FZ_CHECK(inuse == f->nflight + (f->in_order ? 0 : f->fills));
     if (f->vdev.broken) {
@@ -1357,6 +1622,7 @@ static void check_invariants(Fz *f)
 
         FZ_CHECK(f->vdev.status & VIRTIO_CONFIG_S_NEEDS_RESET);
         FZ_CHECK(f->vdev.error_msg[0] != '\0');
+        FZ_CHECK(f->config_notifies > 0);
         snap_take(f);
         FZ_CHECK(virtqueue_pop_elem(f->vq, &e, sg, 4) == 0);
         FZ_CHECK(!virtio_should_notify(&f->vdev, f->vq));
@@ -1370,13 +1636,13 @@ static void check_invariants(Fz *f)
 enum {
     OP_WRITE, OP_WRITE16, OP_RAW_DESC, OP_SET_AVAIL, OP_DRV_EVENT, OP_DRV_POST, OP_DRV_REAP,
     OP_POP, OP_FILL, OP_FLUSH, OP_PUSH, OP_DETACH, OP_UNPOP, OP_REWIND, OP_SET_NOTIFY,
-    OP_NOTIFY, OP_KICK, OP_RESTORE, OP_RESET, OP_MEMORY, OP_BATCH, OP__COUNT
+    OP_NOTIFY, OP_KICK, OP_RESTORE, OP_RESET, OP_MEMORY, OP_BATCH, OP_RESUBMIT, OP__COUNT
 };
 
 /* Ops that only the device (core) side performs: guest memory must not change while broken. */
 static bool op_is_device_side(unsigned op)
 {
-    return op >= OP_POP && op != OP_RESET && op != OP_MEMORY;
+    return op >= OP_POP && op != OP_RESET && op != OP_MEMORY && op != OP_BATCH;
 }
 
 static void run_op(Fz *f, unsigned op, Input *in)
@@ -1418,6 +1684,14 @@ static void run_op(Fz *f, unsigned op, Input *in)
     case OP_RESTORE: op_restore(f, in); break;
     case OP_RESET: op_reset(f, in_u8(in)); break;
     case OP_MEMORY: op_memory(f, in_u8(in)); break;
+    case OP_RESUBMIT: {
+        /* Whatever head a (hostile) vhost-user inflight region names. */
+        uint8_t head = in_u8(in), how = in_u8(in);
+        f->honest = false;
+        f->idx_sane = false;
+        dev_pop_head(f, how, head);
+        break;
+    }
     case OP_BATCH: {
         bool on = in_u8(in) & 1;
         virtio_queue_set_batch(f->vq, on);
@@ -1472,6 +1746,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     f->features |= f->indirect ? 1ULL << VIRTIO_RING_F_INDIRECT_DESC : 0;
     f->features |= f->notify_on_empty ? 1ULL << VIRTIO_F_NOTIFY_ON_EMPTY : 0;
     f->honest = true;
+    f->idx_sane = true;
 
     regions_alloc(f);
     regions_map(f);
@@ -1479,6 +1754,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     f->vq = virtio_get_queue(&f->vdev, 0);
+    f->vdev.transport = &fz_transport;
     virtio_queue_set_handler(&f->vdev, 0, kick_handler);
     device_setup(f);
     check_invariants(f);
@@ -1501,7 +1777,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             static const char *const names[OP__COUNT] = {
                 "write", "write16", "raw_desc", "set_avail", "drv_event", "drv_post", "drv_reap",
                 "pop", "fill", "flush", "push", "detach", "unpop", "rewind", "set_notify",
-                "notify", "kick", "restore", "reset", "memory", "batch",
+                "notify", "kick", "restore", "reset", "memory", "batch", "resubmit",
             };
             fprintf(stderr, "fz: op %-10s inuse %u held %u flight %u fills %u honest %d broken %d\n",
                     names[op], virtio_queue_inuse(f->vq), f->nheld, f->nflight, f->fills,

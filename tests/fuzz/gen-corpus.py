@@ -19,13 +19,13 @@ import sys
 # Opcodes, in fuzz-virtqueue.c's enum order.
 (OP_WRITE, OP_WRITE16, OP_RAW_DESC, OP_SET_AVAIL, OP_DRV_EVENT, OP_DRV_POST, OP_DRV_REAP,
  OP_POP, OP_FILL, OP_FLUSH, OP_PUSH, OP_DETACH, OP_UNPOP, OP_REWIND, OP_SET_NOTIFY,
- OP_NOTIFY, OP_KICK, OP_RESTORE, OP_RESET, OP_MEMORY, OP_BATCH) = range(21)
+ OP_NOTIFY, OP_KICK, OP_RESTORE, OP_RESET, OP_MEMORY, OP_BATCH, OP_RESUBMIT) = range(22)
 
 # Header feature bits.
 PACKED, IN_ORDER, EVENT_IDX, INDIRECT, BATCH, NOTIFY_ON_EMPTY, SUPPRESS = (1 << i for i in range(7))
 
-# ADDR selectors.
-A_DATA, B_DATA, SPAN, RO_C, GAP, RINGS, RAW, TOP = range(8)
+# ADDR selectors (HUGE: the 2 GiB region, lengths in 64 KiB units).
+A_DATA, B_DATA, SPAN, RO_C, GAP, RINGS, RAW, TOP, HUGE = range(9)
 WRITE = 0x80
 
 # Descriptor flags.
@@ -68,9 +68,16 @@ def desc(sel, off, length, raw=None):
     return b + u16(length)
 
 
-def post(descs, indirect=False):
+# Post faults (high nibble of the post's first byte), fuzz-virtqueue.c's PF_* order.
+(PF_NONE, PF_HEAD_NEXT, PF_ITAB_LEN_ODD, PF_ITAB_LEN_ZERO, PF_ITAB_OUTSIDE, PF_ITAB_MISALIGNED,
+ PF_INDIRECT_INSIDE, PF_READ_AFTER_WRITE, PF_NEXT_RANGE, PF_LOOP, PF_BAD_HEAD, PF_DUP,
+ PF_ZERO_LEN, PF_AVAIL_JUMP, PF_ITAB_SPANS, PF_ITAB_TOO_LONG) = range(16)
+
+
+def post(descs, indirect=False, fault=PF_NONE):
     assert 1 <= len(descs) <= 8
-    return u8(OP_DRV_POST) + u8((len(descs) - 1) | (8 if indirect else 0)) + b''.join(descs)
+    return (u8(OP_DRV_POST) + u8((len(descs) - 1) | (8 if indirect else 0) | fault << 4) +
+            b''.join(descs))
 
 
 def req(i=0, out_len=64, in_len=64, sel=A_DATA):
@@ -151,6 +158,10 @@ def set_avail(idx):
     return u8(OP_SET_AVAIL) + u16(idx)
 
 
+def resubmit(head, how=8):
+    return u8(OP_RESUBMIT) + u8(head) + u8(how)
+
+
 def rounds(n, one):
     return b''.join(one(i) for i in range(n))
 
@@ -200,6 +211,23 @@ def seeds():
                                   restore(1) + pop() + pop() + push(0) + push(0) + REAP +
                                   restore(2, 5) + reset(0) + req() + pop() + push() + REAP +
                                   reset(1) + req() + pop() + push() + REAP)
+        # A backend restart with inflight resubmission (split; packed falls back to a restore).
+        out[name + '-restart'] = (hdr8 + rounds(4, req) + pop() * 4 + fill(2) + detach(0) + restore(5) +
+                                  fill(1, 4) + push(0) + restore(0x85) + push(1) + push(0) + FLUSH + REAP)
+        # Ordered fill called directly (mode bit 2), partial lengths.
+        out[name + '-ordered-fill'] = (hdr8 + rounds(3, req) + pop() * 3 + fill(2, 6, 7) + fill(0, 4) +
+                                       fill(0, 5) + FLUSH + REAP)
+        # Chains past 4 GiB in the huge region, and one just under.
+        out[name + '-huge'] = (header(lay, size_byte(lay, 8)) +
+                               post([desc(HUGE, 0, 0x8000), desc(HUGE, 0, 0x8000), desc(HUGE | WRITE, 0, 0xffff)]) +
+                               pop())
+        out[name + '-huge-ok'] = (header(lay, size_byte(lay, 8)) +
+                                  post([desc(HUGE, 0, 0x8000), desc(HUGE | WRITE, 0x100, 0x7fff)]) +
+                                  pop() + push() + REAP)
+        # Indirect table with more entries than the queue (8 on a queue of 4).
+        out[name + '-indirect-too-long'] = (header(lay | INDIRECT, size_byte(lay, 4)) +
+                                            post([desc(A_DATA, 16 * i, 16) for i in range(8)], indirect=True) +
+                                            pop())
         # virtqueue_pop (allocating) and the kick handler.
         out[name + '-kick'] = hdr8 + rounds(3, req) + KICK + pop(0xf3) + push(2) + push(0) + push(0) + REAP
         # Memory map changes.
@@ -209,13 +237,34 @@ def seeds():
             out[name + '-hostile-loop'] = (hdr8 + rounds(8, lambda i: raw_desc(2, i, A_DATA, 0, 16, F_NEXT, 0)) +
                                            pop() + notify(0))
             out[name + '-hostile-id'] = hdr8 + raw_desc(2, 0, A_DATA, 0, 16, 0, 8) + pop()
+            out[name + '-hostile-nested'] = (header(lay | INDIRECT, size_byte(lay, 8)) +
+                                             raw_desc(1, 0, A_DATA, 0, 16, F_INDIRECT, 0) +
+                                             raw_desc(2, 0, RINGS, 0x2000, 32, F_INDIRECT, 0) + pop())
+            # Second lap over descriptors still in flight.
+            out[name + '-hostile-overrun'] = (header(lay, size_byte(lay, 2)) + raw_desc(2, 0, A_DATA, 0, 16, 0, 0) +
+                                              raw_desc(2, 1, A_DATA, 0, 16, 0, 1) + pop() + pop() +
+                                              raw_desc(0, 0, A_DATA, 0, 16, 0x8000, 1) + pop())
         else:
             out[name + '-hostile-loop'] = (hdr8 + raw_desc(0, 0, A_DATA, 0, 16, F_NEXT, 1) +
                                            raw_desc(0, 1, A_DATA, 0, 16, F_NEXT, 0) + write16(2, 4, 0) +
                                            set_avail(1) + pop())
             out[name + '-hostile-jump'] = hdr8 + set_avail(9) + pop()
+            # The same head twice in the avail ring.
+            out[name + '-hostile-dup-head'] = hdr8 + req() + set_avail(2) + pop() + pop()
+            # Resubmission of heads a vhost-user inflight region names.
+            out[name + '-hostile-resubmit'] = (hdr8 + req() + req(1) + pop() + restore(0) + resubmit(0) +
+                                               resubmit(9) + resubmit(2, 0xf1) + pop())
         out[name + '-scribble'] = (hdr8 + req() + req(1) + pop() + write(1, 0, bytes(range(48))) +
                                    pop() + push() + write(3, 0, b'\xff' * 16) + REAP)
+        # Each post fault once, direct and indirect, after a valid request in flight.
+        for fault in range(1, 16):
+            if fault == PF_ITAB_MISALIGNED:
+                continue                # crashes-found/indirect-table-misaligned-*
+            chain = [desc(A_DATA, 0x400, 32), desc(A_DATA | WRITE, 0x500, 32)]
+            out['%s-fault%02d' % (name, fault)] = (header(lay | INDIRECT, size_byte(lay, 8)) + req() + pop() +
+                                                    post(chain, fault=fault) + pop() +
+                                                    post(chain, indirect=True, fault=fault) + pop() + push() +
+                                                    REAP)
         # Batch publication of complete buffers, a partial one ending a batch.
         if lay & IN_ORDER:
             out[name + '-batch'] = (header(lay | BATCH, size_byte(lay, 8)) + rounds(6, req) + pop() * 6 +
@@ -246,11 +295,18 @@ def crashes():
                                               set_avail(1) + pop())
     out['indirect-table-misaligned-packed'] = (header(PACKED | INDIRECT, packed_size(8)) +
                                                raw_desc(2, 0, RINGS, 0x2001, 16, F_INDIRECT, 0) + pop())
-    # 2: split without IN_ORDER: a filled but unflushed head is handed out again when the
-    # guest re-posts it; inuse passes the queue size (3 on a queue of 2).
+    # 2: without IN_ORDER, a filled but not yet flushed head / buffer id is handed out
+    # again when the guest re-posts it (split: inuse then passes the queue size).
     one = post([desc(A_DATA | WRITE, 0, 64)])
     out['split-refill-before-flush'] = (header(0, split_size(2)) + one + pop() + fill() + set_avail(2) +
                                         pop() + fill() + set_avail(3) + pop())
+    out['packed-refill-before-flush'] = (header(PACKED, packed_size(8)) + one + pop() + fill() +
+                                         post([desc(A_DATA | WRITE, 0x100, 64)], fault=PF_DUP) + pop())
+    # 3: split without IN_ORDER: unpop of a buffer resubmitted with virtqueue_pop_inflight*
+    # moves last_avail_idx back although resubmission never advanced it: the next pop hands
+    # out head 2 again (already used), head 0 is lost.
+    out['split-unpop-after-resubmit'] = (header(0, split_size(4)) + req(0) + req(1) + pop() + pop() +
+                                         push(1) + restore(5) + UNPOP + pop() + push(0) + push(0) + REAP)
     return out
 
 
