@@ -285,13 +285,15 @@ int main(int argc, char **argv)
     char *socket_path = NULL, *image = NULL, *in_order = NULL, *packed = NULL, *engine = NULL;
     char *serial = NULL;
     gboolean read_only = FALSE;
-    gint num_queues = 1, queue_size = 256;
+    gint num_queues = 1, queue_size = 256, seg_max = 0;
     GOptionEntry entries[] = {
         { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path, "vhost-user socket to listen on", "PATH" },
         { "image", 'i', 0, G_OPTION_ARG_FILENAME, &image, "disk image file", "FILE" },
         { "read-only", 'r', 0, G_OPTION_ARG_NONE, &read_only, "open the image read-only (offer RO)", NULL },
         { "num-queues", 0, 0, G_OPTION_ARG_INT, &num_queues, "request queues (default 1)", "N" },
         { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "entries per queue (default 256)", "N" },
+        { "seg-max", 0, 0, G_OPTION_ARG_INT, &seg_max,
+          "segments per request in the config space (default: min(queue-size, 128) - 2)", "N" },
         { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
         { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
         { "backend", 0, 0, G_OPTION_ARG_STRING, &engine, "I/O engine (default: io_uring if it works)",
@@ -321,8 +323,9 @@ int main(int argc, char **argv)
         g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "unknown --backend '%s'", engine);
         goto out;
     }
-    if (num_queues < 1 || queue_size < 1) {
-        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--num-queues and --queue-size must be > 0");
+    if (num_queues < 1 || queue_size < 4 || seg_max < 0 || seg_max > queue_size - 2) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "--num-queues must be > 0, --queue-size >= 4, --seg-max <= queue-size - 2");
         goto out;
     }
 
@@ -331,6 +334,13 @@ int main(int argc, char **argv)
     conf.packed = true;         /* the frontend decides whether to use it */
     conf.num_queues = (uint32_t)num_queues;
     conf.queue_size = (uint32_t)queue_size;
+    /*
+     * The frontend picks the ring size after reading seg_max, and a driver
+     * trusts seg_max for its indirect tables, which may not hold more
+     * entries than the ring (spec 2.7.5.3.1). QEMU's vhost-user-blk rings
+     * default to 128 entries: stay within them unless told otherwise.
+     */
+    conf.seg_max = seg_max ? (uint32_t)seg_max : (uint32_t)MIN(queue_size, 128) - 2;
     conf.read_only = read_only;
     if (in_order) {
         if (!parse_on_off("--in-order", in_order, &on, &err)) {
