@@ -251,6 +251,8 @@ def main():
     ap.add_argument("--write-bs", default=None, metavar="SIZE",
                     help="guest dd block size for the O_DIRECT writes (default 1M; 4k with --reconnect)")
     ap.add_argument("--timeout", type=float, default=150.0, help="seconds for the whole guest run")
+    ap.add_argument("--stall-timeout", type=float, default=45.0,
+                    help="fail when the booted guest prints nothing for this many seconds")
     ap.add_argument("--build-timeout", type=float, default=1200.0)
     ap.add_argument("--guest-dir", default=os.environ.get("VDM_GUEST_DIR", "/var/tmp/vdm-guest"),
                     help="where build-guest.sh caches the kernel and initramfs")
@@ -267,6 +269,8 @@ def main():
                     help="with --reconnect: seconds after the pass's writes start")
     ap.add_argument("--down-time", type=float, default=1.0,
                     help="with --reconnect: seconds the backend stays dead")
+    ap.add_argument("--spy", action="store_true",
+                    help="relay vhost-user through vhost_user_spy.py and log every message (vhost-user.log)")
     ap.add_argument("--no-qmp", action="store_true", help="do not query QEMU's x-query-virtio-status")
     ap.add_argument("--expect-packed", choices=["on", "off", "any"], default="any",
                     help="fail unless the guest negotiated RING_PACKED as stated")
@@ -335,7 +339,14 @@ def main():
         mode = "loop" if args.loop_seconds > 0 else "check"
         append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=%s vdm.pattern_mb=%d vdm.seconds=%d vdm.wbs=%s"
                   % (mode, args.pattern_mb, args.loop_seconds, args.write_bs))
-        chardev = "socket,id=vu0,path=%s" % sock + (",reconnect=1" if args.reconnect else "")
+        qemu_sock = sock
+        spy = None
+        if args.spy:
+            sys.path.insert(0, HERE)
+            import vhost_user_spy
+            qemu_sock = os.path.join(tmp, "spy.sock")
+            spy = vhost_user_spy.Spy(qemu_sock, sock, os.path.join(tmp, "vhost-user.log"))
+        chardev = "socket,id=vu0,path=%s" % qemu_sock + (",reconnect=1" if args.reconnect else "")
         dev = "vhost-user-blk-pci,id=vblk0,chardev=vu0,num-queues=1" + (",packed=on" if args.packed == "on" else "")
         qargv = [args.qemu, "-accel", "tcg", "-m", "512M",
                  "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
@@ -372,15 +383,21 @@ def main():
         t_booted = t_result = None
         kill_info = None
         passes_after_restart = 0
-        timed_out = False
+        timed_out = stalled = False
+        last_line = time.monotonic()
         while True:
             try:
                 ts, line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
             except queue.Empty:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     timed_out = True
                     break
+                if t_booted is not None and now - last_line > args.stall_timeout:
+                    stalled = True
+                    break
                 continue
+            last_line = ts
             if line is None:
                 break
             rel = ts - t_qemu
@@ -409,10 +426,14 @@ def main():
                     time.sleep(args.kill_delay)
                     t_kill = time.monotonic()
                     backend.kill(signal.SIGKILL)
+                    if spy:
+                        spy.pause()
                     backend.proc.wait()
                     backend.log.close()
                     time.sleep(args.down_time)
                     backend = start_backend()
+                    if spy:
+                        spy.resume()
                     kill_info = {"pass": n, "at": t_kill - t_qemu,
                                  "restarted": time.monotonic() - t_qemu}
                     console.write("[%7.3f] HOST: backend SIGKILLed at %.3f, restarted\n"
@@ -444,8 +465,10 @@ def main():
         why = []
         if result is None:
             ok = False
-            why.append("no VDM-GUEST-RESULT line (%s)" % ("timeout %ds" % args.timeout if timed_out
-                                                          else "QEMU exited %s" % qemu_rc))
+            why.append("no VDM-GUEST-RESULT line (%s)" % (
+                "timeout %ds" % args.timeout if timed_out else
+                "guest silent for %ds: I/O stalled" % args.stall_timeout if stalled else
+                "QEMU exited %s" % qemu_rc))
         elif not result.split()[1] == "PASS":
             ok = False
             why.append("guest: " + result)
@@ -501,6 +524,15 @@ def main():
                            % (kill_info["at"], kill_info["pass"], kill_info["restarted"], passes_after_restart,
                               (", first done at %.1fs" % kill_info["first_pass_after"])
                               if "first_pass_after" in kill_info else ""))
+        if spy:
+            spy.close()
+            try:
+                for ln in open(os.path.join(tmp, "vhost-user.log")):
+                    if re.search(r"(SET|GET)_VRING_BASE|INFLIGHT|SET_FEATURES|PROTOCOL_FEATURES|GET_FEATURES reply"
+                                 r"|connect|EOF", ln):
+                        summary.append("vhost-user " + ln.rstrip())
+            except OSError:
+                pass
         try:
             for ln in open(os.path.join(tmp, "qemu.log"), errors="replace").read().strip().splitlines()[:8]:
                 summary.append("qemu log: " + ln)
