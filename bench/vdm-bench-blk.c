@@ -31,6 +31,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -72,6 +74,9 @@ typedef struct Options {
     bool engine_uring, engine_threads;
     bool io_on, io_off;
     bool packed, event_idx, indirect, pin;
+    bool irq;                   /* sleep on the call eventfd instead of busy-polling */
+    bool qsd_writethrough;      /* qsd export writethrough=on (vdm is writethrough without FLUSH) */
+    int nice;
     unsigned queue_size;
     uint64_t image_bytes;
     const char *dir;
@@ -90,9 +95,10 @@ typedef struct Slot {
 typedef struct RunResult {
     bool ok;
     double iops;
-    double lat_us_avg, lat_us_p50, lat_us_p99;
+    double lat_us_avg, lat_us_p50, lat_us_p99, lat_us_max;
     double kicks_per_req, used_entries_per_req;
     double daemon_cpu;          /* fraction of one CPU during the measured window */
+    double daemon_us_per_io;    /* daemon CPU time (all threads) per request: robust to contention */
     char error[256];
 } RunResult;
 
@@ -111,6 +117,7 @@ typedef struct Peer {
     VuFrontendRing ring;
     VDriverQueue *q;
     bool in_order;              /* negotiated */
+    bool writeback;             /* the device's write cache mode, as it will run */
     Slot *slots;
     uint64_t rng;
     uint64_t next_seq, expect_seq;
@@ -355,7 +362,7 @@ static void peer_start(Peer *p)
                  p->engine);
         snprintf(export, sizeof(export),
                  "type=vhost-user-blk,id=e0,node-name=f0,addr.type=unix,addr.path=%s,writable=on,"
-                 "num-queues=1", p->sock);
+                 "num-queues=1%s", p->sock, opt.qsd_writethrough ? ",writethrough=on" : "");
         argv[n++] = opt.qsd;
         argv[n++] = "--blockdev";
         argv[n++] = blockdev;
@@ -506,6 +513,15 @@ static void peer_connect(Peer *p)
     }
     p->negotiated = p->f.features;
     p->in_order = !!(p->negotiated & (1ull << VIRTIO_F_IN_ORDER));
+    /*
+     * Write cache: vdm's virtio-blk is writeback only with FLUSH negotiated
+     * (spec 5.2.5.1), else it syncs every write; qsd's export follows its
+     * writethrough option whatever was negotiated.
+     */
+    p->writeback = p->qsd ? !opt.qsd_writethrough : !!(p->negotiated & (1ull << VIRTIO_BLK_F_FLUSH));
+    if (!p->writeback) {
+        strcat(p->name, "/wt");
+    }
     if (opt.packed && !(p->negotiated & (1ull << VIRTIO_F_RING_PACKED))) {
         peer_fail(p, "VIRTIO_F_RING_PACKED not offered: packed rings cannot be measured");
         return;
@@ -624,7 +640,7 @@ static bool drain(Peer *p, RunResult *r)
  */
 static void run_point(Peer *p, bool write, unsigned qd, RunResult *r)
 {
-    uint64_t t0, t_measure, t_end, t_last_done, done = 0, lat_sum = 0;
+    uint64_t t0, t_measure, t_end, t_last_done, done = 0, lat_sum = 0, lat_max = 0;
     double cpu0 = -1, cpu1 = -1;
     VDriverStats st0, st1;
     bool measuring = false;
@@ -657,7 +673,7 @@ static void run_point(Peer *p, bool write, unsigned qd, RunResult *r)
 
         if (!measuring && now >= t_measure) {
             measuring = true;
-            done = lat_sum = 0;
+            done = lat_sum = lat_max = 0;
             memset(lat_hist, 0, sizeof(lat_hist));
             vdriver_get_stats(p->q, &st0);
             cpu0 = proc_cpu_seconds(p->pid);
@@ -683,6 +699,7 @@ static void run_point(Peer *p, bool write, unsigned qd, RunResult *r)
             p->expect_seq = s->seq + 1;
             done++;
             lat_sum += lat;
+            lat_max = lat > lat_max ? lat : lat_max;
             lat_record(lat);
             if (!submit(p, s, write, now)) {
                 snprintf(r->error, sizeof(r->error), "vdriver_add failed");
@@ -698,12 +715,25 @@ static void run_point(Peer *p, bool write, unsigned qd, RunResult *r)
                 snprintf(r->error, sizeof(r->error), "device: %s", vdriver_error(p->q));
                 return;
             }
+            if (opt.irq) {
+                /* Like a driver's interrupt handler: re-enable, re-check, sleep on the call fd. */
+                if (!vdriver_enable_cb(p->q)) {
+                    struct pollfd pfd = { .fd = p->ring.call_fd, .events = POLLIN };
+                    uint64_t cnt;
+                    if (poll(&pfd, 1, 100) == 1 && read(p->ring.call_fd, &cnt, sizeof(cnt)) < 0) {
+                        cnt = 0;
+                    }
+                }
+                vdriver_disable_cb(p->q);
+            }
             if (now - t_last_done > STALL_NS) {
                 snprintf(r->error, sizeof(r->error), "no completion for %llu s (qd %u)",
                          STALL_NS / 1000000000ull, qd);
                 return;
             }
-            cpu_relax();
+            if (!opt.irq) {
+                cpu_relax();
+            }
         }
     }
     cpu1 = proc_cpu_seconds(p->pid);
@@ -723,9 +753,11 @@ static void run_point(Peer *p, bool write, unsigned qd, RunResult *r)
         r->lat_us_avg = (double)lat_sum / (double)done / 1000.0;
         r->lat_us_p50 = lat_quantile(done, 0.50);
         r->lat_us_p99 = lat_quantile(done, 0.99);
+        r->lat_us_max = (double)lat_max / 1000.0;
         r->kicks_per_req = reaped ? (double)(st1.kicks - st0.kicks) / (double)reaped : 0;
         r->used_entries_per_req = reaped ? (double)(st1.used_entries - st0.used_entries) / (double)reaped : 0;
         r->daemon_cpu = cpu0 >= 0 && cpu1 >= 0 ? (cpu1 - cpu0) / secs : -1;
+        r->daemon_us_per_io = cpu0 >= 0 && cpu1 >= 0 ? (cpu1 - cpu0) * 1e6 / (double)done : -1;
     }
     r->ok = true;
 }
@@ -815,24 +847,27 @@ static void print_json(void)
                 snprintf(line, sizeof(line),
                          "{\"bench\":\"blk\",\"backend\":\"%s\",\"engine\":\"%s\",\"name\":\"%s\","
                          "\"in_order\":%s,\"in_order_asked\":%s,\"ring\":\"%s\",\"event_idx\":%s,"
-                         "\"indirect\":%s,\"queue_size\":%u,\"rw\":\"%s\",\"bs\":%u,\"qd\":%u,"
-                         "\"seconds\":%.2f,\"warmup\":%.2f,\"repeat\":%u,\"pin\":%s,"
+                         "\"indirect\":%s,\"write_cache\":\"%s\",\"queue_size\":%u,\"rw\":\"%s\",\"bs\":%u,\"qd\":%u,"
+                         "\"seconds\":%.2f,\"warmup\":%.2f,\"repeat\":%u,\"pin\":%s,\"wait\":\"%s\",\"nice\":%d,"
                          "\"offered_features\":\"0x%" PRIx64 "\",\"negotiated_features\":\"0x%" PRIx64 "\","
                          "\"ok\":%s",
                          p->qsd ? "qsd" : "vdm", p->engine, p->name, p->in_order ? "true" : "false",
                          p->in_order_offer ? "true" : "false", opt.packed ? "packed" : "split",
                          p->negotiated & (1ull << VIRTIO_RING_F_EVENT_IDX) ? "true" : "false",
-                         opt.indirect ? "true" : "false", opt.queue_size, rw_name(rw), BLOCK_BYTES,
-                         opt.qds[qi], opt.seconds, opt.warmup, opt.repeat, pin, p->offered, p->negotiated,
+                         opt.indirect ? "true" : "false", p->writeback ? "writeback" : "writethrough",
+                         opt.queue_size, rw_name(rw), BLOCK_BYTES,
+                         opt.qds[qi], opt.seconds, opt.warmup, opt.repeat, pin, opt.irq ? "irq" : "poll", opt.nice, p->offered, p->negotiated,
                          m ? "true" : "false");
                 off = strlen(line);
                 if (m) {
                     snprintf(line + off, sizeof(line) - off,
                              ",\"iops\":%.0f,\"iops_min\":%.0f,\"iops_max\":%.0f,\"iops_runs\":[%s],"
                              "\"lat_us_avg\":%.2f,\"lat_us_p50\":%.1f,\"lat_us_p99\":%.1f,"
-                             "\"kicks_per_req\":%.4f,\"used_entries_per_req\":%.4f,\"daemon_cpu\":%.3f}",
+                             "\"lat_us_max\":%.1f,\"kicks_per_req\":%.4f,\"used_entries_per_req\":%.4f,"
+                             "\"daemon_cpu\":%.3f,\"daemon_us_per_io\":%.2f}",
                              m->iops, mn, mx, runs, m->lat_us_avg, m->lat_us_p50, m->lat_us_p99,
-                             m->kicks_per_req, m->used_entries_per_req, m->daemon_cpu);
+                             m->lat_us_max, m->kicks_per_req, m->used_entries_per_req, m->daemon_cpu,
+                             m->daemon_us_per_io);
                 } else {
                     snprintf(line + off, sizeof(line) - off, ",\"error\":\"%s\"}", first_error(p, rw, qi));
                 }
@@ -901,6 +936,43 @@ static void print_tables(void)
         }
     }
 
+    /* CPU cost per I/O: what the daemon spent, whatever share of its CPU it was given. */
+    fprintf(stderr, "\ndaemon CPU per I/O (us, all its threads; of the median-IOPS repeat), and its share of a CPU\n");
+    fprintf(stderr, "%-9s %4s", "rw", "qd");
+    for (unsigned i = 0; i < npeers; i++) {
+        fprintf(stderr, " %22s", peers[i].name);
+    }
+    fputc('\n', stderr);
+    for (unsigned rw = 0; rw < 2; rw++) {
+        if (!(rw ? opt.rw_write : opt.rw_read)) {
+            continue;
+        }
+        for (unsigned qi = 0; qi < opt.nqd; qi++) {
+            fprintf(stderr, "%-9s %4u", rw_name(rw), opt.qds[qi]);
+            for (unsigned i = 0; i < npeers; i++) {
+                double mn, mx;
+                const RunResult *m = peers[i].failed ? NULL : point_median(&peers[i], rw, qi, &mn, &mx);
+                if (m) {
+                    fprintf(stderr, "  %9.2f us (%4.0f%% cpu)", m->daemon_us_per_io, m->daemon_cpu * 100);
+                } else {
+                    fprintf(stderr, " %22s", "FAILED");
+                }
+            }
+            fputc('\n', stderr);
+        }
+    }
+    fputc('\n', stderr);
+    for (unsigned i = 0; i < npeers; i++) {
+        for (unsigned j = 0; j < npeers; j++) {
+            if (!peers[i].qsd && peers[j].qsd && !peers[i].failed && !peers[j].failed &&
+                peers[i].writeback != peers[j].writeback && i < npeers && j < npeers) {
+                fprintf(stderr, "NOTE: write cache differs (%s vs %s; /wt = writethrough, every write "
+                        "synced): randwrite ratios compare unlike modes (see --qsd-writethrough)\n",
+                        peers[i].name, peers[j].name);
+                i = j = npeers;
+            }
+        }
+    }
     /* Ratios: vdm (in-order offered) / qsd with the same engine; vdm in_order on / off. */
     fprintf(stderr, "\nratios (median IOPS)\n%-9s %4s", "rw", "qd");
     for (unsigned e = 0; e < 2; e++) {
@@ -940,13 +1012,16 @@ static void print_tables(void)
 static void describe_features(const Peer *p)
 {
     fprintf(stderr, "%s: offered 0x%" PRIx64 " (IN_ORDER %s, RING_PACKED %s, EVENT_IDX %s, INDIRECT %s), "
-            "protocol 0x%" PRIx64 "; negotiated 0x%" PRIx64 " (IN_ORDER %s, EVENT_IDX %s)\n",
+            "protocol 0x%" PRIx64 "; negotiated 0x%" PRIx64 " (IN_ORDER %s, EVENT_IDX %s, FLUSH %s); "
+            "write cache %s\n",
             p->name, p->offered, p->offered & (1ull << VIRTIO_F_IN_ORDER) ? "yes" : "no",
             p->offered & (1ull << VIRTIO_F_RING_PACKED) ? "yes" : "no",
             p->offered & (1ull << VIRTIO_RING_F_EVENT_IDX) ? "yes" : "no",
             p->offered & (1ull << VIRTIO_RING_F_INDIRECT_DESC) ? "yes" : "no",
             p->protocol_offered, p->negotiated, p->in_order ? "yes" : "no",
-            p->negotiated & (1ull << VIRTIO_RING_F_EVENT_IDX) ? "yes" : "no");
+            p->negotiated & (1ull << VIRTIO_RING_F_EVENT_IDX) ? "yes" : "no",
+            p->negotiated & (1ull << VIRTIO_BLK_F_FLUSH) ? "yes" : "no",
+            p->writeback ? "writeback" : "writethrough (every write synced)");
 }
 
 /* ---- set-up, clean-up, options ---- */
@@ -1091,6 +1166,11 @@ static void usage(FILE *f)
             "  --dir DIR                images and sockets (default /dev/shm, else $TMPDIR or /tmp)\n"
             "  --vdm-daemon PATH  --qsd PATH   daemon binaries\n"
             "  --no-pin                 don't pin the driver and the daemons to CPUs\n"
+            "  --wait poll|irq          driver busy-polls the used ring (default) or sleeps on the\n"
+            "                           call eventfd with interrupts enabled\n"
+            "  --nice N                 run the driver and the daemons at this nice value (default 0)\n"
+            "  --qsd-writethrough on|off  qsd export writethrough=on (default off); vdm is\n"
+            "                           writethrough when it does not offer FLUSH\n"
             "  --json FILE              also write the JSON lines to FILE\n"
             "  VDM_BENCH_KEEP_LOGS=1 keeps the daemons' logs.\n",
             MAX_QD, MAX_REPEAT);
@@ -1116,6 +1196,9 @@ static bool parse_args(int argc, char **argv)
         { "vdm-daemon", required_argument, NULL, 'v' },
         { "qsd", required_argument, NULL, 'Q' },
         { "no-pin", no_argument, NULL, 'P' },
+        { "wait", required_argument, NULL, 'A' },
+        { "nice", required_argument, NULL, 'N' },
+        { "qsd-writethrough", required_argument, NULL, 'T' },
         { "json", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -1172,6 +1255,15 @@ static bool parse_args(int argc, char **argv)
         case 'v': opt.vdm_daemon = optarg; break;
         case 'Q': opt.qsd = optarg; break;
         case 'P': opt.pin = false; break;
+        case 'A':
+            if (strcmp(optarg, "poll") && strcmp(optarg, "irq")) {
+                fprintf(stderr, "vdm-bench-blk: --wait poll|irq\n");
+                return false;
+            }
+            opt.irq = !strcmp(optarg, "irq");
+            break;
+        case 'N': opt.nice = atoi(optarg); break;
+        case 'T': if (!parse_on_off(optarg, &opt.qsd_writethrough)) return false; break;
         case 'j':
             opt.json = fopen(optarg, "w");
             if (!opt.json) {
@@ -1300,10 +1392,15 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    fprintf(stderr, "vdm-bench-blk: %s ring, queue size %u, %s, EVENT_IDX %s, driver busy-polls "
-            "(interrupts disabled), %u MiB image per daemon in %s\n",
+    fprintf(stderr, "vdm-bench-blk: %s ring, queue size %u, %s, EVENT_IDX %s, driver %s, "
+            "%u MiB image per daemon in %s\n",
             opt.packed ? "packed" : "split", opt.queue_size, opt.indirect ? "indirect" : "direct chains",
-            opt.event_idx ? "when offered" : "off", (unsigned)(opt.image_bytes >> 20), work_dir);
+            opt.event_idx ? "when offered" : "off",
+            opt.irq ? "sleeps on the call eventfd" : "busy-polls the used ring (interrupts disabled)",
+            (unsigned)(opt.image_bytes >> 20), work_dir);
+    if (opt.nice && setpriority(PRIO_PROCESS, 0, opt.nice) < 0) {
+        fprintf(stderr, "vdm-bench-blk: setpriority(%d): %s\n", opt.nice, strerror(errno));
+    }
     if (cpu_driver >= 0) {
         fprintf(stderr, "vdm-bench-blk: driver pinned to CPU %d, daemons (all their threads) to CPU %d\n",
                 cpu_driver, cpu_daemon);
@@ -1350,9 +1447,10 @@ int main(int argc, char **argv)
                     }
                     run_point(p, rw == 1, opt.qds[qi], r);
                     if (r->ok) {
-                        fprintf(stderr, "  [%u/%u] %-20s %-9s qd %-3u %9.0f IOPS  %7.1f us  daemon cpu %3.0f%%\n",
+                        fprintf(stderr, "  [%u/%u] %-20s %-9s qd %-3u %9.0f IOPS  lat avg %7.1f max %8.1f us"
+                                "  daemon cpu %3.0f%% %5.2f us/io\n",
                                 rep + 1, opt.repeat, p->name, rw_name(rw), opt.qds[qi], r->iops,
-                                r->lat_us_avg, r->daemon_cpu * 100);
+                                r->lat_us_avg, r->lat_us_max, r->daemon_cpu * 100, r->daemon_us_per_io);
                     } else if (!interrupted) {
                         char tail[220];
                         log_tail(p->log, tail, sizeof(tail));
