@@ -538,13 +538,20 @@ def main():
                 summary.append("qemu log: " + ln)
         except OSError:
             pass
+        try:
+            blines = open(blog, errors="replace").read().strip().splitlines()
+        except OSError:
+            blines = []
         if args.backend == "vdm":
-            try:
-                tail = open(blog, errors="replace").read().strip().splitlines()[-6:]
-                for ln in tail:
+            # What the daemon says about features, recovery and its totals.
+            keep = [ln for ln in blines if re.search(r"negotiated|resubmit|inflight|total:|error|warn", ln, re.I)]
+            seen_lines = set()
+            for ln in keep:
+                if ln not in seen_lines:
+                    seen_lines.add(ln)
                     summary.append("daemon: " + ln)
-            except OSError:
-                pass
+        elif not ok:
+            summary += ["backend: " + ln for ln in blines[-10:]]
         summary.append("time: guest build/cache %.1fs; QEMU start -> init %s, -> result %s, -> exit %.1fs; "
                        "total %.1fs; backend exit %s"
                        % (t_built - t_start,

@@ -151,12 +151,14 @@ log "modules: $(xargs -n1 basename < "$STAGE/lib/modules/load-order" | tr '\n' '
 (cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) \
     | gzip -1 > "$OUT/initramfs.gz.tmp"
 mv "$OUT/initramfs.gz.tmp" "$OUT/initramfs.gz"
-cp "$KROOT/boot/vmlinuz-$kver" "$OUT/vmlinuz"
+# Replace outputs with rename(2): other runs may be booting from them right now.
+cp "$KROOT/boot/vmlinuz-$kver" "$OUT/vmlinuz.tmp"
+mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 # The uncompressed ELF vmlinux boots through PVH (QEMU -kernel with an ELF that
 # has the PVH note): this skips the in-guest xz decompression, ~4 s under TCG.
-rm -f "$OUT/vmlinux"
 if grep -qx 'CONFIG_PVH=y' "$KROOT/boot/config-$kver" 2>/dev/null; then
-    python3 - "$OUT/vmlinuz" "$OUT/vmlinux.tmp" <<'PY' && mv "$OUT/vmlinux.tmp" "$OUT/vmlinux" || rm -f "$OUT/vmlinux.tmp"
+    python3 - "$OUT/vmlinuz" "$OUT/vmlinux.tmp" <<'PY' && mv "$OUT/vmlinux.tmp" "$OUT/vmlinux" \
+        || rm -f "$OUT/vmlinux.tmp" "$OUT/vmlinux"
 import lzma, sys
 data = open(sys.argv[1], "rb").read()
 i = data.find(b"\xfd7zXZ\x00")
