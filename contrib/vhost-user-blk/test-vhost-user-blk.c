@@ -36,6 +36,7 @@ typedef struct Case {
     bool packed;
     bool in_order;
     const char *engine;
+    bool read_only;
 } Case;
 
 typedef struct Run {
@@ -55,22 +56,39 @@ typedef struct Req {
 
 static void start_daemon(Run *r)
 {
-    const char *argv[] = {
-        daemon_path, "--socket", r->sock, "--image", r->image, "--backend", r->c->engine,
-        "--in-order", r->c->in_order ? "on" : "off", "--packed", r->c->packed ? "on" : "off",
-        "--serial", "vdm-e2e", "--queue-size", "64", NULL,
-    };
-    pid_t pid = fork();
+    GPtrArray *argv = g_ptr_array_new();
+    pid_t pid;
 
+    g_ptr_array_add(argv, (char *)daemon_path);
+    g_ptr_array_add(argv, "--socket");
+    g_ptr_array_add(argv, r->sock);
+    g_ptr_array_add(argv, "--image");
+    g_ptr_array_add(argv, r->image);
+    g_ptr_array_add(argv, "--backend");
+    g_ptr_array_add(argv, (char *)r->c->engine);
+    g_ptr_array_add(argv, "--in-order");
+    g_ptr_array_add(argv, r->c->in_order ? "on" : "off");
+    g_ptr_array_add(argv, "--packed");
+    g_ptr_array_add(argv, r->c->packed ? "on" : "off");
+    g_ptr_array_add(argv, "--serial");
+    g_ptr_array_add(argv, "vdm-e2e");
+    g_ptr_array_add(argv, "--queue-size");
+    g_ptr_array_add(argv, "64");
+    if (r->c->read_only) {
+        g_ptr_array_add(argv, "--read-only");
+    }
+    g_ptr_array_add(argv, NULL);
+    pid = fork();
     g_assert_cmpint(pid, >=, 0);
     if (pid == 0) {
         int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
             _exit(126);
         }
-        execv(daemon_path, (char **)argv);
+        execv(daemon_path, (char **)argv->pdata);
         _exit(127);
     }
+    g_ptr_array_free(argv, TRUE);
     r->pid = pid;
 }
 
@@ -194,8 +212,8 @@ static void kick(Run *r)
     }
 }
 
-/* Reap @n used buffers; under IN_ORDER they must be @reqs in order. */
-static void reap(Run *r, Req *reqs, unsigned n)
+/* Reap @n used buffers with status @status; under IN_ORDER they must be @reqs in order. */
+static void reap_status(Run *r, Req *reqs, unsigned n, uint8_t status)
 {
     unsigned got = 0;
 
@@ -210,9 +228,14 @@ static void reap(Run *r, Req *reqs, unsigned n)
         if (r->c->in_order) {
             g_assert_true(q == &reqs[got]);
         }
-        g_assert_cmpint(*(uint8_t *)vuf_host(&r->f, q->status), ==, VIRTIO_BLK_S_OK);
+        g_assert_cmpint(*(uint8_t *)vuf_host(&r->f, q->status), ==, status);
         got++;
     }
+}
+
+static void reap(Run *r, Req *reqs, unsigned n)
+{
+    reap_status(r, reqs, n, VIRTIO_BLK_S_OK);
 }
 
 static void test_e2e(gconstpointer data)
@@ -282,6 +305,32 @@ static void test_e2e(gconstpointer data)
     run_cleanup(&r);
 }
 
+/* --read-only: writes fail with IOERR and the image keeps its contents. */
+static void test_read_only(gconstpointer data)
+{
+    Run r;
+    Req w, rd;
+    char *log;
+    uint8_t zeros[REQ_BYTES] = { 0 };
+
+    run_setup(&r, data);
+    w = req_new(&r, VIRTIO_BLK_T_OUT, 0, REQ_BYTES);
+    memset(vuf_host(&r.f, w.data), 0x5a, REQ_BYTES);
+    req_post(&r, &w, false);
+    kick(&r);
+    reap_status(&r, &w, 1, VIRTIO_BLK_S_IOERR);
+    rd = req_new(&r, VIRTIO_BLK_T_IN, 0, REQ_BYTES);
+    req_post(&r, &rd, true);
+    kick(&r);
+    reap(&r, &rd, 1);
+    g_assert_cmpmem(vuf_host(&r.f, rd.data), REQ_BYTES, zeros, sizeof(zeros));
+    log = run_finish(&r);
+    g_assert_nonnull(strstr(log, "(read-only)"));
+    g_assert_nonnull(strstr(log, "ioerr=1"));
+    g_free(log);
+    run_cleanup(&r);
+}
+
 static void test_bad_options(void)
 {
     const char *argv[] = { daemon_path, "--socket", "/nonexistent/dir/sock", "--image", "/nonexistent",
@@ -298,13 +347,13 @@ static void test_bad_options(void)
 int main(int argc, char **argv)
 {
     static const Case cases[] = {
-        { "split/threads", false, false, "threads" },
-        { "packed/threads", true, false, "threads" },
-        { "split-in-order/threads", false, true, "threads" },
-        { "packed-in-order/threads", true, true, "threads" },
-        { "split-in-order/io_uring", false, true, "io_uring" },
-        { "packed-in-order/io_uring", true, true, "io_uring" },
-        { "split/null", false, false, "null" },
+        { "split/threads", false, false, "threads", false },
+        { "packed/threads", true, false, "threads", false },
+        { "split-in-order/threads", false, true, "threads", false },
+        { "packed-in-order/threads", true, true, "threads", false },
+        { "split-in-order/io_uring", false, true, "io_uring", false },
+        { "packed-in-order/io_uring", true, true, "io_uring", false },
+        { "split/null", false, false, "null", false },
     };
 
     g_test_init(&argc, &argv, NULL);
@@ -317,6 +366,10 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = g_strdup_printf("/vhost-user-blk/%s", cases[i].name);
         g_test_add_data_func(path, &cases[i], test_e2e);
+    }
+    {
+        static const Case ro = { "read-only", false, true, "threads", true };
+        g_test_add_data_func("/vhost-user-blk/read-only", &ro, test_read_only);
     }
     g_test_add_func("/vhost-user-blk/bad-options", test_bad_options);
     return g_test_run();
