@@ -118,6 +118,7 @@ struct VhostUserBackend {
     GSource *listen_src;
     int conn_fd;
     GSource *conn_src;
+    bool log_enabled;
     unsigned log_lines;
 
     /* The message being received. */
@@ -158,7 +159,7 @@ static void vu_log(VhostUserBackend *be, const char *fmt, ...)
 {
     va_list ap;
 
-    if (be->log_lines >= LOG_LINES_PER_CONNECTION) {
+    if (!be->log_enabled || be->log_lines >= LOG_LINES_PER_CONNECTION) {
         return;
     }
     if (++be->log_lines == LOG_LINES_PER_CONNECTION) {
@@ -1994,6 +1995,7 @@ VhostUserBackend *vhost_user_backend_new(VirtIODevice *vdev, const VhostUserBack
     be->tx_fd = -1;
     be->backend_req_fd = -1;
     be->inflight_guard_slot = -1;
+    be->log_enabled = true;
     guest_memory_init(&be->mem);
     be->vrings = g_new0(VuVring, vdev->num_queues);
     for (unsigned n = 0; n < vdev->num_queues; n++) {
@@ -2082,6 +2084,11 @@ int vhost_user_backend_serve_fd(VhostUserBackend *be, int fd, GError **errp)
     }
     source_drop(&be->listen_src);
     return connection_start(be, fd, errp);
+}
+
+void vhost_user_backend_set_log(VhostUserBackend *be, bool enabled)
+{
+    be->log_enabled = enabled;
 }
 
 VirtIODevice *vhost_user_backend_get_device(VhostUserBackend *be)

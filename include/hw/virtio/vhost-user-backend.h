@@ -305,6 +305,12 @@ int vhost_user_backend_guard_sigbus(void);
 /* Drop the current connection as if the peer had closed it (then accept the next). */
 void vhost_user_backend_disconnect(VhostUserBackend *be);
 
+/*
+ * Log refused messages and failures to stderr (default on; at most a few
+ * dozen lines per connection, so a hostile peer cannot flood the log).
+ */
+void vhost_user_backend_set_log(VhostUserBackend *be, bool enabled);
+
 VirtIODevice *vhost_user_backend_get_device(VhostUserBackend *be);
 GuestMemory *vhost_user_backend_get_memory(VhostUserBackend *be);
 
