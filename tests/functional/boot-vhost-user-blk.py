@@ -228,6 +228,8 @@ def backend_argv(args, sock, image):
                 "addr.path=%s,writable=on,num-queues=1" % sock]
     else:
         argv = [args.daemon, "--socket", sock, "--image", image]
+        if args.serial:
+            argv += ["--serial", args.serial]
         if args.packed == "on" and not args.no_daemon_packed:
             argv += ["--packed", "on"]  # the daemon must offer VIRTIO_F_RING_PACKED
     return argv + list(args.daemon_arg or [])
@@ -244,6 +246,7 @@ def main():
                     help="vhost-user-blk-pci packed=on (and, for vdm, the daemon's --packed on)")
     ap.add_argument("--no-daemon-packed", action="store_true",
                     help="do not pass --packed on to the vdm daemon")
+    ap.add_argument("--serial", help="vdm: the daemon's --serial; the guest must read it back (GET_ID)")
     ap.add_argument("--image", help="disk image (created sparse, --image-size, when missing)")
     ap.add_argument("--image-size", type=int, default=64, metavar="MIB")
     ap.add_argument("--pattern-mb", type=int, default=None, metavar="MIB",
@@ -379,6 +382,7 @@ def main():
         deadline = t_qemu + args.timeout
         result = None
         features = []
+        disk_line = None
         vstatus = None
         t_booted = t_result = None
         kill_info = None
@@ -408,6 +412,8 @@ def main():
                 sys.stdout.flush()
             if line.startswith("VDM-GUEST-BOOTED"):
                 t_booted = ts
+            elif line.startswith("VDM-GUEST-DISK:"):
+                disk_line = line
             elif line.startswith("VDM-GUEST-FEATURES:"):
                 features.append(line)
                 if not args.no_qmp and vstatus is None:
@@ -487,6 +493,11 @@ def main():
             elif passes_after_restart < 1:
                 ok = False
                 why.append("no guest pass completed after the backend restart")
+        if args.serial and args.backend == "vdm" and result:
+            sm = re.search(r"serial=(\S+)", result)
+            if not sm or sm.group(1) != args.serial:
+                ok = False
+                why.append("guest read serial %s, expected %s" % (sm.group(1) if sm else None, args.serial))
         packed_seen = None
         for fl in features:
             pm = re.search(r"RING_PACKED=(\d)", fl)
@@ -515,6 +526,8 @@ def main():
                     summary.append("qemu  " + ln)
             else:
                 summary.append("qemu  x-query-virtio-status: %s" % st)
+        if disk_line:
+            summary.append("guest disk:   " + disk_line.split(":", 1)[1].strip())
         if result:
             summary.append("guest result: " + result.split(":", 1)[1].strip())
         summary.append("host check:   " + host_msg)
