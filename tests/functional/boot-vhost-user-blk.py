@@ -3,8 +3,9 @@
 vhost-user-blk backend, let the guest write and verify a pattern, verify the image
 from the host, and print a short summary.
 
+  boot-vhost-user-blk.py                                    # vdm's daemon from build/
+  boot-vhost-user-blk.py --backend vdm --daemon PATH/vdm-vhost-user-blk
   boot-vhost-user-blk.py --backend qsd                      # qemu-storage-daemon (peer)
-  boot-vhost-user-blk.py --backend vdm --daemon build/contrib/vhost-user-blk/vdm-vhost-user-blk
   ... --packed on                                           # vhost-user-blk-pci,packed=on
   ... --reconnect                                           # SIGKILL + restart the backend mid-I/O
 
@@ -239,7 +240,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", choices=["qsd", "vdm"], default="vdm")
-    ap.add_argument("--daemon", help="path of vdm-vhost-user-blk (for --backend vdm)")
+    ap.add_argument("--daemon", help="path of vdm-vhost-user-blk (for --backend vdm; default "
+                    "build/contrib/vhost-user-blk/vdm-vhost-user-blk in this source tree)")
     ap.add_argument("--daemon-arg", action="append", metavar="ARG",
                     help="extra argument for the backend (repeatable), e.g. --daemon-arg=--packed=on")
     ap.add_argument("--packed", choices=["on", "off"], default="off",
@@ -286,7 +288,8 @@ def main():
 
     if args.backend == "vdm":
         if not args.daemon:
-            ap.error("--backend vdm needs --daemon PATH")
+            args.daemon = os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                                       "build", "contrib", "vhost-user-blk", "vdm-vhost-user-blk")
         args.daemon = os.path.abspath(args.daemon)
         if not os.access(args.daemon, os.X_OK):
             print("SKIP: daemon %s is not there" % args.daemon)
