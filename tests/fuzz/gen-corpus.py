@@ -306,7 +306,7 @@ def crashes():
     # moves last_avail_idx back although resubmission never advanced it: the next pop hands
     # out head 2 again (already used), head 0 is lost.
     out['split-unpop-after-resubmit'] = (header(0, split_size(4)) + req(0) + req(1) + pop() + pop() +
-                                         push(1) + restore(5) + UNPOP + pop() + push(0) + push(0) + REAP)
+                                         push(1) + restore(5) + rewind(1) + pop() + push(0) + push(0) + REAP)
     return out
 
 
