@@ -39,7 +39,8 @@ typedef struct VirtQueueUsedElem {
     uint16_t ndescs;
     uint16_t prev;              /* slot popped just before this one */
     bool inflight;
-    bool filled;
+    bool filled;                /* IN_ORDER: done, awaiting flush; otherwise: filled, awaiting flush */
+    bool resubmitted;           /* from virtqueue_pop_inflight: consumed no avail entry */
 } VirtQueueUsedElem;
 
 struct VirtQueue {
@@ -92,6 +93,7 @@ struct VirtQueue {
 
     /* Non-IN_ORDER fill batch in progress (closed by flush). */
     unsigned fill_count;
+    uint16_t *fill_slots;       /* without IN_ORDER: slots filled since the last flush */
     uint16_t fill_pos;          /* packed: where the next used descriptor goes */
     bool fill_wrap;
     uint16_t fill_first_flags;  /* packed: the batch's first flags, stored last */
@@ -179,19 +181,50 @@ typedef struct DescSnapshot {
     uint16_t next_or_id;        /* split: next; packed: buffer id */
 } DescSnapshot;
 
+/*
+ * Descriptors are copied, not loaded through a typed pointer: an indirect
+ * table may sit at any guest address (the spec sets no alignment for it).
+ * They were published before the avail index / head flags the caller loaded
+ * with acquire. The compiler barrier keeps the copy a snapshot: the compiler
+ * may not re-read guest memory in place of the local (a double fetch).
+ */
+static inline void desc_copy(const void *d, void *copy)
+{
+    memcpy(copy, d, 16);
+    __asm__ __volatile__("" ::: "memory");
+}
+
 static inline void split_desc_read(const VRingDesc *d, DescSnapshot *s)
 {
-    s->addr = le64toh(__atomic_load_n(&d->addr, __ATOMIC_RELAXED));
-    s->len = le32toh(__atomic_load_n(&d->len, __ATOMIC_RELAXED));
-    s->flags = load_le16(&d->flags);
-    s->next_or_id = load_le16(&d->next);
+    VRingDesc c;
+
+    desc_copy(d, &c);
+    s->addr = le64toh(c.addr);
+    s->len = le32toh(c.len);
+    s->flags = le16toh(c.flags);
+    s->next_or_id = le16toh(c.next);
+}
+
+/* An indirect table entry: its flags come from the same copy (the table may be unaligned). */
+static inline void packed_table_desc_read(const VRingPackedDesc *d, DescSnapshot *s)
+{
+    VRingPackedDesc c;
+
+    desc_copy(d, &c);
+    s->addr = le64toh(c.addr);
+    s->len = le32toh(c.len);
+    s->next_or_id = le16toh(c.id);
+    s->flags = le16toh(c.flags);
 }
 
 static inline void packed_desc_read(const VRingPackedDesc *d, DescSnapshot *s, uint16_t flags)
 {
-    s->addr = le64toh(__atomic_load_n(&d->addr, __ATOMIC_RELAXED));
-    s->len = le32toh(__atomic_load_n(&d->len, __ATOMIC_RELAXED));
-    s->next_or_id = load_le16(&d->id);
+    VRingPackedDesc c;
+
+    desc_copy(d, &c);
+    s->addr = le64toh(c.addr);
+    s->len = le32toh(c.len);
+    s->next_or_id = le16toh(c.id);
     s->flags = flags;
 }
 
@@ -676,7 +709,7 @@ static int virtqueue_packed_pop(VirtQueue *vq, VirtQueueElement *elem, struct io
         /* spec 2.8.19: table entries are consecutive; only WRITE is meaningful */
         for (unsigned k = 0; k < entries; k++) {
             DescSnapshot t;
-            packed_desc_read(&table[k], &t, load_le16(&table[k].flags));
+            packed_table_desc_read(&table[k], &t);
             if (t.flags & VRING_DESC_F_INDIRECT) {
                 vq_error(vq, "nested indirect descriptor in table at %u", pos);
                 return -1;
@@ -929,6 +962,7 @@ int virtqueue_pop_inflight_elem(VirtQueue *vq, unsigned head, VirtQueueElement *
     if (split_map_chain(vq, head, elem, sg, sg_max) < 0 || !slot_record(vq, elem)) {
         return -1;
     }
+    vq->used_elems[elem->slot].resubmitted = true;
     return 1;
 }
 
@@ -1055,12 +1089,13 @@ void virtqueue_fill(VirtQueue *vq, const VirtQueueElement *elem, unsigned int le
     } else {
         virtqueue_split_fill(vq, u, idx);
     }
-    vq->fill_count++;
+    /*
+     * The buffer stays in flight (its id busy) until the flush publishes it:
+     * the driver may not reuse it before, so seeing it again is a fault.
+     */
+    u->filled = true;
+    vq->fill_slots[vq->fill_count++] = (uint16_t)(u - vq->used_elems);
     vq->fill_descs += u->ndescs;
-    slot_release(vq, u);
-    /* Still the driver's to reuse only after the flush publishes it. */
-    vq->inuse++;
-    vq->inuse_descs += u->ndescs;
 }
 
 void virtqueue_flush(VirtQueue *vq, unsigned int count)
@@ -1084,8 +1119,9 @@ void virtqueue_flush(VirtQueue *vq, unsigned int count)
     } else {
         virtqueue_split_flush(vq, count);
     }
-    vq->inuse -= count;
-    vq->inuse_descs -= vq->fill_descs;
+    for (unsigned k = 0; k < count; k++) {
+        slot_release(vq, &vq->used_elems[vq->fill_slots[k]]);
+    }
     vq->fill_count = 0;
     vq->fill_descs = 0;
     vq->stats.used += count;
@@ -1132,7 +1168,8 @@ static VirtQueueUsedElem *last_popped(VirtQueue *vq, uint32_t seq)
         return NULL;
     }
     u = &vq->used_elems[vq->last_popped_slot];
-    return u->inflight && !u->filled && u->seq == seq ? u : NULL;
+    /* A resubmitted element took no avail entry, so there is nothing to give back. */
+    return u->inflight && !u->filled && !u->resubmitted && u->seq == seq ? u : NULL;
 }
 
 static void rewind_one(VirtQueue *vq, VirtQueueUsedElem *u)
@@ -1647,7 +1684,8 @@ int virtio_init(VirtIODevice *vdev, const char *name, uint16_t device_id,
         vq->used_elems = calloc(queue_max, sizeof(vq->used_elems[0]));
         vq->id_busy = calloc(queue_max, 1);
         vq->scratch_sg = calloc(VIRTQUEUE_MAX_SG, sizeof(struct iovec));
-        if (!vq->used_elems || !vq->id_busy || !vq->scratch_sg) {
+        vq->fill_slots = calloc(queue_max, sizeof(vq->fill_slots[0]));
+        if (!vq->used_elems || !vq->id_busy || !vq->scratch_sg || !vq->fill_slots) {
             goto fail;
         }
         virtio_queue_reset(vdev, n);
@@ -1665,6 +1703,7 @@ void virtio_cleanup(VirtIODevice *vdev)
         free(vdev->vq[n].used_elems);
         free(vdev->vq[n].id_busy);
         free(vdev->vq[n].scratch_sg);
+        free(vdev->vq[n].fill_slots);
     }
     free(vdev->vq);
     free(vdev->config);

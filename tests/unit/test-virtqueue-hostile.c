@@ -188,6 +188,60 @@ static void test_indirect_without_feature(gconstpointer data)
     vqf_cleanup(&f);
 }
 
+/* Filled but not yet flushed is still in flight: the driver may not reuse the id yet. */
+static void test_same_buffer_again_before_flush(gconstpointer data)
+{
+    VqFixture f;
+    VirtQueueElement elem;
+    struct iovec sg[4];
+
+    setup(&f, data, 8, 0);
+    if (f.layout->packed) {
+        vqf_packed_desc(&f, 0, f.data, 16, 3, VRING_DESC_F_WRITE, true);
+    } else {
+        vqf_split_desc(&f, 0, f.data, 16, VRING_DESC_F_WRITE, 0);
+        vqf_split_avail_add(&f, 0);
+    }
+    g_assert_cmpint(virtqueue_pop_elem(f.vq, &elem, sg, 4), ==, 1);
+    virtqueue_fill(f.vq, &elem, 16, 0);
+    if (f.layout->packed) {
+        vqf_packed_desc(&f, 1, f.data, 16, 3, VRING_DESC_F_WRITE, true);
+    } else {
+        vqf_split_avail_add(&f, 0);
+    }
+    pop_expect_broken(&f, "still in flight");
+    vqf_cleanup(&f);
+}
+
+/* The spec sets no alignment for indirect tables: an odd address is legal and read right. */
+static void test_indirect_table_unaligned(gconstpointer data)
+{
+    VqFixture f;
+    VirtQueueElement elem;
+    struct iovec sg[4];
+    RawDesc head;
+    hwaddr table;
+
+    setup(&f, data, 8, F_INDIRECT);
+    table = f.data + 4096 + 1;
+    if (f.layout->packed) {
+        vqf_packed_table_desc(&f, table, 0, f.data, 8, 0);
+        vqf_packed_table_desc(&f, table, 1, f.data + 64, 32, VRING_DESC_F_WRITE);
+    } else {
+        vqf_table_desc(&f, table, 0, f.data, 8, VRING_DESC_F_NEXT, 1);
+        vqf_table_desc(&f, table, 1, f.data + 64, 32, VRING_DESC_F_WRITE, 0);
+    }
+    head = (RawDesc) { table, 32, VRING_DESC_F_INDIRECT };
+    raw_post(&f, &head, 1, 0);
+    g_assert_cmpint(virtqueue_pop_elem(f.vq, &elem, sg, 4), ==, 1);
+    g_assert_false(f.vdev.broken);
+    g_assert_cmpuint(elem.out_num, ==, 1);
+    g_assert_cmpuint(elem.in_num, ==, 1);
+    g_assert_true(elem.out_sg[0].iov_base == vqf_host(&f, f.data));
+    g_assert_cmpuint(elem.in_sg[0].iov_len, ==, 32);
+    vqf_cleanup(&f);
+}
+
 static void test_indirect_table_outside_memory(gconstpointer data)
 {
     VqFixture f;
@@ -518,6 +572,8 @@ static const HostileCase cases[] = {
     { "head_out_of_range", test_head_out_of_range, true, true },
     { "next_out_of_range", test_next_out_of_range, true, false },
     { "same_buffer_in_flight_twice", test_same_buffer_in_flight_twice, true, true },
+    { "same_buffer_again_before_flush", test_same_buffer_again_before_flush, true, true },
+    { "indirect_table_unaligned", test_indirect_table_unaligned, true, true },
     { "packed_overrun_of_in_flight_descriptors", test_packed_overrun_of_in_flight_descriptors, false, true },
     { "chain_longer_than_4g", test_chain_longer_than_4g, true, true },
     { "too_many_segments", test_too_many_segments, true, true },

@@ -780,6 +780,12 @@ static void test_inflight_resubmission_completes(gconstpointer data)
         g_assert_nonnull(e[i]);
     }
     g_assert_null(virtqueue_pop(h.f.vq, sizeof(VirtQueueElement)));
+    /* A resubmitted element took no avail entry: unpop/rewind must not move the avail index. */
+    virtqueue_unpop(h.f.vq, e[nlost - 1], 0);
+    g_assert_false(virtqueue_rewind(h.f.vq, 1));
+    g_assert_cmpuint(virtio_queue_inuse(h.f.vq), ==, nlost);
+    g_assert_cmpuint(virtio_queue_get_last_avail_idx(&h.f.vdev, 0), ==, (uint16_t)(used + nlost));
+    g_assert_false(h.f.vdev.broken);
     for (int i = (int)nlost - 1; i >= 0; i--) {
         device_complete(&h, e[i], 0, false);
         virtqueue_flush(h.f.vq, 1);

@@ -92,15 +92,13 @@ void vqf_cleanup(VqFixture *f)
     g_free(f->ram);
 }
 
+/* Tables may sit at any address (indirect tables need no alignment): copy, don't store through a typed pointer. */
 void vqf_table_desc(VqFixture *f, hwaddr table_gpa, unsigned i, uint64_t addr, uint32_t len,
                     uint16_t flags, uint16_t next)
 {
-    VRingDesc *d = (VRingDesc *)vqf_host(f, table_gpa) + i;
+    VRingDesc d = { htole64(addr), htole32(len), htole16(flags), htole16(next) };
 
-    d->addr = htole64(addr);
-    d->len = htole32(len);
-    d->flags = htole16(flags);
-    d->next = htole16(next);
+    memcpy((uint8_t *)vqf_host(f, table_gpa) + i * sizeof(d), &d, sizeof(d));
 }
 
 void vqf_split_desc(VqFixture *f, unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
@@ -143,10 +141,7 @@ void vqf_packed_desc(VqFixture *f, unsigned pos, uint64_t addr, uint32_t len, ui
 void vqf_packed_table_desc(VqFixture *f, hwaddr table_gpa, unsigned i, uint64_t addr, uint32_t len,
                            uint16_t flags)
 {
-    VRingPackedDesc *d = (VRingPackedDesc *)vqf_host(f, table_gpa) + i;
+    VRingPackedDesc d = { htole64(addr), htole32(len), 0, htole16(flags) };
 
-    d->addr = htole64(addr);
-    d->len = htole32(len);
-    d->id = 0;
-    d->flags = htole16(flags);
+    memcpy((uint8_t *)vqf_host(f, table_gpa) + i * sizeof(d), &d, sizeof(d));
 }
