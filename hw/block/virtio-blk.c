@@ -335,7 +335,7 @@ static void blk_set_features(VirtIODevice *vdev, uint64_t features)
 /* Requests                                                                */
 
 typedef struct VirtIOBlockReq {
-    VirtQueueElement elem;      /* first: virtqueue_pop allocates the request */
+    VirtQueueElement elem;
     VirtIOBlock *dev;
     VirtQueue *vq;
     uint32_t type;
@@ -347,7 +347,59 @@ typedef struct VirtIOBlockReq {
     uint32_t in_written;        /* data bytes written for the driver */
     unsigned pending;           /* backend requests still running */
     int error;                  /* first backend error */
+    struct VirtIOBlockReq *next_free;
+    struct iovec sg[VIRTQUEUE_MAX_SG];  /* the element's segments, both directions */
 } VirtIOBlockReq;
+
+/*
+ * Requests come from a per-device pool (STYLE.md §10: no allocation per
+ * request in steady state). It never holds more than the queues can have in
+ * flight, the most that can ever be in use at once.
+ */
+static VirtIOBlockReq *req_get(VirtIOBlock *s)
+{
+    VirtIOBlockReq *req = s->free_reqs;
+
+    if (req) {
+        s->free_reqs = req->next_free;
+        s->nfree--;
+        return req;
+    }
+    return g_new(VirtIOBlockReq, 1);
+}
+
+static void req_put(VirtIOBlock *s, VirtIOBlockReq *req)
+{
+    if (s->nfree >= s->parent_obj.num_queues * s->conf.queue_size) {
+        g_free(req);
+        return;
+    }
+    req->next_free = s->free_reqs;
+    s->free_reqs = req;
+    s->nfree++;
+}
+
+static void req_pool_free(VirtIOBlock *s)
+{
+    while (s->free_reqs) {
+        VirtIOBlockReq *next = s->free_reqs->next_free;
+        g_free(s->free_reqs);
+        s->free_reqs = next;
+    }
+    s->nfree = 0;
+}
+
+/* Pop the next request of @vq into a pooled request, or NULL (empty, stopped, broken). */
+static VirtIOBlockReq *req_pop(VirtIOBlock *s, VirtQueue *vq)
+{
+    VirtIOBlockReq *req = req_get(s);
+
+    if (virtqueue_pop_elem(vq, &req->elem, req->sg, VIRTQUEUE_MAX_SG) != 1) {
+        req_put(s, req);
+        return NULL;
+    }
+    return req;
+}
 
 static VirtIOBlockQueue *req_queue(VirtIOBlockReq *req)
 {
@@ -423,7 +475,7 @@ static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)
             virtqueue_fill(req->vq, &req->elem, req->in_written + 1, q->pending_fills++);
         }
     }
-    virtqueue_element_free(req);
+    req_put(s, req);
 }
 
 /* Backend callback for a request's last (or only) backend operation. */
@@ -583,6 +635,12 @@ static int blk_handle_request(VirtIOBlock *s, VirtQueue *vq, VirtIOBlockReq *req
 
     req->dev = s;
     req->vq = vq;
+    req->in_written = 0;
+    req->pending = 0;
+    req->error = 0;
+    req->data = NULL;
+    req->data_cnt = 0;
+    req->data_len = 0;
     /*
      * spec 5.2.6.1 / 2.6.4: the header is the first 16 readable bytes and the
      * status the last writable byte, wherever the descriptors split them.
@@ -591,7 +649,7 @@ static int blk_handle_request(VirtIOBlock *s, VirtQueue *vq, VirtIOBlockReq *req
         virtio_error(vdev, "queue %u: request header shorter than %zu bytes",
                      virtio_get_queue_index(vq), sizeof(hdr));
         virtqueue_detach_element(vq, &req->elem, 0);
-        virtqueue_element_free(req);
+        req_put(s, req);
         return -1;
     }
     req->status = iov_take_last_byte(in, &in_num);
@@ -599,7 +657,7 @@ static int blk_handle_request(VirtIOBlock *s, VirtQueue *vq, VirtIOBlockReq *req
         virtio_error(vdev, "queue %u: request without a writable status byte",
                      virtio_get_queue_index(vq));
         virtqueue_detach_element(vq, &req->elem, 0);
-        virtqueue_element_free(req);
+        req_put(s, req);
         return -1;
     }
     iov_trim_front(&out, &out_num, sizeof(hdr));
@@ -664,7 +722,7 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
      */
     do {
         virtio_queue_set_notification(vq, 0);
-        while ((req = virtqueue_pop(vq, sizeof(VirtIOBlockReq)))) {
+        while ((req = req_pop(s, vq))) {
             if (blk_tracked(s)) {
                 s->tracker->popped(s->tracker_opaque, virtio_get_queue_index(vq), req->elem.index);
             }
@@ -693,8 +751,9 @@ bool virtio_blk_resubmit(VirtIOBlock *s, unsigned queue, unsigned head)
     if (!vq) {
         return false;
     }
-    req = virtqueue_pop_inflight(vq, head, sizeof(VirtIOBlockReq));
-    if (!req) {
+    req = req_get(s);
+    if (virtqueue_pop_inflight_elem(vq, head, &req->elem, req->sg, VIRTQUEUE_MAX_SG) != 1) {
+        req_put(s, req);
         return false;
     }
     blk_io_plug(s->blk);
@@ -816,6 +875,7 @@ void virtio_blk_unrealize(VirtIOBlock *s)
     virtio_blk_drain(s);
     blk_set_batch_done(s->blk, NULL, NULL);
     virtio_cleanup(&s->parent_obj);
+    req_pool_free(s);
     g_free(s->queues);
     s->queues = NULL;
 }

@@ -164,6 +164,8 @@ typedef struct VirtIOBlock {
     bool quiesce;               /* completions must not touch the rings (reset in progress) */
     const VirtIOBlkTracker *tracker;
     void *tracker_opaque;
+    struct VirtIOBlockReq *free_reqs;   /* request pool: no allocation per request once warm */
+    unsigned nfree;
     VirtIOBlkStats stats;
 } VirtIOBlock;
 
