@@ -241,7 +241,7 @@ typedef struct ChainBuilder {
 } ChainBuilder;
 
 /* Map one descriptor's buffer onto the element. Returns false after virtio_error. */
-static inline bool chain_add(ChainBuilder *cb, const DescSnapshot *d, bool is_write)
+static inline __attribute__((always_inline)) bool chain_add(ChainBuilder *cb, const DescSnapshot *d, bool is_write)
 {
     VirtQueue *vq = cb->vq;
     VirtQueueElement *elem = cb->elem;
@@ -320,7 +320,7 @@ static const void *chain_map_indirect(VirtQueue *vq, const DescSnapshot *d, unsi
     return table;
 }
 
-static void elem_init(VirtQueueElement *elem, struct iovec *sg)
+static inline void elem_init(VirtQueueElement *elem, struct iovec *sg)
 {
     elem->len = 0;
     elem->ndescs = 1;
@@ -352,7 +352,7 @@ static uint16_t in_order_slot(const VirtQueue *vq)
 }
 
 /* Record a popped element. Returns false after virtio_error (id already in flight). */
-static bool slot_record(VirtQueue *vq, VirtQueueElement *elem)
+static inline __attribute__((always_inline)) bool slot_record(VirtQueue *vq, VirtQueueElement *elem)
 {
     uint16_t slot = vq->in_order ? in_order_slot(vq) : elem->index;
     VirtQueueUsedElem *u = &vq->used_elems[slot];
@@ -465,7 +465,7 @@ static bool virtqueue_split_empty(VirtQueue *vq)
 }
 
 /* Map the chain at @head into @elem. Returns 1, or -1 after virtio_error. */
-static inline int split_map_chain(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
+static inline __attribute__((always_inline)) int split_map_chain(VirtQueue *vq, unsigned head, VirtQueueElement *elem,
                            struct iovec *sg, unsigned sg_max)
 {
     ChainBuilder cb = { .vq = vq, .elem = elem, .sg = sg, .sg_max = sg_max };
