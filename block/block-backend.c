@@ -915,6 +915,36 @@ uint64_t blk_getlength(const BlockBackend *blk)
     return blk->size;
 }
 
+int blk_truncate(BlockBackend *blk, uint64_t size)
+{
+    if (blk->read_only) {
+        return -EROFS;
+    }
+    if (size > INT64_MAX) {
+        return -EINVAL;
+    }
+    if (blk->fd >= 0 && ftruncate(blk->fd, (off_t)size) < 0) {
+        return -errno;
+    }
+    blk->size = size;
+    return 0;
+}
+
+int blk_refresh_length(BlockBackend *blk)
+{
+    off_t end;
+
+    if (blk->fd < 0) {
+        return 0;
+    }
+    end = lseek(blk->fd, 0, SEEK_END);
+    if (end < 0) {
+        return -errno;
+    }
+    blk->size = (uint64_t)end;
+    return 0;
+}
+
 bool blk_is_read_only(const BlockBackend *blk)
 {
     return blk->read_only;

@@ -57,6 +57,13 @@ BlockBackend *blk_new_open(const BlockBackendOptions *opts, GError **errp);
 void blk_unref(BlockBackend *blk);
 
 uint64_t blk_getlength(const BlockBackend *blk);
+/*
+ * Resize the image to @size bytes (QMP block_resize): ftruncate, synchronous.
+ * Returns 0, -EROFS, or -errno. The null engine just takes the new size.
+ */
+int blk_truncate(BlockBackend *blk, uint64_t size);
+/* Re-read the image size (it may have changed behind our back). Returns 0 or -errno. */
+int blk_refresh_length(BlockBackend *blk);
 bool blk_is_read_only(const BlockBackend *blk);
 BlockEngine blk_get_engine(const BlockBackend *blk);
 

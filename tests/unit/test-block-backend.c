@@ -455,6 +455,32 @@ static void test_write_zeroes_fallback(gconstpointer data)
     cur = NULL;
 }
 
+/* block_resize: the new size is taken at once and bounds later requests. */
+static void test_truncate(gconstpointer data)
+{
+    Fixture f;
+    uint8_t buf[512];
+
+    if (!fixture_open(&f, GPOINTER_TO_INT(data), false, 0)) {
+        return;
+    }
+    g_assert_cmpint(blk_truncate(f.blk, IMG_SIZE * 2), ==, 0);
+    g_assert_cmpuint(blk_getlength(f.blk), ==, IMG_SIZE * 2);
+    g_assert_cmpint(do_read(&f, IMG_SIZE * 2 - 512, buf, 512), ==, 0);
+    g_assert_cmpint(blk_truncate(f.blk, IMG_SIZE / 2), ==, 0);
+    g_assert_cmpint(do_read(&f, IMG_SIZE / 2, buf, 512), ==, -EINVAL);
+    g_assert_cmpint(blk_refresh_length(f.blk), ==, 0);
+    g_assert_cmpuint(blk_getlength(f.blk), ==, IMG_SIZE / 2);
+    g_assert_cmpint(blk_truncate(f.blk, UINT64_MAX), ==, -EINVAL);
+    fixture_close(&f);
+
+    if (fixture_open(&f, GPOINTER_TO_INT(data), true, 0)) {
+        g_assert_cmpint(blk_truncate(f.blk, IMG_SIZE * 2), ==, -EROFS);
+        g_assert_cmpuint(blk_getlength(f.blk), ==, IMG_SIZE);
+        fixture_close(&f);
+    }
+}
+
 static void test_open_errors(void)
 {
     BlockBackendOptions opts = { .filename = "/nonexistent/vdm-image", .engine = BLK_ENGINE_THREADS };
@@ -488,6 +514,7 @@ int main(int argc, char **argv)
         { "out-of-order-completion", test_out_of_order },
         { "more-requests-than-queue-depth", test_many_in_flight },
         { "main-context-delivery", test_main_context },
+        { "truncate", test_truncate },
     };
     static const BlockEngine engines[] = { BLK_ENGINE_NULL, BLK_ENGINE_THREADS, BLK_ENGINE_IO_URING };
 

@@ -401,6 +401,24 @@ static void test_config_write(gconstpointer data)
     blk_teardown(&t);
 }
 
+/* block_resize: capacity follows the image and the driver gets a config notification. */
+static void test_resize(gconstpointer data)
+{
+    BlkTest t;
+    uint8_t buf[512];
+    unsigned before;
+
+    blk_setup(&t, data, NULL);
+    before = t.config_notifies;
+    g_assert_cmpint(blk_truncate(t.blk, IMG_SECTORS * 2 * 512), ==, 0);
+    virtio_blk_resize(&t.dev);
+    g_assert_cmpuint(t.config_notifies, ==, before + 1);
+    g_assert_cmpuint(le64toh(((VirtIOBlkConfig *)t.dev.parent_obj.config)->capacity), ==, IMG_SECTORS * 2);
+    g_assert_cmpint(do_read(&t, IMG_SECTORS * 2 - 1, buf, 512, 0), ==, VIRTIO_BLK_S_OK);
+    g_assert_cmpint(do_read(&t, IMG_SECTORS * 2, buf, 512, 0), ==, VIRTIO_BLK_S_IOERR);
+    blk_teardown(&t);
+}
+
 static void test_read_write(gconstpointer data)
 {
     BlkTest t;
@@ -1003,6 +1021,7 @@ int main(int argc, char **argv)
     } cases[] = {
         { "config-space", test_config_space },
         { "config-write", test_config_write },
+        { "resize", test_resize },
         { "read-write", test_read_write },
         { "header-split-across-descriptors", test_header_split_across_descriptors },
         { "flush", test_flush },
