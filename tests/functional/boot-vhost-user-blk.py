@@ -183,7 +183,7 @@ def describe_virtio_status(st):
 
     lines = []
     for key in ("host-features", "guest-features", "backend-features"):
-        if key in st:
+        if key in st and names(st[key]):
             lines.append("%-17s %s" % (key + ":", names(st[key])))
     vd = st.get("vhost-dev")
     if vd:
@@ -466,6 +466,7 @@ def main():
                 pass
         qemu_rc = qemu.stop(3.0)
         t_end = time.monotonic()
+        backend_died = backend.proc.poll()
         backend_rc = backend.stop(5.0)
         console.close()
 
@@ -481,6 +482,15 @@ def main():
         elif not result.split()[1] == "PASS":
             ok = False
             why.append("guest: " + result)
+        # The backend must still be running at the end, and leave on SIGTERM
+        # cleanly (a sanitizer report at exit makes its status non-zero).
+        if backend_died is not None:
+            ok = False
+            why.append("backend died during the run (status %s)" % backend_died)
+        elif backend_rc not in (0, -signal.SIGTERM):
+            ok = False
+            why.append("backend exit status %s after SIGTERM%s" % (
+                backend_rc, " (did not exit within 5 s: SIGKILLed)" if backend_rc == -signal.SIGKILL else ""))
         host_msg = "not run"
         m = re.search(r"regions=(\S+)", result or "")
         if m:
@@ -566,8 +576,8 @@ def main():
                 if ln not in seen_lines:
                     seen_lines.add(ln)
                     summary.append("daemon: " + ln)
-        elif not ok:
-            summary += ["backend: " + ln for ln in blines[-10:]]
+        if not ok:
+            summary += ["backend: " + ln for ln in blines[-15:]]
         summary.append("time: guest build/cache %.1fs; QEMU start -> init %s, -> result %s, -> exit %.1fs; "
                        "total %.1fs; backend exit %s"
                        % (t_built - t_start,
