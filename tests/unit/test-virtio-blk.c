@@ -965,6 +965,160 @@ static void test_tracker_publishes_one_by_one(gconstpointer data)
     blk_teardown(&t);
 }
 
+/*
+ * Random requests against a model of the disk: valid and invalid types,
+ * sectors (in range, at the end, past it, overflowing), lengths (whole
+ * sectors or not), segment lists and descriptor cuts, eight in flight at a
+ * time in disjoint areas. Every status must be the one the model predicts,
+ * every read must return the model's bytes; the device never breaks.
+ */
+typedef struct RandReq {
+    Req r;
+    uint32_t type;
+    uint8_t expect;
+    uint64_t sector;
+    uint32_t nsect;             /* data sectors (IN/OUT) or one segment's (DISCARD/WZ) */
+    uint32_t flags;
+} RandReq;
+
+static uint64_t rand_sector(GRand *g, unsigned slot, uint32_t nsect)
+{
+    static const uint64_t wild[] = {
+        IMG_SECTORS, IMG_SECTORS + 1, UINT64_MAX, UINT64_MAX - 3, UINT64_MAX / 512, 1ull << 55,
+    };
+
+    if (g_rand_int_range(g, 0, 8) != 0) {
+        /* Slot @slot owns [slot * 1000, slot * 1000 + 1000): requests of a batch never overlap. */
+        return slot * 1000ull + (uint64_t)g_rand_int_range(g, 0, 1000 - (gint32)nsect);
+    }
+    if (g_rand_boolean(g)) {
+        /*
+         * Near the end (sectors 8184 and up, owned by no slot): only slot 0
+         * may end exactly at the capacity; the others run past it (or are empty).
+         */
+        gint32 k = slot == 0 ? g_rand_int_range(g, 0, (gint32)nsect + 1)
+                             : g_rand_int_range(g, 0, MAX((gint32)nsect, 1));
+        return IMG_SECTORS - (uint64_t)k;
+    }
+    return wild[g_rand_int_range(g, 0, G_N_ELEMENTS(wild))];
+}
+
+static bool model_range_ok(uint64_t sector, uint64_t nsect)
+{
+    return sector <= IMG_SECTORS && nsect <= IMG_SECTORS - sector;
+}
+
+static void test_random_requests_against_model(gconstpointer data)
+{
+    enum { BATCH = 8, ROUNDS = 60 };
+    static const uint32_t types[] = {
+        VIRTIO_BLK_T_IN, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
+        VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, 3, 99, 0x80000001,
+    };
+    uint8_t *model = g_malloc0(IMG_SECTORS * 512);
+    GRand *g = g_rand_new_with_seed(0x5eed);
+    BlkTest t;
+
+    blk_setup(&t, data, NULL);
+    t.indirect = true;
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        RandReq rr[BATCH];
+        hwaddr mark = t.heap;
+        /* Cuts of 4+ bytes keep chains within the 16-entry indirect tables. */
+        unsigned chop = g_rand_boolean(g) ? 0 : (unsigned)g_rand_int_range(g, 4, 40);
+
+        for (unsigned i = 0; i < BATCH; i++) {
+            RandReq *q = &rr[i];
+            bool whole = g_rand_int_range(g, 0, 6) != 0;
+            uint32_t bytes;
+
+            q->type = types[g_rand_int_range(g, 0, G_N_ELEMENTS(types))];
+            q->nsect = (uint32_t)g_rand_int_range(g, 0, 9);
+            q->sector = rand_sector(g, i, q->nsect);
+            q->flags = 0;
+            bytes = q->nsect * 512 + (whole ? 0 : (uint32_t)g_rand_int_range(g, 1, 512));
+            switch (q->type) {
+            case VIRTIO_BLK_T_IN:
+            case VIRTIO_BLK_T_OUT:
+                q->r = req_build(&t, q->type, q->sector, q->type == VIRTIO_BLK_T_OUT ? bytes : 0,
+                                 q->type == VIRTIO_BLK_T_IN ? bytes : 0);
+                if (q->type == VIRTIO_BLK_T_OUT) {
+                    for (uint32_t b = 0; b < bytes; b++) {
+                        ((uint8_t *)host(&t, q->r.out_data))[b] = (uint8_t)g_rand_int(g);
+                    }
+                }
+                q->expect = whole && model_range_ok(q->sector, q->nsect) ? VIRTIO_BLK_S_OK
+                                                                           : VIRTIO_BLK_S_IOERR;
+                break;
+            case VIRTIO_BLK_T_DISCARD:
+            case VIRTIO_BLK_T_WRITE_ZEROES: {
+                bool is_discard = q->type == VIRTIO_BLK_T_DISCARD;
+                VirtIOBlkDiscardWriteZeroes *seg;
+                q->flags = g_rand_int_range(g, 0, 4) == 0 ? (uint32_t)g_rand_int_range(g, 0, 4) : 0;
+                q->r = req_build(&t, q->type, 0, 16, 0);
+                seg = host(&t, q->r.out_data);
+                seg->sector = htole64(q->sector);
+                seg->num_sectors = htole32(q->nsect);
+                seg->flags = htole32(q->flags);
+                if (!offered(&t, is_discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES)) {
+                    q->expect = VIRTIO_BLK_S_UNSUPP;
+                } else if (q->flags & ~1u || (is_discard && q->flags)) {
+                    q->expect = VIRTIO_BLK_S_UNSUPP;
+                } else {
+                    q->expect = model_range_ok(q->sector, q->nsect) ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+                }
+                break;
+            }
+            case VIRTIO_BLK_T_FLUSH:
+                q->r = req_build(&t, q->type, 0, 0, 0);
+                q->expect = VIRTIO_BLK_S_OK;
+                break;
+            case VIRTIO_BLK_T_GET_ID:
+                q->r = req_build(&t, q->type, 0, 0, VIRTIO_BLK_ID_BYTES);
+                q->expect = VIRTIO_BLK_S_OK;
+                break;
+            default:
+                q->r = req_build(&t, q->type, q->sector, bytes, 0);
+                q->expect = VIRTIO_BLK_S_UNSUPP;
+                break;
+            }
+            req_add(&t, 0, &q->r, chop, q);
+        }
+        kick(&t, 0);
+        for (unsigned n = 0; n < BATCH; n++) {
+            uint32_t len;
+            RandReq *q = reap(&t, 0, &len);
+            uint8_t st;
+
+            g_assert_nonnull(q);
+            st = *(uint8_t *)host(&t, q->r.status);
+            if (st != q->expect) {
+                g_error("round %u: type %u sector %" G_GUINT64_FORMAT " nsect %u flags %u: status %u, expected %u",
+                        round, q->type, q->sector, q->nsect, q->flags, st, q->expect);
+            }
+            if (st != VIRTIO_BLK_S_OK) {
+                g_assert_cmpuint(len, ==, 1);
+                continue;
+            }
+            /* Disjoint areas: apply each completion to the model as it comes. */
+            if (q->type == VIRTIO_BLK_T_OUT) {
+                memcpy(model + q->sector * 512, host(&t, q->r.out_data), q->nsect * 512ull);
+            } else if (q->type == VIRTIO_BLK_T_DISCARD || q->type == VIRTIO_BLK_T_WRITE_ZEROES) {
+                memset(model + q->sector * 512, 0, q->nsect * 512ull);
+            } else if (q->type == VIRTIO_BLK_T_IN) {
+                g_assert_cmpuint(len, ==, q->nsect * 512 + 1);
+                g_assert_cmpmem(host(&t, q->r.in_data), q->nsect * 512, model + q->sector * 512,
+                                q->nsect * 512);
+            }
+        }
+        g_assert_false(t.dev.parent_obj.broken);
+        t.heap = mark;
+    }
+    blk_teardown(&t);
+    g_rand_free(g);
+    g_free(model);
+}
+
 static void test_properties(void)
 {
     VirtIOBlkConf conf;
@@ -1040,6 +1194,7 @@ int main(int argc, char **argv)
         { "multiqueue", test_multiqueue },
         { "full-ring-mixed", test_full_ring_mixed },
         { "tracker-publishes-one-by-one", test_tracker_publishes_one_by_one },
+        { "random-requests-against-model", test_random_requests_against_model },
     };
 
     g_test_init(&argc, &argv, NULL);
