@@ -267,7 +267,9 @@ def main():
     ap.add_argument("--reconnect", action="store_true",
                     help="guest loops write/verify; SIGKILL the backend mid-I/O and restart it")
     ap.add_argument("--loop-seconds", type=int, default=None,
-                    help="guest write/verify loop length (default 0 = one pass; 24 with --reconnect)")
+                    help="guest write/verify loop length (default 0 = one pass; 12 + 12 * KILLS with --reconnect)")
+    ap.add_argument("--kills", type=int, default=1,
+                    help="with --reconnect: how many times to kill (every second pass from --kill-at-pass)")
     ap.add_argument("--kill-at-pass", type=int, default=1,
                     help="with --reconnect: kill during the writes of this guest pass")
     ap.add_argument("--kill-delay", type=float, default=0.1,
@@ -299,7 +301,7 @@ def main():
     if args.write_bs is None:
         args.write_bs = "4k" if args.reconnect else "1M"
     if args.loop_seconds is None:
-        args.loop_seconds = 24 if args.reconnect else 0
+        args.loop_seconds = 12 + 12 * args.kills if args.reconnect else 0
 
     t_start = time.monotonic()
     genv = build_guest(args.guest_dir, args.build_timeout)
@@ -388,7 +390,8 @@ def main():
         disk_line = None
         vstatus = None
         t_booted = t_result = None
-        kill_info = None
+        kill_info = None  # the last kill
+        kills = []
         passes_after_restart = 0
         timed_out = stalled = False
         last_line = time.monotonic()
@@ -429,9 +432,9 @@ def main():
                             json.dump(vstatus, f, indent=1)
                     except Exception as e:  # diagnostics only
                         vstatus = [None, {"error": str(e)}]
-            elif line.startswith("VDM-GUEST-IO-START") and args.reconnect and kill_info is None:
+            elif line.startswith("VDM-GUEST-IO-START") and args.reconnect and len(kills) < args.kills:
                 n = int(re.search(r"n=(\d+)", line).group(1))
-                if n >= args.kill_at_pass:
+                if n >= args.kill_at_pass + 2 * len(kills):
                     time.sleep(args.kill_delay)
                     t_kill = time.monotonic()
                     backend.kill(signal.SIGKILL)
@@ -445,6 +448,8 @@ def main():
                         spy.resume()
                     kill_info = {"pass": n, "at": t_kill - t_qemu,
                                  "restarted": time.monotonic() - t_qemu}
+                    kills.append(kill_info)
+                    passes_after_restart = 0
                     console.write("[%7.3f] HOST: backend SIGKILLed at %.3f, restarted\n"
                                   % (time.monotonic() - t_qemu, kill_info["at"]))
                     if args.verbose:
@@ -500,9 +505,10 @@ def main():
                 why.append("host check: " + host_msg)
             host_msg = ("PASS " if hok else "FAIL ") + host_msg
         if args.reconnect:
-            if kill_info is None:
+            if len(kills) < args.kills:
                 ok = False
-                why.append("backend was never killed (guest did not reach pass %d)" % args.kill_at_pass)
+                why.append("backend killed %d times, not %d (guest did not reach pass %d)"
+                           % (len(kills), args.kills, args.kill_at_pass + 2 * len(kills)))
             elif passes_after_restart < 1:
                 ok = False
                 why.append("no guest pass completed after the backend restart")
@@ -544,26 +550,13 @@ def main():
         if result:
             summary.append("guest result: " + result.split(":", 1)[1].strip())
         summary.append("host check:   " + host_msg)
-        if kill_info:
-            summary.append("reconnect:    backend SIGKILLed at %.1fs (guest pass %d), restarted at %.1fs, "
-                           "%d guest passes verified after restart%s"
-                           % (kill_info["at"], kill_info["pass"], kill_info["restarted"], passes_after_restart,
-                              (", first done at %.1fs" % kill_info["first_pass_after"])
-                              if "first_pass_after" in kill_info else ""))
-        if spy:
-            spy.close()
-            try:
-                for ln in open(os.path.join(tmp, "vhost-user.log")):
-                    if re.search(r"(SET|GET)_VRING_BASE|INFLIGHT|SET_FEATURES|PROTOCOL_FEATURES|GET_FEATURES reply"
-                                 r"|connect|EOF", ln):
-                        summary.append("vhost-user " + ln.rstrip())
-            except OSError:
-                pass
-        try:
-            for ln in open(os.path.join(tmp, "qemu.log"), errors="replace").read().strip().splitlines()[:8]:
-                summary.append("qemu log: " + ln)
-        except OSError:
-            pass
+        for i, k in enumerate(kills):
+            summary.append("reconnect:    backend SIGKILLed at %.1fs (guest pass %d), restarted at %.1fs%s"
+                           % (k["at"], k["pass"], k["restarted"],
+                              (", first pass done after it at %.1fs" % k["first_pass_after"])
+                              if "first_pass_after" in k else ", no pass done after it"))
+        if kills:
+            summary.append("reconnect:    %d guest passes verified after the last restart" % passes_after_restart)
         try:
             blines = open(blog, errors="replace").read().strip().splitlines()
         except OSError:
