@@ -25,6 +25,7 @@
 #include <glib.h>
 
 #include "hw/virtio/vhost-user-backend.h"
+#include "vhost-user-frontend.h"
 
 #define FZ_QUEUES 2
 #define FZ_QUEUE_MAX 256
@@ -138,6 +139,7 @@ static void fz_connect(void)
     int sv[2];
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+        fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 ||
         vhost_user_backend_serve_fd(fz.be, sv[1], NULL) < 0) {
         abort();
     }
@@ -162,32 +164,13 @@ static void fz_disconnect(void)
     }
 }
 
-/* Send without blocking: a full socket just drops the message (the backend may have stopped reading). */
+/* Send without blocking (the socket is non-blocking): a full socket drops the message. */
 static void send_msg(uint32_t request, uint32_t flags, const void *payload, uint32_t size,
                      const int *fds, unsigned nfds)
 {
-    VhostUserHeader hdr = { request, flags, size };
-    struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { (void *)payload, size } };
-    union {
-        char buf[CMSG_SPACE(8 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+    VuFrontend f = { .fd = fz.sock };
 
-    if (nfds) {
-        struct cmsghdr *c;
-        memset(&ctl, 0, sizeof(ctl));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-    }
-    if (fz.sock >= 0 && sendmsg(fz.sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-        /* closed by the backend, or full: either way the next pump sorts it out */
-    }
+    vuf_send(&f, request, flags, payload, size, fds, nfds);
 }
 
 static const uint32_t ack = VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK;
