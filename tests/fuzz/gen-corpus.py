@@ -282,6 +282,12 @@ def seeds():
     out['split-rings-in-b'] = header(0, 3, 0x15) + req() + pop() + push() + REAP
     out['split-rings-ro'] = header(0, 3, 0x0a) + req() + pop() + push() + REAP
     out['packed-rings-misplaced'] = header(PACKED, 7, 0x3f) + req() + pop()
+    # Memory map changes under running rings: B read-only with rings / buffers there, A removed.
+    out['split-rings-in-b-made-ro'] = header(0, 3, 0x15) + req() + pop() + memory(3) + push() + REAP
+    out['packed-rings-in-b-made-ro'] = header(PACKED, 7, 0x15) + req() + pop() + memory(3) + push() + REAP
+    out['split-buffers-in-b-made-ro'] = (header(IN_ORDER, 3) + req(0, sel=B_DATA) + memory(0) + memory(2) +
+                                         pop() + memory(4) + memory(5) + notify(0))
+    out['packed-ring-memory-gone'] = header(PACKED | IN_ORDER, 7) + req() + pop() + memory(4) + push() + memory(5)
     out['split-notify-on-empty'] = header(NOTIFY_ON_EMPTY | SUPPRESS, 3) + req() + pop() + push() + notify(0)
     return out
 
