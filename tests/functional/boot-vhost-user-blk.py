@@ -416,6 +416,10 @@ def main():
             if args.verbose:
                 print("[%7.3f] %s" % (rel, line))
                 sys.stdout.flush()
+            # A kernel message may share the serial line: start at our marker.
+            at = line.find("VDM-GUEST-")
+            if at > 0:
+                line = line[at:]
             if line.startswith("VDM-GUEST-BOOTED"):
                 t_booted = ts
             elif line.startswith("VDM-GUEST-DISK:"):
