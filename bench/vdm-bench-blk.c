@@ -206,8 +206,8 @@ static void lat_record(uint64_t ns)
     lat_hist[b]++;
 }
 
-/* Upper edge of the bucket holding the @q quantile, in microseconds. */
-static double lat_quantile(uint64_t total, double q)
+/* Upper edge of the bucket holding the @q quantile, in microseconds (@max_us beyond the last). */
+static double lat_quantile(uint64_t total, double q, double max_us)
 {
     uint64_t want = (uint64_t)(q * (double)total), seen = 0;
 
@@ -217,10 +217,10 @@ static double lat_quantile(uint64_t total, double q)
             if (b < LAT_FINE) {
                 return (b + 1) * 0.1;
             }
-            return 100.0 + (b - LAT_FINE + 1) * 10.0;
+            return b < LAT_FINE + LAT_COARSE ? 100.0 + (b - LAT_FINE + 1) * 10.0 : max_us;
         }
     }
-    return 100.0 + LAT_COARSE * 10.0;
+    return max_us;
 }
 
 /* ---- CPUs ---- */
@@ -752,9 +752,9 @@ static void run_point(Peer *p, bool write, unsigned qd, RunResult *r)
 
         r->iops = (double)done / secs;
         r->lat_us_avg = (double)lat_sum / (double)done / 1000.0;
-        r->lat_us_p50 = lat_quantile(done, 0.50);
-        r->lat_us_p99 = lat_quantile(done, 0.99);
         r->lat_us_max = (double)lat_max / 1000.0;
+        r->lat_us_p50 = lat_quantile(done, 0.50, r->lat_us_max);
+        r->lat_us_p99 = lat_quantile(done, 0.99, r->lat_us_max);
         r->kicks_per_req = reaped ? (double)(st1.kicks - st0.kicks) / (double)reaped : 0;
         r->used_entries_per_req = reaped ? (double)(st1.used_entries - st0.used_entries) / (double)reaped : 0;
         r->daemon_cpu = cpu0 >= 0 && cpu1 >= 0 ? (cpu1 - cpu0) / secs : -1;
