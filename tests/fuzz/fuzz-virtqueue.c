@@ -290,31 +290,6 @@ static const VirtIOTransportOps fz_transport = {
 
 static int fz_trace = -1;       /* FZ_TRACE=1 in the environment: log each operation */
 
-/*
- * Known core bugs (crashes-found/README.md) the harness steps around or
- * tolerates when FZ_KNOWN_BUGS names them (comma-separated, or "all"), so a
- * run can look for new ones; the smoke test sets it. Unset: strict.
- */
-enum {
-    KB_REFILL_BEFORE_FLUSH = 1,     /* id filled, not flushed, popped again */
-    KB_UNPOP_AFTER_RESUBMIT = 2,    /* unpop/rewind of a virtqueue_pop_inflight element */
-};
-static int fz_known = -1;
-
-static bool known_bug(int kb)
-{
-    if (fz_known < 0) {
-        const char *v = getenv("FZ_KNOWN_BUGS");
-        fz_known = 0;
-        if (v && (strstr(v, "all") || strstr(v, "refill-before-flush"))) {
-            fz_known |= KB_REFILL_BEFORE_FLUSH;
-        }
-        if (v && (strstr(v, "all") || strstr(v, "unpop-after-resubmit"))) {
-            fz_known |= KB_UNPOP_AFTER_RESUBMIT;
-        }
-    }
-    return fz_known & kb;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Guest memory helpers                                                    */
@@ -959,22 +934,12 @@ static void dev_drop_all(Fz *f)
     memset(f->id_busy, 0, sizeof(f->id_busy));
 }
 
-static bool fill_pending(const Fz *f, unsigned id)
-{
-    for (unsigned k = 0; !f->in_order && k < f->fills; k++) {
-        if (f->fill_ids[k] == id) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static void check_popped(Fz *f, const VirtQueueElement *e, unsigned sg_max)
 {
     uint64_t total = 0, in_total = 0;
 
     FZ_CHECK(e->index < f->num);
-    FZ_CHECK(!f->id_busy[e->index] || (known_bug(KB_REFILL_BEFORE_FLUSH) && fill_pending(f, e->index)));
+    FZ_CHECK(!f->id_busy[e->index]);       /* crashes-found bug 2 */
     FZ_CHECK(e->out_num + e->in_num <= sg_max);
     FZ_CHECK(e->in_sg == e->out_sg + e->out_num);
     FZ_CHECK(f->packed ? e->ndescs >= 1 && e->ndescs <= f->num : e->ndescs == 1);
@@ -1129,7 +1094,7 @@ static void flush_commit(Fz *f, unsigned expect, const VirtQueueStats *before)
         memmove(&f->flight[0], &f->flight[expect], (f->nflight - expect) * sizeof(f->flight[0]));
         f->nflight -= expect;
     } else {
-        for (unsigned k = 0; k < f->fills && k < FZ_QMAX; k++) {
+        for (unsigned k = 0; k < f->fills; k++) {
             f->id_busy[f->fill_ids[k]] = 0;
         }
         f->fills = 0;
@@ -1218,11 +1183,8 @@ static void dev_fill(Fz *f, Input *in, bool push)
     if (f->in_order) {
         f->flight[k].held = -1;
     } else {
-        FZ_CHECK(f->fills < FZ_QMAX || known_bug(KB_REFILL_BEFORE_FLUSH));
-        if (f->fills < FZ_QMAX) {
-            f->fill_ids[f->fills] = e->index;
-        }
-        f->fills++;
+        FZ_CHECK(f->fills < FZ_QMAX);           /* each pending fill holds a distinct id */
+        f->fill_ids[f->fills++] = e->index;
         memmove(&f->flight[k], &f->flight[k + 1], (f->nflight - k - 1) * sizeof(f->flight[0]));
         f->nflight--;
     }
@@ -1258,10 +1220,10 @@ static void dev_detach(Fz *f, uint8_t which)
 
 /*
  * How many of the most recent pops the device may give back: held, unfilled,
- * newest first, and (@strict) not resubmitted ones, which took no avail entry
- * (crashes-found bug 3; the core refuses to rewind them).
+ * newest first, and not resubmitted ones, which took no avail entry (the core
+ * refuses to rewind those; crashes-found bug 3).
  */
-static unsigned rewindable(const Fz *f, bool strict)
+static unsigned rewindable(const Fz *f)
 {
     unsigned n = 0;
 
@@ -1269,7 +1231,7 @@ static unsigned rewindable(const Fz *f, bool strict)
         if (f->flight[k].held < 0 || f->flight[k].seq != f->pop_seq - 1 - n) {
             break;
         }
-        if (strict && f->flight[k].resubmitted) {
+        if (f->flight[k].resubmitted) {
             break;
         }
         n++;
@@ -1279,12 +1241,9 @@ static unsigned rewindable(const Fz *f, bool strict)
 
 static void dev_rewind(Fz *f, unsigned n, bool unpop)
 {
-    unsigned can = rewindable(f, true);
+    unsigned can = rewindable(f);
     bool usable = dev_usable(f);
 
-    if (!unpop && n > can && n <= rewindable(f, false) && known_bug(KB_UNPOP_AFTER_RESUBMIT)) {
-        return;                 /* an unfixed core would rewind them: step around it */
-    }
     if (unpop) {
         if (!can) {
             return;
@@ -1730,7 +1689,7 @@ static void check_invariants(Fz *f, bool snapped)
         FZ_CHECK(g_ld16(&used->idx) == (uint16_t)virtio_queue_get_used_idx(&f->vdev, 0));
     }
 
-    FZ_CHECK(inuse <= f->num || (known_bug(KB_REFILL_BEFORE_FLUSH) && inuse <= f->num + f->fills));
+    FZ_CHECK(inuse <= f->num);
     FZ_CHECK(f->nheld <= f->nflight);
     if (virtio_queue_is_running(&f->vdev, 0) && !f->vdev.broken) {
         /* A running ring lies in guest memory as it is now, writable where the device writes. */

@@ -6,11 +6,12 @@ numbers and argument layouts below must match it. Seeds are small, readable
 scenarios (valid chains on every layout, indirect tables, batch completions,
 wrap-around, restore/reset paths, a few hostile rings) for libFuzzer to mutate.
 
-Also writes the minimal reproducers of bugs found so far to crashes-found/
-(kept out of the corpus: they fail until the core is fixed).
+Also writes the minimal reproducers of core bugs the fuzzer found to
+crashes-found/ (see the README there); once a bug is fixed its reproducer also
+joins the corpus as regress-NAME.
 
 Usage: tests/fuzz/gen-corpus.py [OUTDIR]   (default: corpus/virtqueue/ and crashes-found/ next to
-       this file; with OUTDIR, only the seeds, there)
+       this file; with OUTDIR, only the corpus, there)
 """
 import os
 import struct
@@ -292,6 +293,10 @@ def seeds():
     return out
 
 
+# Reproducers in crashes() whose bug is not fixed yet (kept out of the corpus).
+UNFIXED = set()
+
+
 def crashes():
     """Minimal reproducers of core bugs the fuzzer found (crashes-found/README.md)."""
     out = {}
@@ -326,10 +331,12 @@ def write_all(outdir, files):
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
+    corpus = seeds()
+    corpus.update(('regress-' + name, data) for name, data in crashes().items() if name not in UNFIXED)
     if len(sys.argv) > 1:
-        write_all(sys.argv[1], seeds())
+        write_all(sys.argv[1], corpus)
         return
-    write_all(os.path.join(here, 'corpus', 'virtqueue'), seeds())
+    write_all(os.path.join(here, 'corpus', 'virtqueue'), corpus)
     write_all(os.path.join(here, 'crashes-found'), crashes())
 
 
