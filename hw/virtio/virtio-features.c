@@ -9,6 +9,11 @@
 
 #define SHARED(bit_, owner_, impl_, name_) \
     { .device_id = 0, .bit = (bit_), .owner = (owner_), .implemented = (impl_), .name = (name_) }
+#define DEVICE(id_, bit_, impl_, name_) \
+    { .device_id = (id_), .bit = (bit_), .owner = VIRTIO_FEATURE_DEVICE, .implemented = (impl_), .name = (name_) }
+
+/* Device ids (spec 5): the registry keeps device bits apart by them. */
+#define ID_BLOCK 2
 
 const VirtIOFeatureInfo virtio_feature_table[] = {
     SHARED(VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_FEATURE_RING, true, "NOTIFY_ON_EMPTY"),
@@ -27,6 +32,18 @@ const VirtIOFeatureInfo virtio_feature_table[] = {
     SHARED(VIRTIO_F_NOTIFICATION_DATA, VIRTIO_FEATURE_TRANSPORT, false, "NOTIFICATION_DATA"),
     SHARED(VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_FEATURE_TRANSPORT, false, "NOTIF_CONFIG_DATA"),
     SHARED(VIRTIO_F_RING_RESET, VIRTIO_FEATURE_TRANSPORT, false, "RING_RESET"),
+    /* virtio-blk, spec 5.2.3 (VIRTIO_BLK_F_* in hw/virtio/virtio-blk.h) */
+    DEVICE(ID_BLOCK, 1, true, "SIZE_MAX"),
+    DEVICE(ID_BLOCK, 2, true, "SEG_MAX"),
+    DEVICE(ID_BLOCK, 4, false, "GEOMETRY"),
+    DEVICE(ID_BLOCK, 5, true, "RO"),
+    DEVICE(ID_BLOCK, 6, true, "BLK_SIZE"),
+    DEVICE(ID_BLOCK, 9, true, "FLUSH"),
+    DEVICE(ID_BLOCK, 10, false, "TOPOLOGY"),
+    DEVICE(ID_BLOCK, 11, true, "CONFIG_WCE"),
+    DEVICE(ID_BLOCK, 12, true, "MQ"),
+    DEVICE(ID_BLOCK, 13, true, "DISCARD"),
+    DEVICE(ID_BLOCK, 14, true, "WRITE_ZEROES"),
     { .name = NULL },
 };
 

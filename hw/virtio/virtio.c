@@ -1524,7 +1524,7 @@ int virtio_device_memory_changed(VirtIODevice *vdev)
 static void queue_reset_state(VirtQueue *vq)
 {
     vq->running = false;
-    vq->batch = false;
+    /* vq->batch is the device's choice (a property), not ring state: it survives resets. */
     vq->notification = true;
     vq->last_avail_idx = 0;
     vq->shadow_avail_idx = 0;

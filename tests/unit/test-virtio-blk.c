@@ -19,14 +19,8 @@
 #include <unistd.h>
 
 #include "hw/virtio/virtio-blk.h"
+#include "vdriver.h"
 #include "vq-fixture.h"
-
-/*
- * The driver library, compiled into this test: tests/unit/meson.build links
- * this test with vdm_virtio_blk_dep only, which hw/block/ defines before
- * tests/libvdriver/ exists in the build.
- */
-#include "../libvdriver/vdriver.c"
 
 #define RAM_GPA     0x100000ull
 #define RAM_SIZE    (8ull * 1024 * 1024)

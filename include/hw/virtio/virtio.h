@@ -65,10 +65,12 @@ typedef struct VirtIOTransportOps {
     void (*notify_config)(VirtIODevice *vdev);
 } VirtIOTransportOps;
 
-/* What a device model provides. All hooks optional. */
+/*
+ * What a device model provides. All hooks optional. A device offers its
+ * feature bits by setting host_features after virtio_init (which puts the
+ * ring bits there), masked by what the registry says is implemented.
+ */
 typedef struct VirtIODeviceOps {
-    /* Features the device offers before the ring and transport bits are added. */
-    uint64_t (*get_features)(VirtIODevice *vdev, uint64_t features);
     void (*set_features)(VirtIODevice *vdev, uint64_t features);
     void (*reset)(VirtIODevice *vdev);
     void (*set_status)(VirtIODevice *vdev, uint8_t status);
