@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -240,9 +241,16 @@ static void fixture_setup(Fixture *fx, gconstpointer data)
     fx->thread = g_thread_new("vu-backend", backend_thread, fx);
 }
 
+static gboolean quit_loop(gpointer opaque)
+{
+    g_main_loop_quit(opaque);
+    return G_SOURCE_REMOVE;
+}
+
 static void fixture_teardown(Fixture *fx, gconstpointer data)
 {
-    g_main_loop_quit(fx->loop);
+    /* Quit from inside the loop: a quit before the thread reached g_main_loop_run would be lost. */
+    g_main_context_invoke(fx->ctx, quit_loop, fx->loop);
     g_thread_join(fx->thread);
     vhost_user_backend_free(fx->be);
     g_main_loop_unref(fx->loop);
@@ -1424,6 +1432,88 @@ static void test_hostile_memory_table_rollback(Fixture *fx, gconstpointer data)
     echo_session_end(&s);
 }
 
+/* One connection at a time: a second frontend waits until the first has gone. */
+static void test_one_connection_at_a_time(Fixture *fx, gconstpointer data)
+{
+    VuFrontend a, b;
+    VhostUserHeader hdr;
+    uint64_t v;
+
+    connect_ok(fx, &a);
+    roundtrip(fx, &a);
+    connect_ok(fx, &b);         /* accepted by the kernel (backlog), not yet served */
+    b.timeout_ms = 200;
+    g_assert_cmpint(vuf_send(&b, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0), ==, 0);
+    g_assert_cmpint(vuf_recv(&b, &hdr, &v, sizeof(v), NULL), ==, -ETIMEDOUT);
+    roundtrip(fx, &a);
+    vuf_close(&a);
+    b.timeout_ms = TIMEOUT_MS;
+    g_assert_cmpint(vuf_recv(&b, &hdr, &v, sizeof(v), NULL), ==, sizeof(v));
+    g_assert_cmpuint(hdr.request, ==, VHOST_USER_GET_FEATURES);
+    vuf_close(&b);
+}
+
+/* listen() replaces a stale socket file but never another kind of file. */
+static void test_listen_path(Fixture *fx, gconstpointer data)
+{
+    VirtIODevice vdev;
+    VhostUserBackend *be;
+    GError *err = NULL;
+    char *stale = g_build_filename(fx->dir, "stale", NULL);
+    char *plain = g_build_filename(fx->dir, "plain", NULL);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    g_assert_cmpint(virtio_init(&vdev, "vu-listen", ECHO_DEVICE_ID, 0, NULL, 1, 16), ==, 0);
+    be = vhost_user_backend_new(&vdev, NULL, NULL);
+    g_strlcpy(addr.sun_path, stale, sizeof(addr.sun_path));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+    close(fd);                  /* the socket file stays behind */
+    g_assert_true(g_file_set_contents(plain, "keep me", -1, NULL));
+    g_assert_cmpint(vhost_user_backend_listen(be, plain, &err), ==, -1);
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    g_assert_true(g_file_test(plain, G_FILE_TEST_IS_REGULAR));
+    g_assert_cmpint(vhost_user_backend_listen(be, stale, &err), ==, 0);
+    g_assert_no_error(err);
+    vhost_user_backend_free(be);   /* removes its socket file */
+    g_assert_false(g_file_test(stale, G_FILE_TEST_EXISTS));
+    virtio_cleanup(&vdev);
+    unlink(plain);
+    g_free(stale);
+    g_free(plain);
+}
+
+/* Both queues of the device at once (MQ): completions land on the queue they came from. */
+static void test_echo_two_queues(Fixture *fx, gconstpointer data)
+{
+    static const Layout split_in_order = { "split-in-order", false, true };
+    EchoSession s0, s1;
+
+    echo_session_start(fx, &s0, &split_in_order);
+    /* Queue 1 shares the session's connection and RAM; its rings and buffers go above queue 0's. */
+    s1 = s0;
+    s1.qcfg.desc = s1.qcfg.driver = s1.qcfg.device = 0;
+    s1.data = vdriver_layout_rings(&s1.qcfg, s0.data + 2 * ECHO_NUM * ECHO_BUF);
+    s1.q = vdriver_queue_new(&s1.f.mem, &s1.qcfg);
+    g_assert_nonnull(s1.q);
+    s1.ring = (VuFrontendRing) { .index = 1, .num = ECHO_NUM, .desc = s1.qcfg.desc,
+                                 .driver = s1.qcfg.driver, .device = s1.qcfg.device,
+                                 .kick_fd = -1, .call_fd = -1 };
+    g_assert_cmpint(vuf_ring_setup(&s1.f, &s1.ring), ==, 0);
+    for (unsigned round = 0; round < 8; round++) {
+        echo_add(&s0, round * 16, 16);
+        echo_add(&s1, 1000 + round * 16, 16);
+        echo_reap(&s1, &split_in_order, 1000 + round * 16, 16);
+        echo_reap(&s0, &split_in_order, round * 16, 16);
+    }
+    g_assert_cmpuint(fx->dev.started[0], ==, 1);
+    g_assert_cmpuint(fx->dev.started[1], ==, 1);
+    vdriver_queue_free(s1.q);
+    vuf_ring_close(&s1.ring);
+    echo_session_end(&s0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1432,6 +1522,12 @@ int main(int argc, char **argv)
     g_test_add("/vhost-user/protocol/negotiation", Fixture, NULL, fixture_setup, test_negotiation,
                fixture_teardown);
     g_test_add("/vhost-user/protocol/config", Fixture, NULL, fixture_setup, test_config,
+               fixture_teardown);
+    g_test_add("/vhost-user/protocol/one-connection-at-a-time", Fixture, NULL, fixture_setup,
+               test_one_connection_at_a_time, fixture_teardown);
+    g_test_add("/vhost-user/protocol/listen-path", Fixture, NULL, fixture_setup, test_listen_path,
+               fixture_teardown);
+    g_test_add("/vhost-user/echo/two-queues", Fixture, NULL, fixture_setup, test_echo_two_queues,
                fixture_teardown);
     g_test_add("/vhost-user/protocol/ring-enable", Fixture, NULL, fixture_setup, test_ring_enable,
                fixture_teardown);
