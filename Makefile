@@ -3,7 +3,7 @@ MESON_TEST = meson test --print-errorlogs --num-processes 2
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
 
-.PHONY: all configure check demo demo-ring bench fuzz-long clean
+.PHONY: all configure check demo demo-ring bench bench-blk fuzz-long clean
 
 all: configure
 	ninja -C build -j2
@@ -34,6 +34,11 @@ demo-ring: all
 
 bench: all
 	build/bench/vdm-bench-ring --json build/bench-ring.json
+
+# 4 KiB random I/O through vhost-user-blk: vdm-vhost-user-blk vs qemu-storage-daemon.
+bench-blk: all
+	./configure --packages-only --extra-packages qemu-system-common
+	build/bench/vdm-bench-blk --json build/bench-blk.json
 
 # A longer fuzzing session: make fuzz-long FUZZ_SECONDS=3600
 FUZZ_SECONDS ?= 600
