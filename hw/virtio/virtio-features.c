@@ -13,6 +13,7 @@
     { .device_id = (id_), .bit = (bit_), .owner = VIRTIO_FEATURE_DEVICE, .implemented = (impl_), .name = (name_) }
 
 /* Device ids (spec 5): the registry keeps device bits apart by them. */
+#define ID_NET 1
 #define ID_BLOCK 2
 
 const VirtIOFeatureInfo virtio_feature_table[] = {
@@ -44,6 +45,29 @@ const VirtIOFeatureInfo virtio_feature_table[] = {
     DEVICE(ID_BLOCK, 12, true, "MQ"),
     DEVICE(ID_BLOCK, 13, true, "DISCARD"),
     DEVICE(ID_BLOCK, 14, true, "WRITE_ZEROES"),
+    /* virtio-net, spec 5.1.3 (VIRTIO_NET_F_* in hw/virtio/virtio-net.h) */
+    DEVICE(ID_NET, 0, false, "CSUM"),
+    DEVICE(ID_NET, 1, false, "GUEST_CSUM"),
+    DEVICE(ID_NET, 2, false, "CTRL_GUEST_OFFLOADS"),
+    DEVICE(ID_NET, 3, true, "MTU"),
+    DEVICE(ID_NET, 5, true, "MAC"),
+    DEVICE(ID_NET, 7, false, "GUEST_TSO4"),
+    DEVICE(ID_NET, 8, false, "GUEST_TSO6"),
+    DEVICE(ID_NET, 9, false, "GUEST_ECN"),
+    DEVICE(ID_NET, 10, false, "GUEST_UFO"),
+    DEVICE(ID_NET, 11, false, "HOST_TSO4"),
+    DEVICE(ID_NET, 12, false, "HOST_TSO6"),
+    DEVICE(ID_NET, 13, false, "HOST_ECN"),
+    DEVICE(ID_NET, 14, false, "HOST_UFO"),
+    DEVICE(ID_NET, 15, true, "MRG_RXBUF"),
+    DEVICE(ID_NET, 16, true, "STATUS"),
+    DEVICE(ID_NET, 17, true, "CTRL_VQ"),
+    DEVICE(ID_NET, 18, true, "CTRL_RX"),
+    DEVICE(ID_NET, 19, false, "CTRL_VLAN"),
+    DEVICE(ID_NET, 20, false, "CTRL_RX_EXTRA"),
+    DEVICE(ID_NET, 21, false, "GUEST_ANNOUNCE"),
+    DEVICE(ID_NET, 22, true, "MQ"),
+    DEVICE(ID_NET, 23, true, "CTRL_MAC_ADDR"),
     { .name = NULL },
 };
 
