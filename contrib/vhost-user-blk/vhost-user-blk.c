@@ -370,6 +370,10 @@ int main(int argc, char **argv)
         goto out;
     }
     d.qstats = g_new0(VirtQueueStats, conf.num_queues);
+    /* A frontend that shrinks its memfd under us must break the device, not kill the daemon. */
+    if (vhost_user_backend_guard_sigbus() < 0) {
+        fprintf(stderr, "vdm-vhost-user-blk: cannot install the SIGBUS guard\n");
+    }
     d.be = vhost_user_backend_new(&d.dev.parent_obj, &daemon_ops, &d);
     if (!d.be) {
         g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "cannot create the vhost-user backend");

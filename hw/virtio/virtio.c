@@ -1046,6 +1046,12 @@ void virtqueue_ordered_fill(VirtQueue *vq, VirtQueueElement *elem, unsigned int 
     if (!vq_usable(vq)) {
         return;
     }
+    if (!vq->in_order) {
+        /* Without IN_ORDER the ordered API degrades to plain fill (DESIGN.md). */
+        virtqueue_fill(vq, elem, len, vq->fill_count);
+        elem->filled = true;
+        return;
+    }
     u = slot_of(vq, elem);
     if (!u) {
         vq_bug(vq, "fill of buffer %u that is not in flight", elem->index);
@@ -1057,8 +1063,15 @@ void virtqueue_ordered_fill(VirtQueue *vq, VirtQueueElement *elem, unsigned int 
 
 unsigned virtqueue_ordered_flush(VirtQueue *vq)
 {
+    unsigned count;
+
     if (!vq_usable(vq)) {
         return 0;
+    }
+    if (!vq->in_order) {
+        count = vq->fill_count;
+        virtqueue_flush(vq, count);
+        return count;
     }
     return vq->packed ? virtqueue_packed_ordered_flush(vq) : virtqueue_split_ordered_flush(vq);
 }

@@ -237,7 +237,11 @@ void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, unsigned int le
  * ignored rather than corrupting the ring.
  */
 void virtqueue_ordered_fill(VirtQueue *vq, VirtQueueElement *elem, unsigned int len);
-/* IN_ORDER: publish the longest contiguous run of filled elements. Returns how many. */
+/*
+ * IN_ORDER: publish the longest contiguous run of filled elements. Returns how
+ * many. Without IN_ORDER both calls degrade to plain fill / flush (every
+ * filled element is published, in fill order).
+ */
 unsigned virtqueue_ordered_flush(VirtQueue *vq);
 
 /*
