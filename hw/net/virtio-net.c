@@ -464,7 +464,7 @@ again:
     for (size_t done = 0; done < total;) {
         VirtQueueElement *e = &q->rx_elems[nbuf];
         size_t w;
-        int r = virtqueue_pop_elem(vq, e, q->sg, VIRTQUEUE_MAX_SG);
+        int r = virtqueue_pop_elem(vq, e, q->rx_sg, VIRTQUEUE_MAX_SG);
 
         if (r < 0) {
             /* A malformed chain broke the device: the ring is not touched again. */
@@ -656,7 +656,7 @@ static void net_tx_run(VirtIONet *n, unsigned qp)
         set_notify(vq, &q->tx_notify_on, false);
         while (done < burst) {
             VirtQueueElement e;
-            int r = virtqueue_pop_elem(vq, &e, q->sg, VIRTQUEUE_MAX_SG);
+            int r = virtqueue_pop_elem(vq, &e, q->tx_sg, VIRTQUEUE_MAX_SG);
 
             if (r != 1) {
                 break;
@@ -959,7 +959,8 @@ bool virtio_net_realize(VirtIONet *n, const VirtIONetConf *conf, GuestMemory *me
         q->rx_vq = virtio_get_queue(vdev, virtio_net_rx_queue(i));
         q->tx_vq = virtio_get_queue(vdev, virtio_net_tx_queue(i));
         q->rx_elems = g_new0(VirtQueueElement, conf->rx_queue_size);
-        q->sg = g_new(struct iovec, VIRTQUEUE_MAX_SG);
+        q->rx_sg = g_new(struct iovec, VIRTQUEUE_MAX_SG);
+        q->tx_sg = g_new(struct iovec, VIRTQUEUE_MAX_SG);
     }
     n->ctrl_sg = g_new(struct iovec, VIRTQUEUE_MAX_SG);
     vdev->ops = &virtio_net_ops;
@@ -977,7 +978,8 @@ void virtio_net_unrealize(VirtIONet *n)
     virtio_cleanup(&n->parent_obj);
     for (unsigned i = 0; i < n->max_queue_pairs; i++) {
         g_free(n->queues[i].rx_elems);
-        g_free(n->queues[i].sg);
+        g_free(n->queues[i].rx_sg);
+        g_free(n->queues[i].tx_sg);
     }
     g_free(n->queues);
     g_free(n->ctrl_sg);

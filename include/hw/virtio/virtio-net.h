@@ -186,7 +186,8 @@ typedef struct VirtIONetQueue {
     bool rx_notify_on;          /* what we last told the ring about RX kicks */
     bool tx_notify_on;          /* ... and TX kicks */
     VirtQueueElement *rx_elems; /* one frame's RX buffers (queue size entries) */
-    struct iovec *sg;           /* VIRTQUEUE_MAX_SG iovecs, for one element at a time */
+    struct iovec *rx_sg;        /* VIRTQUEUE_MAX_SG iovecs: the RX buffer being written */
+    struct iovec *tx_sg;        /* ... the TX buffer being sent (a loopback peer writes RX meanwhile) */
     VirtIONetQueueStats stats;
 } VirtIONetQueue;
 

@@ -1,0 +1,471 @@
+/*
+ * vdm-vhost-user-net end to end, in loopback: the daemon is started, the test
+ * frontend (tests/vhost-user) connects, shares RAM by memfd and drives an RX
+ * and a TX ring with the driver library, for split/packed x IN_ORDER on/off
+ * x MRG_RXBUF on/off, plus busy-poll and two queue pairs.
+ *
+ * Proves: every frame sent on TX comes back on RX of the same pair intact and
+ * in order (sizes 60..1514; with MRG_RXBUF spread over small buffers and
+ * num_buffers right), including when RX runs out of buffers and TX has to
+ * wait for more; the daemon logs the negotiated features in its fixed form,
+ * reports per-queue statistics on SIGUSR1 and SIGTERM, and exits 0.
+ *
+ * Usage: test-vhost-user-net DAEMON (meson passes the built daemon).
+ */
+#include <endian.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hw/virtio/virtio-net.h"
+#include "vdriver.h"
+#include "vhost-user-frontend.h"
+
+#define RAM_SIZE    (8ull * 1024 * 1024)
+#define QNUM        64u
+#define HDR         12u
+#define FRAME_MAX   1514u
+#define MAX_PAIRS   2u
+
+static const char *daemon_path;
+
+typedef struct Case {
+    const char *name;
+    bool packed;
+    bool in_order;
+    bool mrg_rxbuf;
+    bool busy_poll;
+    unsigned pairs;
+    unsigned frames;            /* per pair */
+} Case;
+
+typedef struct Slot {
+    hwaddr gpa;
+    uint32_t len;
+    unsigned index;
+} Slot;
+
+typedef struct Pair {
+    VuFrontendRing ring[2];     /* RX, TX */
+    VDriverQueue *q[2];
+    Slot rx[QNUM], tx[QNUM];
+    unsigned tx_free[QNUM], ntx_free;
+    unsigned sent, received;
+    /* Frame being reassembled (MRG_RXBUF). */
+    uint8_t *asm_buf;
+    size_t asm_len;
+    unsigned asm_left;
+} Pair;
+
+typedef struct Run {
+    const Case *c;
+    char *dir, *sock, *log;
+    GPid pid;
+    VuFrontend f;
+    Pair p[MAX_PAIRS];
+    hwaddr heap;
+    uint32_t rx_buf_len;
+} Run;
+
+static void start_daemon(Run *r)
+{
+    g_autofree char *queues = g_strdup_printf("%u", r->c->pairs);
+    const char *argv[20];
+    unsigned n = 0;
+    pid_t pid;
+
+    argv[n++] = daemon_path;
+    argv[n++] = "--socket";
+    argv[n++] = r->sock;
+    argv[n++] = "--queues";
+    argv[n++] = queues;
+    argv[n++] = "--in-order";
+    argv[n++] = r->c->in_order ? "on" : "off";
+    argv[n++] = "--mrg-rxbuf";
+    argv[n++] = r->c->mrg_rxbuf ? "on" : "off";
+    argv[n++] = "--queue-size";
+    argv[n++] = "64";
+    argv[n++] = "--loopback";
+    if (r->c->busy_poll) {
+        argv[n++] = "--busy-poll";
+    }
+    argv[n] = NULL;
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
+            _exit(126);
+        }
+        execv(daemon_path, (char **)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+}
+
+static hwaddr galloc(Run *r, uint64_t size)
+{
+    hwaddr gpa = r->heap;
+
+    r->heap = (r->heap + size + 63) & ~63ull;
+    g_assert_cmpuint(r->heap, <=, VUF_RAM_GPA + RAM_SIZE);
+    return gpa;
+}
+
+static void rx_post(Run *r, Pair *p, Slot *s)
+{
+    VDriverSeg in[2];
+    unsigned num = 0;
+
+    /* Cut the header across two descriptors in every other buffer. */
+    if (s->index & 1) {
+        in[num++] = (VDriverSeg) { s->gpa, 5 };
+        in[num++] = (VDriverSeg) { s->gpa + 5, s->len - 5 };
+    } else {
+        in[num++] = (VDriverSeg) { s->gpa, s->len };
+    }
+    memset(vuf_host(&r->f, s->gpa), 0xee, s->len);
+    g_assert_cmpint(vdriver_add(p->q[0], NULL, 0, in, num, s, false), ==, 0);
+}
+
+static void run_setup(Run *r, const Case *c)
+{
+    uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS;
+    GError *err = NULL;
+
+    memset(r, 0, sizeof(*r));
+    r->c = c;
+    r->dir = g_dir_make_tmp("vdm-vunet-XXXXXX", &err);
+    g_assert_no_error(err);
+    r->sock = g_build_filename(r->dir, "sock", NULL);
+    r->log = g_build_filename(r->dir, "daemon.log", NULL);
+    start_daemon(r);
+
+    g_assert_cmpint(vuf_connect(&r->f, r->sock, 10000), ==, 0);
+    g_assert_cmpint(vuf_ram_create(&r->f, RAM_SIZE), ==, 0);
+    if (c->packed) {
+        want |= 1ull << VIRTIO_F_RING_PACKED;
+    }
+    if (c->in_order) {
+        want |= 1ull << VIRTIO_F_IN_ORDER;
+    }
+    if (c->mrg_rxbuf) {
+        want |= 1ull << VIRTIO_NET_F_MRG_RXBUF;
+    }
+    if (c->pairs > 1) {
+        want |= 1ull << VIRTIO_NET_F_MQ | 1ull << VIRTIO_NET_F_CTRL_VQ;
+    }
+    g_assert_cmpint(vuf_negotiate(&r->f, want, 1ull << VHOST_USER_PROTOCOL_F_MQ), ==, 0);
+    g_assert_cmpuint(r->f.features, ==, want);
+    g_assert_cmpint(vuf_set_mem_table(&r->f), ==, 0);
+
+    r->heap = VUF_RAM_GPA;
+    /* With MRG_RXBUF, small buffers: a full-size frame spans up to seven. */
+    r->rx_buf_len = c->mrg_rxbuf ? 256 : HDR + FRAME_MAX;
+    for (unsigned k = 0; k < c->pairs; k++) {
+        Pair *p = &r->p[k];
+
+        for (unsigned d = 0; d < 2; d++) {
+            VDriverQueueConfig qc = { .num = QNUM, .packed = c->packed, .in_order = c->in_order };
+
+            r->heap = vdriver_layout_rings(&qc, r->heap);
+            r->heap = (r->heap + 4095) & ~4095ull;
+            p->q[d] = vdriver_queue_new(&r->f.mem, &qc);
+            g_assert_nonnull(p->q[d]);
+            p->ring[d] = (VuFrontendRing) {
+                .index = 2 * k + d, .num = QNUM, .desc = qc.desc, .driver = qc.driver, .device = qc.device,
+                .base = c->packed ? 0x80008000u : 0, .kick_fd = -1, .call_fd = -1,
+            };
+        }
+        for (unsigned i = 0; i < QNUM; i++) {
+            p->rx[i] = (Slot) { galloc(r, r->rx_buf_len), r->rx_buf_len, i };
+            p->tx[i] = (Slot) { galloc(r, HDR + FRAME_MAX), 0, i };
+            p->tx_free[p->ntx_free++] = i;
+        }
+        p->asm_buf = g_malloc(HDR + FRAME_MAX);
+        /* RX buffers first, as drivers do; then the rings start. */
+        for (unsigned i = 0; i < QNUM && vdriver_free_slots(p->q[0]) >= 2; i++) {
+            rx_post(r, p, &p->rx[i]);
+        }
+        vdriver_kick_prepare(p->q[0]);
+        for (unsigned d = 0; d < 2; d++) {
+            g_assert_cmpint(vuf_ring_setup(&r->f, &p->ring[d]), ==, 0);
+        }
+    }
+}
+
+static char *run_finish(Run *r)
+{
+    int status;
+    char *log = NULL;
+
+    for (unsigned k = 0; k < r->c->pairs; k++) {
+        for (unsigned d = 0; d < 2; d++) {
+            g_assert_null(vdriver_error(r->p[k].q[d]));
+        }
+    }
+    /* Statistics on demand first, then SIGTERM. */
+    g_assert_cmpint(kill(r->pid, SIGUSR1), ==, 0);
+    g_usleep(100 * 1000);
+    for (unsigned k = 0; k < r->c->pairs; k++) {
+        for (unsigned d = 0; d < 2; d++) {
+            vdriver_queue_free(r->p[k].q[d]);
+            vuf_ring_close(&r->p[k].ring[d]);
+        }
+        g_free(r->p[k].asm_buf);
+    }
+    vuf_close(&r->f);
+    g_assert_cmpint(kill(r->pid, SIGTERM), ==, 0);
+    g_assert_cmpint(waitpid(r->pid, &status, 0), ==, r->pid);
+    g_assert_true(g_file_get_contents(r->log, &log, NULL, NULL));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        g_error("daemon exit status 0x%x; log:\n%s", status, log);
+    }
+    g_unlink(r->sock);
+    g_unlink(r->log);
+    g_rmdir(r->dir);
+    g_free(r->sock);
+    g_free(r->log);
+    g_free(r->dir);
+    return log;
+}
+
+/* Frame @i of pair @k: its size and bytes (its number in the first bytes). */
+static uint32_t frame_len(unsigned k, unsigned i)
+{
+    return 60 + (i * 97 + k * 13) % (FRAME_MAX - 59);
+}
+
+static void frame_fill(uint8_t *buf, unsigned k, unsigned i)
+{
+    uint32_t len = frame_len(k, i);
+
+    for (uint32_t b = 0; b < len; b++) {
+        buf[b] = (uint8_t)(i * 7 + k * 101 + b * 3);
+    }
+    memcpy(buf, &i, sizeof(i));
+    buf[4] = (uint8_t)k;
+}
+
+static bool tx_send_some(Run *r, Pair *p, unsigned k)
+{
+    bool any = false;
+
+    while (p->sent < r->c->frames && p->ntx_free && vdriver_free_slots(p->q[1]) >= 2) {
+        Slot *s = &p->tx[p->tx_free[--p->ntx_free]];
+        uint8_t *h = vuf_host(&r->f, s->gpa);
+        VDriverSeg out[2];
+
+        s->len = HDR + frame_len(k, p->sent);
+        memset(h, 0, HDR);
+        frame_fill(h + HDR, k, p->sent);
+        /* The header split 7 + 5 on every third frame. */
+        if (p->sent % 3 == 0) {
+            out[0] = (VDriverSeg) { s->gpa, 7 };
+            out[1] = (VDriverSeg) { s->gpa + 7, s->len - 7 };
+        } else {
+            out[0] = (VDriverSeg) { s->gpa, HDR };
+            out[1] = (VDriverSeg) { s->gpa + HDR, s->len - HDR };
+        }
+        g_assert_cmpint(vdriver_add(p->q[1], out, 2, NULL, 0, s, false), ==, 0);
+        p->sent++;
+        any = true;
+    }
+    if (any && vdriver_kick_prepare(p->q[1])) {
+        vuf_kick(&p->ring[1]);
+    }
+    return any;
+}
+
+static bool tx_reap(Pair *p)
+{
+    bool any = false;
+    uint32_t len;
+    Slot *s;
+
+    while ((s = vdriver_get_buf(p->q[1], &len, NULL))) {
+        g_assert_cmpuint(len, ==, 0);
+        p->tx_free[p->ntx_free++] = s->index;
+        any = true;
+    }
+    g_assert_null(vdriver_error(p->q[1]));
+    return any;
+}
+
+static void frame_check(Run *r, Pair *p, unsigned k)
+{
+    uint8_t want[FRAME_MAX];
+    uint32_t flen = frame_len(k, p->received);
+
+    g_assert_cmpuint(p->asm_len, ==, HDR + flen);
+    frame_fill(want, k, p->received);
+    g_assert_cmpmem(p->asm_buf + HDR, p->asm_len - HDR, want, flen);
+    p->received++;
+}
+
+static bool rx_reap(Run *r, Pair *p, unsigned k)
+{
+    bool any = false;
+    uint32_t len;
+    Slot *s;
+
+    while ((s = vdriver_get_buf(p->q[0], &len, NULL))) {
+        g_assert_cmpuint(len, <=, s->len);
+        if (p->asm_left == 0) {
+            VirtIONetHdr h;
+
+            g_assert_cmpuint(len, >=, HDR);
+            memcpy(&h, vuf_host(&r->f, s->gpa), sizeof(h));
+            p->asm_left = le16toh(h.num_buffers);
+            g_assert_cmpuint(p->asm_left, >=, 1);
+            if (!r->c->mrg_rxbuf) {
+                g_assert_cmpuint(p->asm_left, ==, 1);
+            }
+            g_assert_cmpuint(h.gso_type, ==, 0);
+            p->asm_len = 0;
+        }
+        g_assert_cmpuint(p->asm_len + len, <=, HDR + FRAME_MAX);
+        memcpy(p->asm_buf + p->asm_len, vuf_host(&r->f, s->gpa), len);
+        p->asm_len += len;
+        if (--p->asm_left == 0) {
+            frame_check(r, p, k);
+        } else {
+            g_assert_cmpuint(len, ==, s->len);      /* all but a frame's last buffer are full */
+        }
+        rx_post(r, p, s);
+        any = true;
+    }
+    g_assert_null(vdriver_error(p->q[0]));
+    if (any && vdriver_kick_prepare(p->q[0])) {
+        vuf_kick(&p->ring[0]);
+    }
+    return any;
+}
+
+static void wait_calls(Run *r)
+{
+    struct pollfd pfd[2 * MAX_PAIRS];
+    unsigned n = 0;
+
+    for (unsigned k = 0; k < r->c->pairs; k++) {
+        for (unsigned d = 0; d < 2; d++) {
+            pfd[n++] = (struct pollfd) { .fd = r->p[k].ring[d].call_fd, .events = POLLIN };
+        }
+    }
+    g_assert_cmpint(poll(pfd, n, 10000), >, 0);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t v;
+        if (pfd[i].revents & POLLIN) {
+            g_assert_cmpint(read(pfd[i].fd, &v, sizeof(v)), ==, sizeof(v));
+        }
+    }
+}
+
+static void test_loopback(gconstpointer data)
+{
+    const Case *c = data;
+    Run r;
+    char *log;
+    bool done;
+
+    run_setup(&r, c);
+    do {
+        bool progress = false;
+
+        done = true;
+        for (unsigned k = 0; k < c->pairs; k++) {
+            Pair *p = &r.p[k];
+
+            progress |= tx_reap(p);
+            progress |= rx_reap(&r, p, k);
+            progress |= tx_send_some(&r, p, k);
+            if (p->received < c->frames) {
+                done = false;
+            }
+        }
+        if (!done && !progress) {
+            wait_calls(&r);
+        }
+    } while (!done);
+    for (unsigned k = 0; k < c->pairs; k++) {
+        g_assert_cmpuint(r.p[k].received, ==, c->frames);
+    }
+
+    log = run_finish(&r);
+    g_test_message("%s", log);
+    g_assert_nonnull(strstr(log, "vdm-vhost-user-net: negotiated features 0x"));
+    g_assert_nonnull(strstr(log, c->in_order ? "vdm-vhost-user-net: VIRTIO_F_IN_ORDER negotiated"
+                                             : "vdm-vhost-user-net: VIRTIO_F_IN_ORDER NOT negotiated"));
+    g_assert_nonnull(strstr(log, c->packed ? "vdm-vhost-user-net: VIRTIO_F_RING_PACKED negotiated"
+                                           : "vdm-vhost-user-net: VIRTIO_F_RING_PACKED NOT negotiated"));
+    g_assert_nonnull(strstr(log, c->mrg_rxbuf ? "vdm-vhost-user-net: VIRTIO_NET_F_MRG_RXBUF negotiated"
+                                              : "vdm-vhost-user-net: VIRTIO_NET_F_MRG_RXBUF NOT negotiated"));
+    g_assert_nonnull(strstr(log, "stats (SIGUSR1)"));
+    for (unsigned k = 0; k < c->pairs; k++) {
+        g_autofree char *want = g_strdup_printf("stats (total): queue pair %u: tx frames=%u ", k, c->frames);
+        g_assert_nonnull(strstr(log, want));
+    }
+    g_assert_nonnull(strstr(log, "rx_drop_no_buffer=0 rx_drop_too_small=0 rx_drop_oversize=0"));
+    g_free(log);
+}
+
+static void test_bad_options(void)
+{
+    const char *argvs[][6] = {
+        { NULL, "--socket", "/tmp/x", NULL },                             /* no backend */
+        { NULL, "--socket", "/tmp/x", "--loopback", "--tap=t0", NULL },   /* two backends */
+        { NULL, "--loopback", NULL },                                     /* no socket */
+        { NULL, "--socket", "/nonexistent/dir/sock", "--loopback", NULL },
+        { NULL, "--socket", "/tmp/x", "--loopback", "--in-order=maybe", NULL },
+    };
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(argvs); i++) {
+        gint status;
+        GError *err = NULL;
+
+        argvs[i][0] = daemon_path;
+        g_assert_true(g_spawn_sync(NULL, (char **)argvs[i], NULL, G_SPAWN_STDOUT_TO_DEV_NULL |
+                                   G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, &err));
+        g_assert_no_error(err);
+        g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static Case cases[8 + 3];
+    unsigned n = 0;
+
+    g_test_init(&argc, &argv, NULL);
+    if (argc < 2) {
+        g_printerr("usage: %s DAEMON\n", argv[0]);
+        return 2;
+    }
+    daemon_path = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    for (unsigned packed = 0; packed < 2; packed++) {
+        for (unsigned in_order = 0; in_order < 2; in_order++) {
+            for (unsigned mrg = 0; mrg < 2; mrg++) {
+                cases[n++] = (Case) {
+                    .name = g_strdup_printf("%s%s/mrg-rxbuf-%s", packed ? "packed" : "split",
+                                            in_order ? "-in-order" : "", mrg ? "on" : "off"),
+                    .packed = packed, .in_order = in_order, .mrg_rxbuf = mrg, .pairs = 1, .frames = 500,
+                };
+            }
+        }
+    }
+    cases[n++] = (Case) { "split-in-order/busy-poll", false, true, true, true, 1, 500 };
+    cases[n++] = (Case) { "packed-in-order/busy-poll", true, true, false, true, 1, 500 };
+    cases[n++] = (Case) { "packed-in-order/two-pairs", true, true, true, false, 2, 300 };
+    for (unsigned i = 0; i < n; i++) {
+        g_autofree char *path = g_strdup_printf("/vhost-user-net/loopback/%s", cases[i].name);
+        g_test_add_data_func(path, &cases[i], test_loopback);
+    }
+    g_test_add_func("/vhost-user-net/bad-options", test_bad_options);
+    return g_test_run();
+}

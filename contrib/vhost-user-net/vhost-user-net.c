@@ -1,0 +1,746 @@
+/*
+ * vdm-vhost-user-net: the virtio-net device model served over a vhost-user
+ * socket (DPDK virtio-user, QEMU's -netdev vhost-user, vdm's test frontend).
+ *
+ *   vdm-vhost-user-net --socket PATH [--queues N] [--queue-size N]
+ *       [--in-order on|off] [--packed on|off] [--mrg-rxbuf on|off]
+ *       [--mac XX:XX:XX:XX:XX:XX] [--busy-poll]
+ *       (--loopback | --tap NAME | --peer-socket PATH2)
+ *
+ * Where frames go:
+ *   --loopback      every TX frame comes back on the same queue pair's RX
+ *                   (the benchmark mode: copied from the TX buffer straight
+ *                   into RX buffers, one flush and one notification per burst);
+ *   --tap NAME      a tap device (IFF_TAP | IFF_NO_PI, no vnet header), RX
+ *                   on queue pair 0;
+ *   --peer-socket   a second vhost-user socket: A's TX goes to B's RX and
+ *                   back (a two-port switch).
+ * A frame that finds no RX buffer waits (TX on that pair stops until the
+ * driver posts RX buffers); a frame for an RX ring that is not running is
+ * dropped and counted.
+ *
+ * --busy-poll polls every ring from the main loop without waiting for kicks
+ * (as DPDK's vhost PMD does under testpmd): kicks are disabled once, calls
+ * are sent only when the driver asks for them.
+ *
+ * Log lines scripts rely on (fixed form):
+ *   vdm-vhost-user-net: negotiated features 0x%016llx: NAME,NAME,...
+ *   vdm-vhost-user-net: VIRTIO_F_IN_ORDER negotiated | NOT negotiated
+ *   vdm-vhost-user-net: VIRTIO_F_RING_PACKED negotiated | NOT negotiated
+ *   vdm-vhost-user-net: VIRTIO_NET_F_MRG_RXBUF negotiated | NOT negotiated
+ * Statistics (per queue pair, per queue) on disconnect, SIGUSR1 and SIGTERM.
+ *
+ * Context: single-threaded; one glib main loop runs messages, kicks, the
+ * tap device and the poll loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <inttypes.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "hw/virtio/vhost-user-backend.h"
+#include "hw/virtio/virtio-net.h"
+
+#define POLL_ROUNDS 64          /* busy-poll rounds between main-loop iterations */
+#define TAP_BURST   64          /* frames read from the tap per wakeup */
+#define TAP_BUF     (VIRTIO_NET_MAX_FRAME + 64)
+
+typedef struct Daemon Daemon;
+
+typedef struct Port {
+    Daemon *d;
+    const char *name;           /* "A", "B", or "" with one port */
+    char *socket;
+    VirtIONet dev;
+    VhostUserBackend *be;
+    struct Port *dst;           /* where our TX frames go (NULL: tap) */
+    struct Port *src;           /* whose TX frames come to our RX (NULL: tap) */
+    bool features_logged;
+    VirtQueueStats *q_last;     /* per queue: latest seen this connection */
+    VirtQueueStats *q_acc;      /* per queue: finished connections */
+    bool *resume;               /* per pair: run TX again from the idle source */
+    guint resume_src;
+    unsigned connections;
+} Port;
+
+typedef struct Tap {
+    int fd;
+    char name[IFNAMSIZ];
+    GSource *src;               /* NULL while a frame waits for RX buffers */
+    uint8_t *buf;
+    size_t held;                /* bytes of a frame waiting in buf (0: none) */
+    uint64_t tx_frames, tx_drop_write, rx_frames, rx_drop;
+} Tap;
+
+struct Daemon {
+    GMainLoop *loop;
+    Port port[2];
+    unsigned nports;
+    Tap *tap;
+    bool busy_poll;
+    guint poll_src;
+};
+
+static void log_msg(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static void log_msg(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("vdm-vhost-user-net: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    va_end(ap);
+}
+
+/* ---- statistics ---- */
+
+static void snapshot_queues(Port *p)
+{
+    VirtIODevice *vdev = &p->dev.parent_obj;
+
+    for (unsigned n = 0; n < vdev->num_queues; n++) {
+        VirtQueueStats st;
+
+        virtio_queue_get_stats(virtio_get_queue(vdev, n), &st);
+        /* A reset queue reports zeros until it runs again: never go backwards. */
+        if (st.popped >= p->q_last[n].popped) {
+            p->q_last[n] = st;
+        }
+    }
+}
+
+static void acc_queues(Port *p)
+{
+    for (unsigned n = 0; n < p->dev.parent_obj.num_queues; n++) {
+        p->q_acc[n].popped += p->q_last[n].popped;
+        p->q_acc[n].used += p->q_last[n].used;
+        p->q_acc[n].used_entries += p->q_last[n].used_entries;
+        p->q_acc[n].flushes += p->q_last[n].flushes;
+        p->q_acc[n].notifies += p->q_last[n].notifies;
+    }
+    memset(p->q_last, 0, p->dev.parent_obj.num_queues * sizeof(p->q_last[0]));
+}
+
+static const char *port_tag(Port *p, char *buf, size_t size)
+{
+    if (!p->name[0]) {
+        return "";
+    }
+    snprintf(buf, size, " port %s", p->name);
+    return buf;
+}
+
+/* Counters since the daemon started (device counters are never reset). */
+static void print_stats(Port *p, const char *why)
+{
+    VirtIODevice *vdev = &p->dev.parent_obj;
+    VirtIONetStats ns;
+    char tagbuf[16];
+    const char *tag = port_tag(p, tagbuf, sizeof(tagbuf));
+    uint64_t txf = 0, rxf = 0;
+
+    snapshot_queues(p);
+    for (unsigned qp = 0; qp < p->dev.max_queue_pairs; qp++) {
+        VirtIONetQueueStats s;
+
+        virtio_net_get_queue_stats(&p->dev, qp, &s);
+        txf += s.tx_frames;
+        rxf += s.rx_frames;
+        log_msg("stats (%s)%s: queue pair %u: tx frames=%" PRIu64 " bytes=%" PRIu64 " rx frames=%" PRIu64
+                " bytes=%" PRIu64 " buffers=%" PRIu64 " rx_drop_no_buffer=%" PRIu64 " rx_drop_too_small=%"
+                PRIu64 " rx_drop_oversize=%" PRIu64 " rx_drop_not_ready=%" PRIu64 " rx_drop_malformed=%"
+                PRIu64 " tx_drop_oversize=%" PRIu64 " tx_drop_malformed=%" PRIu64 " tx_waits=%" PRIu64
+                " rx_waits=%" PRIu64, why, tag, qp, s.tx_frames, s.tx_bytes, s.rx_frames, s.rx_bytes,
+                s.rx_buffers, s.rx_drop_no_buffer, s.rx_drop_too_small, s.rx_drop_oversize,
+                s.rx_drop_not_ready, s.rx_drop_malformed, s.tx_drop_oversize, s.tx_drop_malformed, s.tx_held,
+                s.rx_no_buffer_events);
+    }
+    for (unsigned n = 0; n < vdev->num_queues; n++) {
+        const VirtQueueStats *a = &p->q_acc[n], *l = &p->q_last[n];
+        const char *kind = p->dev.ctrl_vq && n == vdev->num_queues - 1 ? "ctrl" : (n & 1) ? "tx" : "rx";
+
+        if (!a->popped && !l->popped) {
+            continue;
+        }
+        log_msg("stats (%s)%s: queue %u (%s): popped=%" PRIu64 " used buffers=%" PRIu64 " used entries=%"
+                PRIu64 " flushes=%" PRIu64 " notifies=%" PRIu64, why, tag, n, kind, a->popped + l->popped,
+                a->used + l->used, a->used_entries + l->used_entries, a->flushes + l->flushes,
+                a->notifies + l->notifies);
+    }
+    virtio_net_get_stats(&p->dev, &ns);
+    log_msg("stats (%s)%s: total tx frames=%" PRIu64 " rx frames=%" PRIu64 " ctrl ok=%" PRIu64 " err=%" PRIu64
+            " connections=%u", why, tag, txf, rxf, ns.ctrl_ok, ns.ctrl_err, p->connections);
+}
+
+static void print_all_stats(Daemon *d, const char *why)
+{
+    for (unsigned i = 0; i < d->nports; i++) {
+        print_stats(&d->port[i], why);
+    }
+    if (d->tap) {
+        log_msg("stats (%s): tap %s: tx frames=%" PRIu64 " tx_drop_write=%" PRIu64 " rx frames=%" PRIu64
+                " rx_drop=%" PRIu64, why, d->tap->name, d->tap->tx_frames, d->tap->tx_drop_write,
+                d->tap->rx_frames, d->tap->rx_drop);
+    }
+}
+
+/* ---- deferred TX runs (a burst hit its budget, or a peer ring stopped) ---- */
+
+static gboolean resume_cb(gpointer opaque)
+{
+    Port *p = opaque;
+
+    p->resume_src = 0;
+    for (unsigned qp = 0; qp < p->dev.max_queue_pairs; qp++) {
+        if (p->resume[qp]) {
+            p->resume[qp] = false;
+            virtio_net_tx_resume(&p->dev, qp);
+        }
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static void schedule_resume(Port *p, unsigned qp)
+{
+    p->resume[qp] = true;
+    if (!p->resume_src && !p->d->busy_poll) {
+        p->resume_src = g_idle_add(resume_cb, p);
+    }
+}
+
+/* ---- loopback and two-port peers ---- */
+
+static bool port_send(void *opaque, unsigned qp, const struct iovec *iov, unsigned iovcnt, size_t len)
+{
+    Port *p = opaque, *dst = p->dst;
+
+    /* No buffer: hold (TX on this pair waits for the driver's RX buffers). */
+    return virtio_net_receive(&dst->dev, qp % dst->dev.max_queue_pairs, iov, iovcnt) !=
+           VIRTIO_NET_RX_NO_BUFFERS;
+}
+
+static void port_send_done(void *opaque, unsigned qp)
+{
+    Port *p = opaque, *dst = p->dst;
+
+    virtio_net_rx_flush(&dst->dev, qp % dst->dev.max_queue_pairs);
+}
+
+static void port_rx_ready(void *opaque, unsigned qp)
+{
+    Port *p = opaque, *src = p->src;
+
+    for (unsigned sqp = qp; sqp < src->dev.max_queue_pairs; sqp += p->dev.max_queue_pairs) {
+        if (src->dev.queues[sqp].tx_waiting) {
+            virtio_net_tx_resume(&src->dev, sqp);
+        }
+    }
+}
+
+static void port_tx_more(void *opaque, unsigned qp)
+{
+    schedule_resume(opaque, qp);
+}
+
+static const VirtIONetPeerOps port_peer = {
+    .send = port_send,
+    .send_done = port_send_done,
+    .rx_ready = port_rx_ready,
+    .tx_more = port_tx_more,
+};
+
+/* ---- tap peer ---- */
+
+static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque);
+
+static void tap_watch(Daemon *d)
+{
+    Tap *t = d->tap;
+
+    if (!t->src) {
+        t->src = g_unix_fd_source_new(t->fd, G_IO_IN);
+        g_source_set_callback(t->src, G_SOURCE_FUNC(tap_readable), d, NULL);
+        g_source_attach(t->src, NULL);
+    }
+}
+
+static void tap_unwatch(Tap *t)
+{
+    if (t->src) {
+        g_source_destroy(t->src);
+        g_source_unref(t->src);
+        t->src = NULL;
+    }
+}
+
+/* Deliver the frame in t->buf. Returns false when it must wait for RX buffers. */
+static bool tap_deliver(Daemon *d, size_t len)
+{
+    Tap *t = d->tap;
+    Port *p = &d->port[0];
+    struct iovec iov = { t->buf, len };
+
+    switch (virtio_net_receive(&p->dev, 0, &iov, 1)) {
+    case VIRTIO_NET_RX_NO_BUFFERS:
+        t->held = len;
+        return false;
+    case VIRTIO_NET_RX_OK:
+        t->rx_frames++;
+        break;
+    default:
+        t->rx_drop++;
+        break;
+    }
+    t->held = 0;
+    return true;
+}
+
+static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
+{
+    Daemon *d = opaque;
+    Tap *t = d->tap;
+    bool waiting = false;
+
+    for (unsigned i = 0; i < TAP_BURST; i++) {
+        ssize_t r = read(t->fd, t->buf, TAP_BUF);
+
+        if (r <= 0) {
+            break;
+        }
+        if (!tap_deliver(d, (size_t)r)) {
+            waiting = true;
+            break;
+        }
+    }
+    virtio_net_rx_flush(&d->port[0].dev, 0);
+    if (waiting) {
+        /* Stop reading until the driver posts RX buffers; the kernel queues (or drops) meanwhile. */
+        g_source_unref(t->src);
+        t->src = NULL;
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static bool tap_send(void *opaque, unsigned qp, const struct iovec *iov, unsigned iovcnt, size_t len)
+{
+    Daemon *d = opaque;
+    Tap *t = d->tap;
+
+    if (writev(t->fd, iov, (int)iovcnt) == (ssize_t)len) {
+        t->tx_frames++;
+    } else {
+        t->tx_drop_write++;     /* full (EAGAIN) or down: dropped, as a NIC would */
+    }
+    return true;
+}
+
+static void tap_rx_ready(void *opaque, unsigned qp)
+{
+    Daemon *d = opaque;
+    Tap *t = d->tap;
+
+    if (qp != 0 || t->src) {
+        return;
+    }
+    if (t->held && !tap_deliver(d, t->held)) {
+        return;
+    }
+    virtio_net_rx_flush(&d->port[0].dev, 0);
+    tap_watch(d);
+}
+
+static void tap_tx_more(void *opaque, unsigned qp)
+{
+    Daemon *d = opaque;
+
+    schedule_resume(&d->port[0], qp);
+}
+
+static const VirtIONetPeerOps tap_peer = {
+    .send = tap_send,
+    .rx_ready = tap_rx_ready,
+    .tx_more = tap_tx_more,
+};
+
+static Tap *tap_open(const char *name, GError **errp)
+{
+    struct ifreq ifr;
+    Tap *t;
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+
+    if (fd < 0) {
+        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno), "/dev/net/tun: %s", strerror(errno));
+        return NULL;
+    }
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    g_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno), "tap %s: %s", name, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    t = g_new0(Tap, 1);
+    t->fd = fd;
+    g_strlcpy(t->name, ifr.ifr_name, IFNAMSIZ);
+    t->buf = g_malloc(TAP_BUF);
+    return t;
+}
+
+static void tap_close(Tap *t)
+{
+    if (t) {
+        tap_unwatch(t);
+        close(t->fd);
+        g_free(t->buf);
+        g_free(t);
+    }
+}
+
+/* ---- busy polling ---- */
+
+static gboolean poll_cb(gpointer opaque)
+{
+    Daemon *d = opaque;
+
+    for (unsigned round = 0; round < POLL_ROUNDS; round++) {
+        for (unsigned i = 0; i < d->nports; i++) {
+            Port *p = &d->port[i];
+            VirtIODevice *vdev = &p->dev.parent_obj;
+
+            for (unsigned qp = 0; qp < p->dev.max_queue_pairs; qp++) {
+                /* RX first: a TX pair waiting for RX buffers resumes from there. */
+                virtio_queue_notify(vdev, virtio_net_rx_queue(qp));
+                if (p->resume[qp]) {
+                    p->resume[qp] = false;
+                    virtio_net_tx_resume(&p->dev, qp);
+                } else {
+                    virtio_queue_notify(vdev, virtio_net_tx_queue(qp));
+                }
+            }
+        }
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* ---- vhost-user hooks ---- */
+
+static void log_features(Port *p)
+{
+    VirtIODevice *vdev = &p->dev.parent_obj;
+    char names[1024];
+
+    if (p->name[0]) {
+        log_msg("port %s (%s) connected", p->name, p->socket);
+    }
+    virtio_features_describe(VIRTIO_ID_NET, vdev->guest_features, names, sizeof(names));
+    log_msg("negotiated features 0x%016" PRIx64 ": %s", vdev->guest_features, names);
+    log_msg("VIRTIO_F_IN_ORDER %s",
+            virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER) ? "negotiated" : "NOT negotiated");
+    log_msg("VIRTIO_F_RING_PACKED %s",
+            virtio_vdev_has_feature(vdev, VIRTIO_F_RING_PACKED) ? "negotiated" : "NOT negotiated");
+    log_msg("VIRTIO_NET_F_MRG_RXBUF %s",
+            virtio_vdev_has_feature(vdev, VIRTIO_NET_F_MRG_RXBUF) ? "negotiated" : "NOT negotiated");
+}
+
+static void on_queue_started(void *opaque, unsigned n, bool started)
+{
+    Port *p = opaque;
+
+    if (started) {
+        if (!p->features_logged) {
+            p->features_logged = true;
+            p->connections++;
+            log_features(p);
+        }
+        virtio_net_queue_started(&p->dev, n);
+        return;
+    }
+    /*
+     * Nothing is in flight between handler runs (every burst is published
+     * before it returns). A TX pair elsewhere waiting for this RX ring must
+     * not wait forever: run it again, its frames are then dropped.
+     */
+    snapshot_queues(p);
+    if (!(n & 1) && p->src && n / 2 < p->dev.max_queue_pairs) {
+        for (unsigned sqp = n / 2; sqp < p->src->dev.max_queue_pairs; sqp += p->dev.max_queue_pairs) {
+            if (p->src->dev.queues[sqp].tx_waiting) {
+                schedule_resume(p->src, sqp);
+            }
+        }
+    }
+}
+
+static void on_reset(void *opaque)
+{
+    Port *p = opaque;
+
+    if (p->features_logged) {
+        print_stats(p, "disconnect");
+    }
+    snapshot_queues(p);
+    acc_queues(p);
+    p->features_logged = false;
+    if (p->d->tap && p->d->tap->held) {
+        p->d->tap->held = 0;
+        p->d->tap->rx_drop++;
+        tap_watch(p->d);
+    }
+}
+
+static const VhostUserBackendOps daemon_ops = {
+    .queue_started = on_queue_started,
+    .reset = on_reset,
+};
+
+static gboolean on_signal(gpointer opaque)
+{
+    g_main_loop_quit(((Daemon *)opaque)->loop);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean on_usr1(gpointer opaque)
+{
+    print_all_stats(opaque, "SIGUSR1");
+    return G_SOURCE_CONTINUE;
+}
+
+/* ---- command line ---- */
+
+static bool parse_on_off(const char *opt, const char *v, bool *out, GError **errp)
+{
+    if (!g_strcmp0(v, "on")) {
+        *out = true;
+    } else if (!g_strcmp0(v, "off")) {
+        *out = false;
+    } else {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s takes on or off, not '%s'", opt, v);
+        return false;
+    }
+    return true;
+}
+
+static bool port_init(Daemon *d, Port *p, const char *name, const char *socket, const VirtIONetConf *conf,
+                      GError **errp)
+{
+    unsigned nq;
+
+    p->d = d;
+    p->name = name;
+    p->socket = g_strdup(socket);
+    if (!virtio_net_realize(&p->dev, conf, NULL, errp)) {
+        return false;
+    }
+    nq = p->dev.parent_obj.num_queues;
+    p->q_last = g_new0(VirtQueueStats, nq);
+    p->q_acc = g_new0(VirtQueueStats, nq);
+    p->resume = g_new0(bool, p->dev.max_queue_pairs);
+    virtio_net_set_poll_mode(&p->dev, d->busy_poll);
+    p->be = vhost_user_backend_new(&p->dev.parent_obj, &daemon_ops, p);
+    if (!p->be) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "cannot create the vhost-user backend");
+        return false;
+    }
+    return true;
+}
+
+static void port_cleanup(Port *p)
+{
+    vhost_user_backend_free(p->be);
+    p->be = NULL;
+    if (p->resume_src) {
+        g_source_remove(p->resume_src);
+        p->resume_src = 0;
+    }
+    virtio_net_unrealize(&p->dev);
+    g_free(p->q_last);
+    g_free(p->q_acc);
+    g_free(p->resume);
+    g_free(p->socket);
+}
+
+int main(int argc, char **argv)
+{
+    char *socket_path = NULL, *peer_socket = NULL, *tap_name = NULL, *mac = NULL;
+    char *in_order = NULL, *packed = NULL, *mrg_rxbuf = NULL;
+    gboolean loopback = FALSE, busy_poll = FALSE;
+    gint queues = 1, queue_size = 256, mtu = 0;
+    GOptionEntry entries[] = {
+        { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path, "vhost-user socket to listen on", "PATH" },
+        { "queues", 0, 0, G_OPTION_ARG_INT, &queues, "queue pairs (default 1; MQ offered when > 1)", "N" },
+        { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "largest ring (default 256, power of two)", "N" },
+        { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
+        { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
+        { "mrg-rxbuf", 0, 0, G_OPTION_ARG_STRING, &mrg_rxbuf, "offer VIRTIO_NET_F_MRG_RXBUF (default on)",
+          "on|off" },
+        { "mac", 0, 0, G_OPTION_ARG_STRING, &mac, "MAC address (default 52:54:00:12:34:56)", "XX:..:XX" },
+        { "mtu", 0, 0, G_OPTION_ARG_INT, &mtu, "offer VIRTIO_NET_F_MTU with this MTU (default: not offered)",
+          "N" },
+        { "loopback", 0, 0, G_OPTION_ARG_NONE, &loopback, "send every TX frame back on RX", NULL },
+        { "tap", 0, 0, G_OPTION_ARG_STRING, &tap_name, "exchange frames with tap device NAME", "NAME" },
+        { "peer-socket", 0, 0, G_OPTION_ARG_FILENAME, &peer_socket,
+          "second vhost-user socket: switch frames between the two", "PATH2" },
+        { "busy-poll", 0, 0, G_OPTION_ARG_NONE, &busy_poll, "poll the rings instead of waiting for kicks",
+          NULL },
+        { NULL, 0, 0, 0, NULL, NULL, NULL },
+    };
+    GOptionContext *octx = g_option_context_new("- virtio-net vhost-user backend");
+    VirtIONetConf conf;
+    GError *err = NULL;
+    Daemon d;
+    bool on;
+    int ret = 1;
+
+    memset(&d, 0, sizeof(d));
+    g_option_context_add_main_entries(octx, entries, NULL);
+    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
+        goto out;
+    }
+    if (!socket_path) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "--socket is required");
+        goto out;
+    }
+    if (!!loopback + !!tap_name + !!peer_socket != 1) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                    "exactly one of --loopback, --tap, --peer-socket is required");
+        goto out;
+    }
+    if (queues < 1 || queues > 256 || queue_size < 2 || queue_size > 32768 || (queue_size & (queue_size - 1)) ||
+        mtu < 0 || mtu > 65535) {
+        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "--queues must be 1..256, --queue-size a power of two 2..32768, --mtu 68..65535");
+        goto out;
+    }
+
+    virtio_net_conf_init(&conf);
+    conf.in_order = true;       /* the daemon offers IN_ORDER unless told not to */
+    conf.packed = true;         /* the frontend decides whether to use it */
+    conf.queue_pairs = (uint32_t)queues;
+    conf.rx_queue_size = conf.tx_queue_size = (uint32_t)queue_size;
+    conf.mtu = (uint32_t)mtu;
+    /* The frontend (QEMU, DPDK) runs the control queue itself; CTRL_VQ stays offered for MQ. */
+    if (in_order) {
+        if (!parse_on_off("--in-order", in_order, &on, &err)) {
+            goto out;
+        }
+        conf.in_order = on;
+    }
+    if (packed) {
+        if (!parse_on_off("--packed", packed, &on, &err)) {
+            goto out;
+        }
+        conf.packed = on;
+    }
+    if (mrg_rxbuf) {
+        if (!parse_on_off("--mrg-rxbuf", mrg_rxbuf, &on, &err)) {
+            goto out;
+        }
+        conf.mrg_rxbuf = on;
+    }
+    if (mac && !virtio_net_conf_set(&conf, "mac", mac, &err)) {
+        goto out;
+    }
+    d.busy_poll = busy_poll;
+
+    d.nports = peer_socket ? 2 : 1;
+    if (!port_init(&d, &d.port[0], peer_socket ? "A" : "", socket_path, &conf, &err)) {
+        goto out;
+    }
+    if (peer_socket) {
+        /* The second port gets the next MAC address. */
+        conf.mac[5]++;
+        if (!port_init(&d, &d.port[1], "B", peer_socket, &conf, &err)) {
+            goto out;
+        }
+        d.port[0].dst = d.port[0].src = &d.port[1];
+        d.port[1].dst = d.port[1].src = &d.port[0];
+        virtio_net_set_peer(&d.port[0].dev, &port_peer, &d.port[0]);
+        virtio_net_set_peer(&d.port[1].dev, &port_peer, &d.port[1]);
+    } else if (loopback) {
+        d.port[0].dst = d.port[0].src = &d.port[0];
+        virtio_net_set_peer(&d.port[0].dev, &port_peer, &d.port[0]);
+    } else {
+        d.tap = tap_open(tap_name, &err);
+        if (!d.tap) {
+            goto out;
+        }
+        virtio_net_set_peer(&d.port[0].dev, &tap_peer, &d);
+        tap_watch(&d);
+    }
+    for (unsigned i = 0; i < d.nports; i++) {
+        char offered[1024];
+        Port *p = &d.port[i];
+
+        if (vhost_user_backend_listen(p->be, p->socket, &err) < 0) {
+            goto out;
+        }
+        virtio_features_describe(VIRTIO_ID_NET, p->dev.parent_obj.host_features, offered, sizeof(offered));
+        log_msg("listening on %s%s%s: %s, %u queue pair(s) of up to %u, mac %02x:%02x:%02x:%02x:%02x:%02x%s",
+                p->socket, p->name[0] ? " as port " : "", p->name,
+                loopback ? "loopback" : d.tap ? "tap" : "two-port switch", p->dev.max_queue_pairs,
+                conf.rx_queue_size, p->dev.conf.mac[0], p->dev.conf.mac[1], p->dev.conf.mac[2],
+                p->dev.conf.mac[3], p->dev.conf.mac[4], p->dev.conf.mac[5], busy_poll ? ", busy-poll" : "");
+        log_msg("offered features: %s", offered);
+    }
+    if (d.tap) {
+        log_msg("tap device %s", d.tap->name);
+    }
+
+    d.loop = g_main_loop_new(NULL, FALSE);
+    g_unix_signal_add(SIGTERM, on_signal, &d);
+    g_unix_signal_add(SIGINT, on_signal, &d);
+    g_unix_signal_add(SIGUSR1, on_usr1, &d);
+    signal(SIGPIPE, SIG_IGN);   /* a frontend that vanishes is a disconnect, not a crash */
+    if (busy_poll) {
+        d.poll_src = g_idle_add(poll_cb, &d);
+    }
+    g_main_loop_run(d.loop);
+
+    log_msg("terminating");
+    if (d.poll_src) {
+        g_source_remove(d.poll_src);
+    }
+    /* Closing the connections stops every ring (on_reset prints each connection's counters). */
+    for (unsigned i = 0; i < d.nports; i++) {
+        vhost_user_backend_free(d.port[i].be);
+        d.port[i].be = NULL;
+    }
+    print_all_stats(&d, "total");
+    ret = 0;
+
+out:
+    if (err) {
+        log_msg("%s", err->message);
+        g_error_free(err);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        if (d.port[i].socket) {
+            port_cleanup(&d.port[i]);
+        }
+    }
+    tap_close(d.tap);
+    if (d.loop) {
+        g_main_loop_unref(d.loop);
+    }
+    g_option_context_free(octx);
+    g_free(socket_path);
+    g_free(peer_socket);
+    g_free(tap_name);
+    g_free(mac);
+    g_free(in_order);
+    g_free(packed);
+    g_free(mrg_rxbuf);
+    return ret;
+}
