@@ -576,11 +576,11 @@ int main(int argc, char **argv)
     char *socket_path = NULL, *peer_socket = NULL, *tap_name = NULL, *mac = NULL;
     char *in_order = NULL, *packed = NULL, *mrg_rxbuf = NULL;
     gboolean loopback = FALSE, busy_poll = FALSE;
-    gint queues = 1, queue_size = 256, mtu = 0;
+    gint queues = 1, queue_size = 1024, mtu = 0;
     GOptionEntry entries[] = {
         { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path, "vhost-user socket to listen on", "PATH" },
         { "queues", 0, 0, G_OPTION_ARG_INT, &queues, "queue pairs (default 1; MQ offered when > 1)", "N" },
-        { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "largest ring (default 256, power of two)", "N" },
+        { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "largest ring (default 1024, power of two)", "N" },
         { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
         { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
         { "mrg-rxbuf", 0, 0, G_OPTION_ARG_STRING, &mrg_rxbuf, "offer VIRTIO_NET_F_MRG_RXBUF (default on)",
