@@ -764,18 +764,18 @@ static void vring_stop(VhostUserBackend *be, unsigned n)
  * than a ring ahead of the used index is inconsistent (a reconnecting DPDK
  * virtio-user sends 0): resume at the used index.
  */
-static int vring_restore_split(VhostUserBackend *be, unsigned n, hwaddr used_gpa)
+static int vring_restore_split(VhostUserBackend *be, unsigned n)
 {
     VirtIODevice *vdev = be->vdev;
     uint16_t ring_used, base = virtio_queue_get_last_avail_idx(vdev, n);
     unsigned num = virtio_queue_get_num(vdev, n);
     unsigned resubmit;
+    int ret = virtio_queue_update_used_idx(vdev, n);
 
-    if (guest_memory_read(&be->mem, used_gpa + offsetof(VRingUsed, idx), &ring_used,
-                          sizeof(ring_used)) < 0) {
-        return -EFAULT;
+    if (ret < 0) {
+        return ret;
     }
-    ring_used = le16toh(ring_used);
+    ring_used = (uint16_t)ret;
     if (virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
         inflight_clear_queue(be, n);
         base = ring_used;
@@ -826,7 +826,7 @@ static int vring_try_start(VhostUserBackend *be, unsigned n)
     }
     ret = virtio_queue_set_rings(vdev, n, desc, driver, device);
     if (ret == 0 && !packed) {
-        ret = vring_restore_split(be, n, device);
+        ret = vring_restore_split(be, n);
     } else if (ret == 0 && virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
         /* Packed in-order: the used position is a contiguous completion boundary. */
         virtio_queue_restore_last_avail_idx(vdev, n);

@@ -1642,6 +1642,25 @@ int virtio_queue_set_used_idx(VirtIODevice *vdev, unsigned n, unsigned idx)
     return 0;
 }
 
+int virtio_queue_update_used_idx(VirtIODevice *vdev, unsigned n)
+{
+    VirtQueue *vq = queue_at(vdev, n);
+    uint16_t idx;
+
+    /* Packed rings keep no used index in memory: only the device knows its position. */
+    if (!vq || vdev_packed(vdev)) {
+        return -EINVAL;
+    }
+    if (vq->running) {
+        return -EBUSY;
+    }
+    if (guest_memory_read(vdev->mem, vq->cfg.device + offsetof(VRingUsed, idx), &idx, sizeof(idx)) < 0) {
+        return -EFAULT;
+    }
+    vq->used_idx = le16toh(idx);
+    return vq->used_idx;
+}
+
 void virtio_queue_restore_last_avail_idx(VirtIODevice *vdev, unsigned n)
 {
     VirtQueue *vq = queue_at(vdev, n);

@@ -287,6 +287,13 @@ unsigned virtio_queue_get_last_avail_idx(VirtIODevice *vdev, unsigned n);
 int virtio_queue_set_last_avail_idx(VirtIODevice *vdev, unsigned n, unsigned idx);
 unsigned virtio_queue_get_used_idx(VirtIODevice *vdev, unsigned n);
 int virtio_queue_set_used_idx(VirtIODevice *vdev, unsigned n, unsigned idx);
+/*
+ * Split, queue stopped: take the used index from the ring in guest memory
+ * (what the driver has seen completed), e.g. when a vhost-user backend starts
+ * on rings a previous backend served. Returns the index or -EINVAL (packed:
+ * no used index in memory), -EBUSY (running), -EFAULT (ring outside memory).
+ */
+int virtio_queue_update_used_idx(VirtIODevice *vdev, unsigned n);
 /* Resume at the used index (every in-flight buffer will be popped again). */
 void virtio_queue_restore_last_avail_idx(VirtIODevice *vdev, unsigned n);
 
