@@ -72,7 +72,7 @@ def run_point(args, testpmd, mem, backend, mode, tmp, k):
         if backend == "vdm":
             extra = ["--busy-poll"] if args.busy_poll else []
             be = dpdkenv.vdm_daemon(args.vdm_daemon, sock, 1, blog, in_order=True, cpu=1,
-                                    extra=extra + args.daemon_arg)
+                                    extra=extra + args.daemon_arg, queue_size=args.queue_size)
         else:
             be = dpdkenv.vhost_testpmd(testpmd, sock, 1, mem, blog, tag + "b", fwd_lcore=1)
             be.wait_prompt(20)

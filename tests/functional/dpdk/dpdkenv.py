@@ -384,9 +384,11 @@ def vhost_testpmd(binary, sock, queues, mem, log_path, prefix, fwd_lcore=1, extr
 
 
 def vdm_daemon(daemon, sock, queues, log_path, in_order=True, busy_poll=False, cpu=1,
-               extra=()):
+               extra=(), queue_size=None):
     argv = [daemon, "--socket", sock, "--queues", str(queues),
             "--in-order", "on" if in_order else "off", "--loopback"]
+    if queue_size:
+        argv.append("--queue-size=%d" % queue_size)  # its largest ring (default 256)
     if busy_poll:
         argv.append("--busy-poll")
     return Daemon(argv + list(extra), log_path, cpu=cpu, name="vdm-vhost-user-net")

@@ -137,8 +137,8 @@ def parse_vdm_stats(text):
     lines = [l for l in text.splitlines() if "vdm-vhost-user-net" in l and
              re.search(r"(frames|bytes|drop)", l, re.I) and "negotiated" not in l]
     for l in lines:
-        for m in re.finditer(r"drop\w*[ =:]+(\d+)", l, re.I):
-            drops += int(m.group(1))
+        for m in re.finditer(r"drop\w*[ =:]+(\d+)|(\d+) drop", l, re.I):
+            drops += int(m.group(1) or m.group(2))
     return lines, drops
 
 
@@ -207,7 +207,8 @@ def main():
         blog = os.path.join(tmp, "backend.log")
         if args.backend == "vdm":
             backend = dpdkenv.vdm_daemon(args.daemon, sock, args.queues, blog,
-                                         in_order=True, cpu=None, extra=args.daemon_arg)
+                                         in_order=True, cpu=None, extra=args.daemon_arg,
+                                         queue_size=args.queue_size)
         else:
             backend = dpdkenv.vhost_testpmd(testpmd, sock, args.queues, mem, blog, tag + "b",
                                             fwd_lcore=1)
