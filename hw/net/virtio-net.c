@@ -674,15 +674,18 @@ static void net_tx_run(VirtIONet *n, unsigned qp)
         if (vdev->broken || q->tx_waiting) {
             break;
         }
-        if (done >= burst) {
-            if (!virtio_queue_empty(vq)) {
-                more = true;
-            }
+        if (done >= burst && !virtio_queue_empty(vq)) {
+            more = true;        /* the re-run takes the rest; kicks may stay off */
             break;
         }
         if (n->poll_mode) {
             break;
         }
+        /*
+         * A full burst that emptied the ring must re-enable kicks like an
+         * empty ring does: breaking out with them off would stall the queue
+         * (seen with DPDK virtio-user, packed ring, under ASan timing).
+         */
         /* Empty: ask for kicks again, then look once more (a buffer may have slipped in). */
         set_notify(vq, &q->tx_notify_on, true);
         if (virtio_queue_empty(vq)) {
