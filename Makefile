@@ -3,7 +3,7 @@ MESON_TEST = meson test --print-errorlogs --num-processes 2
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1
 
-.PHONY: all configure check demo demo-ring bench bench-blk fuzz-long clean
+.PHONY: all configure check demo demo-ring bench bench-blk bench-net fuzz-long clean
 
 all: configure
 	ninja -C build -j2
@@ -39,6 +39,11 @@ bench: all
 bench-blk: all
 	./configure --packages-only --extra-packages qemu-system-common
 	build/bench/vdm-bench-blk --json build/bench-blk.json
+
+# 64-byte frames through vhost-user-net: vdm-vhost-user-net vs DPDK's vhost PMD, driven by testpmd.
+bench-net: all
+	python3 bench/vdm-bench-net.py --vdm-daemon build/contrib/vhost-user-net/vdm-vhost-user-net \
+	    --json build/bench-net.json
 
 # A longer fuzzing session: make fuzz-long FUZZ_SECONDS=3600
 FUZZ_SECONDS ?= 600
