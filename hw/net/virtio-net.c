@@ -434,7 +434,7 @@ VirtIONetRxResult virtio_net_receive(VirtIONet *n, unsigned qp, const struct iov
     VirtQueue *vq;
     VirtIONetHdr hdr;
     size_t len, total, hdr_len = n->hdr_len;
-    unsigned nbuf, qnum;
+    unsigned nbuf, qnum = 0;
     uint8_t *nb_lo = NULL, *nb_hi = NULL;
     bool retried = false;
 
@@ -453,7 +453,6 @@ VirtIONetRxResult virtio_net_receive(VirtIONet *n, unsigned qp, const struct iov
         return VIRTIO_NET_RX_DROPPED;
     }
     total = hdr_len + len;
-    qnum = virtio_queue_get_num(vdev, virtio_net_rx_queue(qp));
     memset(&hdr, 0, sizeof(hdr));
     hdr.gso_type = VIRTIO_NET_HDR_GSO_NONE;
     /* spec 5.1.6.4: without MRG_RXBUF num_buffers (when present) is 1. */
@@ -496,6 +495,28 @@ again:
                          virtio_net_rx_queue(qp), e->index);
             return VIRTIO_NET_RX_DROPPED;
         }
+        if (nbuf == 0 && e->in_num == 1 && e->in_sg[0].iov_len >= total) {
+            /*
+             * Fast path: header and frame fit the buffer's first writable
+             * segment (nearly always). One buffer, so num_buffers is the 1
+             * already in hdr (spec 5.1.6.4). memmove: see iov_copy.
+             */
+            uint8_t *dst = e->in_sg[0].iov_base;
+
+            if (hdr_len == sizeof(VirtIONetHdr)) {
+                memcpy(dst, &hdr, sizeof(VirtIONetHdr));
+            } else {
+                memcpy(dst, &hdr, offsetof(VirtIONetHdr, num_buffers));
+            }
+            if (iovcnt == 1) {
+                memmove(dst + hdr_len, iov[0].iov_base, len);
+            } else {
+                iov_copy(e->in_sg, 1, hdr_len, iov, iovcnt, 0);
+            }
+            e->len = (unsigned)total;
+            nbuf = 1;
+            break;
+        }
         if (nbuf == 0) {
             if (!n->mrg_rxbuf && e->in_len < total) {
                 /* spec 5.1.6.3: one buffer per frame; this one cannot hold it. Keep the buffer. */
@@ -531,7 +552,7 @@ again:
         if (!n->mrg_rxbuf) {
             break;
         }
-        if (done < total && nbuf >= qnum) {
+        if (done < total && nbuf >= (qnum ? qnum : (qnum = virtio_queue_get_num(vdev, virtio_net_rx_queue(qp))))) {
             /* Every buffer of the ring would not hold it: it can never be delivered. */
             virtqueue_rewind(vq, nbuf);
             q->stats.rx_drop_too_small++;
@@ -603,8 +624,21 @@ static int net_tx_one(VirtIONet *n, VirtIONetQueue *q, unsigned qp, VirtQueueEle
 {
     struct iovec *out = e->out_sg;
     unsigned out_num = e->out_num;
-    size_t total = iov_size(out, out_num), len;
+    size_t total, len;
+    bool ok;
 
+    if (out_num == 1 && out[0].iov_len > n->hdr_len && out[0].iov_len - n->hdr_len <= VIRTIO_NET_MAX_FRAME) {
+        /* Fast path: header and frame in one readable segment (nearly always). */
+        struct iovec f = { (uint8_t *)out[0].iov_base + n->hdr_len, out[0].iov_len - n->hdr_len };
+
+        if (!n->peer) {
+            return 0;
+        }
+        ok = n->peer->send(n->peer_opaque, qp, &f, 1, f.iov_len);
+        len = f.iov_len;
+        goto sent;
+    }
+    total = iov_size(out, out_num);
     if (total < n->hdr_len) {
         /* spec 5.1.6.2: every TX buffer starts with a header (it may span descriptors). */
         virtio_error(&n->parent_obj, "TX queue %u: buffer %u of %zu readable bytes is shorter than the "
@@ -624,7 +658,9 @@ static int net_tx_one(VirtIONet *n, VirtIONetQueue *q, unsigned qp, VirtQueueEle
     if (!n->peer) {
         return 0;
     }
-    if (!n->peer->send(n->peer_opaque, qp, out, out_num, len)) {
+    ok = n->peer->send(n->peer_opaque, qp, out, out_num, len);
+sent:
+    if (!ok) {
         virtqueue_unpop(q->tx_vq, e, 0);
         q->stats.tx_held++;
         return 1;
@@ -737,7 +773,7 @@ typedef struct CtrlData {
 
 static uint8_t ctrl_rx(VirtIONet *n, uint8_t cmd, const CtrlData *d)
 {
-    uint8_t on;
+    uint8_t on = 0;
 
     if (!virtio_vdev_has_feature(&n->parent_obj, VIRTIO_NET_F_CTRL_RX) || d->len != 1) {
         return VIRTIO_NET_ERR;
