@@ -384,7 +384,7 @@ static inline __attribute__((always_inline)) bool slot_record(VirtQueue *vq, Vir
     return true;
 }
 
-static void slot_release(VirtQueue *vq, VirtQueueUsedElem *u)
+static inline void slot_release(VirtQueue *vq, VirtQueueUsedElem *u)
 {
     vq->id_busy[u->id] = 0;
     vq->inuse--;
@@ -394,7 +394,7 @@ static void slot_release(VirtQueue *vq, VirtQueueUsedElem *u)
 }
 
 /* The slot @elem names, if it really is this in-flight element. */
-static VirtQueueUsedElem *slot_of(VirtQueue *vq, const VirtQueueElement *elem)
+static inline VirtQueueUsedElem *slot_of(VirtQueue *vq, const VirtQueueElement *elem)
 {
     VirtQueueUsedElem *u;
 
@@ -574,30 +574,38 @@ static void virtqueue_split_flush(VirtQueue *vq, unsigned count)
 static unsigned virtqueue_split_ordered_flush(VirtQueue *vq)
 {
     uint16_t mask = split_mask(vq);
-    uint16_t entry_at = vq->used_idx;
+    uint16_t entry_at = vq->used_idx, pos = vq->used_idx;
+    const unsigned inuse = vq->inuse;   /* slot_release below shrinks vq->inuse */
     unsigned n = 0, entries = 0;
     bool open = false;              /* the entry at entry_at may absorb the next buffer */
+    uint32_t entry_len = 0;
+    uint16_t entry_id = 0;
     VirtQueueUsedElem *u;
 
-    while (n < vq->inuse && (u = &vq->used_elems[(uint16_t)(vq->used_idx + n) & mask])->filled) {
+    while (n < inuse && (u = &vq->used_elems[pos & mask])->filled) {
         /*
          * spec 2.7.9 in-order batch: one entry with the last buffer's id at
-         * the first buffer's offset; the skipped buffers' entries stay unwritten.
+         * the first buffer's offset; the skipped buffers' entries stay
+         * unwritten. Each entry is written once, when it closes (STYLE.md §10).
          */
         if (!open) {
-            entry_at = vq->used_idx + n;
+            if (entries) {
+                split_write_used(vq, entry_at, entry_id, entry_len);
+            }
+            entry_at = pos;
             entries++;
         }
-        split_write_used(vq, entry_at, u->id, u->len);
+        entry_id = u->id;
+        entry_len = u->len;
         open = vq->batch && u->len == u->in_len;
+        slot_release(vq, u);
+        pos++;
         n++;
     }
     if (!n) {
         return 0;
     }
-    for (unsigned k = 0; k < n; k++) {
-        slot_release(vq, &vq->used_elems[(uint16_t)(vq->used_idx + k) & mask]);
-    }
+    split_write_used(vq, entry_at, entry_id, entry_len);
     vq->stats.used += n;
     vq->stats.used_entries += entries;
     vq->stats.flushes++;
@@ -1025,7 +1033,7 @@ void virtqueue_element_free(void *elem)
     free(elem);
 }
 
-static void ordered_fill_slot(VirtQueue *vq, VirtQueueUsedElem *u, unsigned len)
+static inline void ordered_fill_slot(VirtQueue *vq, VirtQueueUsedElem *u, unsigned len)
 {
     if (u->filled) {
         vq_bug(vq, "buffer %u filled twice", u->id);
