@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build the guest for vdm's functional tests: Debian's Linux 6.1 kernel (from the
 # linux-image .deb, unpacked with dpkg -x) and a small initramfs with busybox-static,
-# the virtio/virtio_pci/virtio_blk modules (and their dependencies) and guest/init.
+# the virtio/virtio_pci/virtio_blk/virtio_net modules (and their dependencies) and
+# guest/init.
 #
 #   tests/functional/guest/build-guest.sh OUTDIR [STAMPFILE]
 #
@@ -11,8 +12,9 @@
 # when the kernel has CONFIG_PVH; the default of boot-vhost-user-blk.py),
 # OUTDIR/initramfs.gz and OUTDIR/guest.env (KPKG, KVER, STAMP).
 # Installs missing Debian packages itself (qemu-system-x86, qemu-system-common,
-# busybox-static, kmod, cpio). Cached: a second run with the same kernel and the
-# same init script does nothing. Safe to run concurrently (flock on OUTDIR/.lock).
+# busybox-static, kmod, cpio; iproute2 and iputils-ping for the net test). Cached:
+# a second run with the same kernel and the same init script does nothing. Safe to
+# run concurrently (flock on OUTDIR/.lock).
 set -euo pipefail
 
 OUT=${1:?usage: build-guest.sh OUTDIR [STAMPFILE]}
@@ -46,6 +48,9 @@ command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v xz >/dev/null || need_pkgs+=(xz-utils)
 command -v flock >/dev/null || need_pkgs+=(util-linux)
+# The net test (boot-vhost-user-net.py): ip netns, ping from the namespace.
+command -v ip >/dev/null || [ -x /sbin/ip ] || need_pkgs+=(iproute2)
+command -v ping >/dev/null || [ -x /bin/ping ] || need_pkgs+=(iputils-ping)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt_update_once
     log "apt-get install ${need_pkgs[*]}"
@@ -101,7 +106,7 @@ if [ ! -f "$KROOT/.unpacked" ]; then
 fi
 
 # Modules the guest needs, with their dependencies, in load order.
-MODS=(virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk)
+MODS=(virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net)
 modtree=$KROOT/lib/modules/$kver
 [ -d "$modtree" ] || { log "no $modtree"; exit 1; }
 [ -f "$modtree/modules.dep" ] && [ "$modtree/modules.dep" -nt "$KROOT/.unpacked" ] \
