@@ -123,10 +123,11 @@ def main():
     ap.add_argument("--kernel-format", choices=["pvh", "bzimage"], default="pvh")
     ap.add_argument("--machine", choices=["q35", "pc"], default="q35")
     ap.add_argument("--vectors", type=int, default=0,
-                    help="virtio-net-pci vectors= (default 0: INTx). QEMU 7.2 segfaults with MSI-X "
-                    "on vhost-user-net with a control queue: vhost_net_start -> "
-                    "msix_set_vector_notifiers -> guest_notifier_mask of the ctrl vq (index 2 without "
-                    "MQ) dereferences a missing subqueue peer; -1 = QEMU's default")
+                    help="virtio-net-pci vectors= (default 0: INTx; -1: QEMU's default). Debian's "
+                    "QEMU 7.2.22 under TCG segfaults with MSI-X when vhost-user-net starts (DRIVER_OK): "
+                    "vhost_net_start -> virtio_pci_set_guest_notifiers -> msix_set_vector_notifiers -> "
+                    "vector unmask reads at 0x28, likely proxy->vector_irqfd[1] (NULL without KVM "
+                    "irqfd); also with ctrl_vq=off. Backend-independent (loopback too)")
     ap.add_argument("--no-qmp", action="store_true", help="do not query QEMU's x-query-virtio-status")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--qemu-arg", action="append", metavar="ARG", help="extra QEMU argument (repeatable)")
