@@ -1376,10 +1376,16 @@ static int vu_set_vring_enable(VhostUserBackend *be, const VuMsg *m, int *fds, u
     if (s->num > 1) {
         return -EINVAL;
     }
-    if (!be->protocol_features_acked) {
-        return 0;               /* spec "Ring states": rings are enabled by their kick alone */
-    }
+    /*
+     * Recorded even before SET_FEATURES acks PROTOCOL_FEATURES: QEMU 7.2's
+     * vhost-user-net sends SET_VRING_ENABLE 1 while the driver negotiates,
+     * before SET_FEATURES, and never again. Until the ack, rings are enabled
+     * by their kick alone (spec "Ring states").
+     */
     vr->enabled = s->num;
+    if (!be->protocol_features_acked) {
+        return 0;
+    }
     if (!vr->enabled) {
         vring_stop(be, s->index);
         return 0;
