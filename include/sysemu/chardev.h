@@ -1,0 +1,56 @@
+/*
+ * Character devices: the byte streams that carry qtest and QMP. Only the
+ * Unix-socket backend exists (QEMU's `-chardev socket,path=...`), in client
+ * mode (connect at start-up, as QEMU's libqtest expects) or server mode
+ * (listen; `wait=on` blocks start-up until a peer connects).
+ *
+ * Context: main loop thread only. One peer at a time; a server accepts the
+ * next peer after the current one closes.
+ */
+#ifndef SYSEMU_CHARDEV_H
+#define SYSEMU_CHARDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Chardev Chardev;
+
+typedef enum ChardevEvent {
+    CHR_EVENT_OPENED,
+    CHR_EVENT_CLOSED,
+} ChardevEvent;
+
+typedef void ChardevReadFn(void *opaque, const uint8_t *buf, size_t len);
+typedef void ChardevEventFn(void *opaque, ChardevEvent event);
+
+/*
+ * Create a socket chardev. Client mode connects now. Returns NULL and sets
+ * *@errp (g_free it) on failure (duplicate id, path too long, socket errors).
+ */
+Chardev *chardev_socket_new(const char *id, const char *path, bool server, bool wait, char **errp);
+Chardev *chardev_find(const char *id);
+const char *chardev_id(const Chardev *chr);
+
+/*
+ * Attach the single frontend (qtest or a monitor). Fails (returns false)
+ * when the chardev already has one. If a peer is connected, @event runs
+ * with CHR_EVENT_OPENED right away.
+ */
+bool chardev_set_frontend(Chardev *chr, ChardevReadFn *read, ChardevEventFn *event, void *opaque);
+
+/* For server chardevs with wait=on: block until a peer connects. */
+bool chardev_wait_connected(Chardev *chr, char **errp);
+
+bool chardev_is_connected(const Chardev *chr);
+
+/*
+ * Write all of @buf to the peer (blocking). A peer that went away is
+ * disconnected quietly: returns false.
+ */
+bool chardev_write_all(Chardev *chr, const void *buf, size_t len);
+
+/* Close every chardev (unlinks the sockets servers created). */
+void chardev_cleanup_all(void);
+
+#endif

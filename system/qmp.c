@@ -1,0 +1,438 @@
+/*
+ * QMP monitors: the facts are QEMU's docs/interop/qmp-spec.rst.
+ *
+ * Server greeting on connect, then capabilities negotiation: until
+ * qmp_capabilities succeeds every other command fails with CommandNotFound,
+ * and no events are sent. Each reply echoes the request's "id". Output
+ * messages end in "\r\n" as QEMU's monitor writes them.
+ */
+#include <glib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sysemu/qmp.h"
+#include "sysemu/sysemu.h"
+
+typedef struct QmpMonitor {
+    Chardev *chr;
+    JSONStreamer streamer;
+    bool negotiated;
+} QmpMonitor;
+
+static GPtrArray *monitors;
+
+/* Handlers return the "return" value, or NULL with *@errp set (GenericError). */
+typedef JSONValue *QmpHandler(QmpMonitor *mon, JSONValue *args, char **errp);
+
+typedef struct QmpCommand {
+    const char *name;
+    QmpHandler *handler;
+    const char *const *params;      /* accepted argument names; NULL: none */
+} QmpCommand;
+
+static void qmp_send(QmpMonitor *mon, JSONValue *msg)
+{
+    char *text = json_to_string(msg);
+    char *line = g_strconcat(text, "\r\n", NULL);
+
+    chardev_write_all(mon->chr, line, strlen(line));
+    g_free(line);
+    g_free(text);
+}
+
+static JSONValue *qmp_error(const char *klass, const char *desc)
+{
+    JSONValue *err = json_object(), *msg = json_object();
+
+    json_object_set(err, "class", json_string(klass));
+    json_object_set(err, "desc", json_string(desc));
+    json_object_set(msg, "error", err);
+    return msg;
+}
+
+static JSONValue *version_info(void)
+{
+    JSONValue *v = json_object(), *q = json_object();
+    unsigned major = 0, minor = 0, micro = 0;
+
+    sscanf(VDM_VERSION, "%u.%u.%u", &major, &minor, &micro);
+    json_object_set(q, "micro", json_int(micro));
+    json_object_set(q, "minor", json_int(minor));
+    json_object_set(q, "major", json_int(major));
+    json_object_set(v, "qemu", q);
+    json_object_set(v, "package", json_string("vdm-" VDM_VERSION));
+    return v;
+}
+
+void qmp_event_emit(const char *name, JSONValue *data)
+{
+    gint64 now = g_get_real_time();
+    JSONValue *ev = json_object(), *ts = json_object();
+    guint i;
+
+    json_object_set(ts, "seconds", json_int(now / G_USEC_PER_SEC));
+    json_object_set(ts, "microseconds", json_int(now % G_USEC_PER_SEC));
+    json_object_set(ev, "timestamp", ts);
+    json_object_set(ev, "event", json_string(name));
+    if (data) {
+        json_object_set(ev, "data", data);
+    }
+    for (i = 0; monitors && i < monitors->len; i++) {
+        QmpMonitor *mon = g_ptr_array_index(monitors, i);
+        if (mon->negotiated && chardev_is_connected(mon->chr)) {
+            qmp_send(mon, ev);
+        }
+    }
+    json_free(ev);
+}
+
+/* ---- commands ---- */
+
+static const char *const caps_params[] = { "enable", NULL };
+static const char *const qom_types_params[] = { "implements", "abstract", NULL };
+
+static JSONValue *qmp_capabilities(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *enable = json_object_get(args, "enable");
+
+    if (enable) {
+        if (json_type(enable) != JSON_ARRAY) {
+            *errp = g_strdup("Invalid parameter type for 'enable', expected: array");
+            return NULL;
+        }
+        if (json_array_size(enable) > 0) {
+            const char *cap = json_get_string(json_array_get(enable, 0));
+            *errp = g_strdup_printf("Capability '%s' not available", cap ? cap : "");
+            return NULL;
+        }
+    }
+    mon->negotiated = true;
+    return json_object();
+}
+
+static JSONValue *qmp_query_status(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *r = json_object();
+
+    json_object_set(r, "status", json_string(runstate_name(runstate_get())));
+    json_object_set(r, "singlestep", json_bool(false));
+    json_object_set(r, "running", json_bool(runstate_is_running()));
+    return r;
+}
+
+static JSONValue *qmp_cont(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    vm_start();
+    return json_object();
+}
+
+static JSONValue *qmp_stop(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    vm_stop();
+    return json_object();
+}
+
+static JSONValue *machine_info(const char *name, bool is_default, const char *ram_id)
+{
+    JSONValue *m = json_object();
+
+    json_object_set(m, "name", json_string(name));
+    if (is_default) {
+        json_object_set(m, "is-default", json_bool(true));
+    }
+    json_object_set(m, "cpu-max", json_int(1));
+    json_object_set(m, "hotpluggable-cpus", json_bool(false));
+    json_object_set(m, "numa-mem-supported", json_bool(false));
+    json_object_set(m, "deprecated", json_bool(false));
+    if (ram_id) {
+        json_object_set(m, "default-ram-id", json_string(ram_id));
+    }
+    return m;
+}
+
+static JSONValue *qmp_query_machines(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *r = json_array();
+
+    json_array_append(r, machine_info("pc", true, "pc.ram"));
+    json_array_append(r, machine_info("none", false, "ram"));
+    return r;
+}
+
+static JSONValue *qmp_query_version(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    return version_info();
+}
+
+static JSONValue *qmp_query_name(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *r = json_object();
+
+    if (vdm_guest_name()) {
+        json_object_set(r, "name", json_string(vdm_guest_name()));
+    }
+    return r;
+}
+
+static JSONValue *qmp_query_commands(QmpMonitor *mon, JSONValue *args, char **errp);
+
+typedef struct TypeListCtx {
+    const char *implements;
+    bool abstract;
+    JSONValue *list;
+} TypeListCtx;
+
+static void list_one_type(const char *name, const char *parent, bool abstract, void *opaque)
+{
+    TypeListCtx *ctx = opaque;
+    JSONValue *t;
+
+    if ((abstract && !ctx->abstract) || (ctx->implements && !type_is_a(name, ctx->implements))) {
+        return;
+    }
+    t = json_object();
+    json_object_set(t, "name", json_string(name));
+    if (abstract) {
+        json_object_set(t, "abstract", json_bool(true));
+    }
+    if (parent) {
+        json_object_set(t, "parent", json_string(parent));
+    }
+    json_array_append(ctx->list, t);
+}
+
+static JSONValue *qmp_qom_list_types(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *impl = json_object_get(args, "implements");
+    JSONValue *abs = json_object_get(args, "abstract");
+    TypeListCtx ctx = { 0 };
+
+    if (impl && json_type(impl) != JSON_STRING) {
+        *errp = g_strdup("Invalid parameter type for 'implements', expected: string");
+        return NULL;
+    }
+    if (abs && json_type(abs) != JSON_BOOL) {
+        *errp = g_strdup("Invalid parameter type for 'abstract', expected: boolean");
+        return NULL;
+    }
+    ctx.implements = impl ? json_get_string(impl) : NULL;
+    ctx.abstract = abs && json_get_bool(abs);
+    ctx.list = json_array();
+    type_foreach(list_one_type, &ctx);
+    return ctx.list;
+}
+
+static JSONValue *qmp_quit(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    vdm_shutdown_request("host-qmp-quit");
+    return json_object();
+}
+
+static const QmpCommand qmp_commands[] = {
+    { "qmp_capabilities", qmp_capabilities, caps_params },
+    { "query-status", qmp_query_status, NULL },
+    { "cont", qmp_cont, NULL },
+    { "stop", qmp_stop, NULL },
+    { "query-machines", qmp_query_machines, NULL },
+    { "query-version", qmp_query_version, NULL },
+    { "query-name", qmp_query_name, NULL },
+    { "query-commands", qmp_query_commands, NULL },
+    { "qom-list-types", qmp_qom_list_types, qom_types_params },
+    { "quit", qmp_quit, NULL },
+};
+
+static JSONValue *qmp_query_commands(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *r = json_array();
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qmp_commands); i++) {
+        JSONValue *c = json_object();
+        json_object_set(c, "name", json_string(qmp_commands[i].name));
+        json_array_append(r, c);
+    }
+    return r;
+}
+
+static const QmpCommand *qmp_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(qmp_commands); i++) {
+        if (strcmp(qmp_commands[i].name, name) == 0) {
+            return &qmp_commands[i];
+        }
+    }
+    return NULL;
+}
+
+static bool param_known(const QmpCommand *cmd, const char *name)
+{
+    const char *const *p;
+
+    for (p = cmd->params; p && *p; p++) {
+        if (strcmp(*p, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Returns the reply (without "id"). */
+static JSONValue *qmp_dispatch(QmpMonitor *mon, JSONValue *req)
+{
+    JSONValue *exec = NULL, *args = NULL, *ret, *reply;
+    const QmpCommand *cmd;
+    char *err = NULL, *desc;
+    const char *key, *name;
+    size_t i;
+
+    if (json_type(req) != JSON_OBJECT) {
+        return qmp_error("GenericError", "QMP input must be a JSON object");
+    }
+    for (i = 0; i < json_object_size(req); i++) {
+        JSONValue *v = json_object_nth(req, i, &key);
+
+        if (strcmp(key, "execute") == 0) {
+            if (json_type(v) != JSON_STRING) {
+                return qmp_error("GenericError", "QMP input member 'execute' must be a string");
+            }
+            exec = v;
+        } else if (strcmp(key, "arguments") == 0) {
+            if (json_type(v) != JSON_OBJECT) {
+                return qmp_error("GenericError", "QMP input member 'arguments' must be an object");
+            }
+            args = v;
+        } else if (strcmp(key, "id") == 0) {
+            continue;
+        } else if (strcmp(key, "exec-oob") == 0) {
+            return qmp_error("GenericError", "QMP input member 'exec-oob' is unexpected");
+        } else {
+            desc = g_strdup_printf("QMP input member '%s' is unexpected", key);
+            reply = qmp_error("GenericError", desc);
+            g_free(desc);
+            return reply;
+        }
+    }
+    if (!exec) {
+        return qmp_error("GenericError", "QMP input lacks member 'execute'");
+    }
+    name = json_get_string(exec);
+    cmd = qmp_find(name);
+    if (!mon->negotiated && (!cmd || cmd->handler != qmp_capabilities)) {
+        return qmp_error("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'");
+    }
+    if (mon->negotiated && cmd && cmd->handler == qmp_capabilities) {
+        return qmp_error("CommandNotFound", "Capabilities negotiation is already complete, command ignored");
+    }
+    if (!cmd) {
+        desc = g_strdup_printf("The command %s has not been found", name);
+        reply = qmp_error("CommandNotFound", desc);
+        g_free(desc);
+        return reply;
+    }
+    for (i = 0; args && i < json_object_size(args); i++) {
+        json_object_nth(args, i, &key);
+        if (!param_known(cmd, key)) {
+            desc = g_strdup_printf("Parameter '%s' is unexpected", key);
+            reply = qmp_error("GenericError", desc);
+            g_free(desc);
+            return reply;
+        }
+    }
+    ret = cmd->handler(mon, args, &err);
+    if (!ret) {
+        reply = qmp_error("GenericError", err);
+        g_free(err);
+        return reply;
+    }
+    reply = json_object();
+    json_object_set(reply, "return", ret);
+    return reply;
+}
+
+static void qmp_handle_message(QmpMonitor *mon, const char *text, size_t len)
+{
+    JSONValue *req, *reply, *id;
+    char *err = NULL;
+
+    req = json_parse(text, len, &err);
+    if (!req) {
+        char *desc = g_strdup_printf("JSON parse error, %s", err);
+        reply = qmp_error("GenericError", desc);
+        g_free(desc);
+        g_free(err);
+        qmp_send(mon, reply);
+        json_free(reply);
+        return;
+    }
+    reply = qmp_dispatch(mon, req);
+    id = json_object_get(req, "id");
+    if (id) {
+        json_object_set(reply, "id", json_copy(id));
+    }
+    qmp_send(mon, reply);
+    json_free(reply);
+    json_free(req);
+}
+
+static void qmp_read(void *opaque, const uint8_t *buf, size_t len)
+{
+    QmpMonitor *mon = opaque;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        int r = json_streamer_feed(&mon->streamer, (char)buf[i]);
+
+        if (r > 0) {
+            qmp_handle_message(mon, mon->streamer.buf, mon->streamer.len);
+            json_streamer_reset(&mon->streamer);
+        } else if (r < 0) {
+            JSONValue *reply = qmp_error("GenericError", "JSON parse error, message too long");
+            qmp_send(mon, reply);
+            json_free(reply);
+        }
+    }
+}
+
+static void qmp_event_cb(void *opaque, ChardevEvent event)
+{
+    QmpMonitor *mon = opaque;
+    JSONValue *greeting, *qmp;
+
+    switch (event) {
+    case CHR_EVENT_OPENED:
+        mon->negotiated = false;
+        json_streamer_reset(&mon->streamer);
+        qmp = json_object();
+        json_object_set(qmp, "version", version_info());
+        json_object_set(qmp, "capabilities", json_array());
+        greeting = json_object();
+        json_object_set(greeting, "QMP", qmp);
+        qmp_send(mon, greeting);
+        json_free(greeting);
+        break;
+    case CHR_EVENT_CLOSED:
+        mon->negotiated = false;
+        break;
+    }
+}
+
+bool qmp_monitor_init(Chardev *chr, char **errp)
+{
+    QmpMonitor *mon = g_new0(QmpMonitor, 1);
+
+    mon->chr = chr;
+    json_streamer_init(&mon->streamer, QMP_MAX_MESSAGE);
+    if (!chardev_set_frontend(chr, qmp_read, qmp_event_cb, mon)) {
+        *errp = g_strdup_printf("chardev '%s' is already in use", chardev_id(chr));
+        json_streamer_destroy(&mon->streamer);
+        g_free(mon);
+        return false;
+    }
+    if (!monitors) {
+        monitors = g_ptr_array_new();
+    }
+    g_ptr_array_add(monitors, mon);
+    return true;
+}

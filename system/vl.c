@@ -1,0 +1,848 @@
+/*
+ * Command line and machine construction, in QEMU's syntax and meaning:
+ *
+ *   -machine|-M [type=]none|pc[,memory-backend=ID][,accel=qtest]   (help lists)
+ *   -accel [accel=]qtest        -m [size=]SIZE (MiB without suffix)
+ *   -object memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on|off][,mem-path=P]
+ *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
+ *   -qtest unix:PATH[,server=on[,wait=off]] | chardev:ID      -qtest-log FILE
+ *   -qmp unix:PATH[,server=on[,wait=off]] | chardev:ID        -mon chardev=ID,mode=control
+ *   -display none  -nodefaults  -nographic  -S  -name [guest=]NAME  -version  -help
+ *
+ * Errors are reported like QEMU's error_report() with the option as location
+ * ("vdm: -foo: invalid option") and exit 1.
+ *
+ * Guest RAM layout (docs/device-host.md): "none" maps all RAM at gpa 0
+ * (default size 0); "pc" (default 128 MiB) maps RAM at 0 up to 3.5 GiB of
+ * RAM, and with 3.5 GiB or more puts 3 GiB below 4 GiB and the rest at
+ * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <glib-unix.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sysemu/chardev.h"
+#include "sysemu/qmp.h"
+#include "sysemu/qtest.h"
+#include "sysemu/sysemu.h"
+
+#define PC_LOWMEM_SPLIT 0xe0000000ull   /* RAM at or above this size is split ... */
+#define PC_BELOW_4G     0xc0000000ull   /* ... 3 GiB below 4 GiB (gigabyte aligned) */
+#define FOUR_GIB        0x100000000ull
+
+static const char *progname = "vdm";
+static const char *cur_opt, *cur_arg;     /* error location */
+
+static G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) void die(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", progname);
+    if (cur_opt) {
+        fprintf(stderr, "-%s%s%s: ", cur_opt, cur_arg ? " " : "", cur_arg ? cur_arg : "");
+    }
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+/* ---- QemuOpts-style "key=value,key=value" with an implied first key ---- */
+
+typedef struct Opts {
+    GPtrArray *keys, *vals;
+} Opts;
+
+static void opts_free(Opts *o)
+{
+    g_ptr_array_free(o->keys, TRUE);
+    g_ptr_array_free(o->vals, TRUE);
+}
+
+/* Read up to ',' or '=' (stop set) with ",," meaning a literal comma. */
+static char *opts_token(const char **p, bool stop_at_eq)
+{
+    GString *s = g_string_new(NULL);
+
+    while (**p) {
+        if (**p == ',') {
+            if ((*p)[1] == ',') {
+                g_string_append_c(s, ',');
+                *p += 2;
+                continue;
+            }
+            break;
+        }
+        if (stop_at_eq && **p == '=') {
+            break;
+        }
+        g_string_append_c(s, *(*p)++);
+    }
+    return g_string_free(s, FALSE);
+}
+
+static void opts_parse(Opts *o, const char *str, const char *implied)
+{
+    const char *p = str;
+    bool first = true;
+
+    o->keys = g_ptr_array_new_with_free_func(g_free);
+    o->vals = g_ptr_array_new_with_free_func(g_free);
+    while (*p) {
+        char *key = opts_token(&p, true), *val;
+
+        if (*p == '=') {
+            p++;
+            val = opts_token(&p, false);
+        } else if (first && implied) {
+            val = key;
+            key = g_strdup(implied);
+        } else {
+            val = g_strdup("on");
+        }
+        if (!*key) {
+            die("Invalid parameter ''");
+        }
+        g_ptr_array_add(o->keys, key);
+        g_ptr_array_add(o->vals, val);
+        first = false;
+        if (*p == ',') {
+            p++;
+        }
+    }
+}
+
+/* Last value for @key (later ones override, as QemuOpts), or NULL. */
+static const char *opts_get(const Opts *o, const char *key)
+{
+    guint i;
+
+    for (i = o->keys->len; i-- > 0;) {
+        if (strcmp(g_ptr_array_index(o->keys, i), key) == 0) {
+            return g_ptr_array_index(o->vals, i);
+        }
+    }
+    return NULL;
+}
+
+/* Die on a key not in @allowed (NULL-terminated); @what formats the QEMU message. */
+static void opts_check(const Opts *o, const char *const *allowed, const char *prop_prefix)
+{
+    guint i;
+
+    for (i = 0; i < o->keys->len; i++) {
+        const char *key = g_ptr_array_index(o->keys, i);
+        const char *const *a;
+
+        for (a = allowed; *a && strcmp(*a, key) != 0; a++) {
+        }
+        if (!*a) {
+            if (prop_prefix) {
+                die("Property '%s.%s' not found", prop_prefix, key);
+            }
+            die("Invalid parameter '%s'", key);
+        }
+    }
+}
+
+static bool parse_bool(const char *name, const char *v)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "y")) {
+        return true;
+    }
+    if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "n")) {
+        return false;
+    }
+    die("Parameter '%s' expects 'on' or 'off'", name);
+}
+
+/*
+ * A size as QEMU's qemu_strtosz: decimal number with an optional binary
+ * suffix B/K/M/G/T/P/E; no suffix means @default_unit.
+ */
+static uint64_t parse_size(const char *name, const char *str, uint64_t default_unit)
+{
+    uint64_t n, unit = default_unit;
+    char *end;
+
+    if (!str || !g_ascii_isdigit(*str)) {
+        goto bad;
+    }
+    errno = 0;
+    n = g_ascii_strtoull(str, &end, 10);
+    if (errno) {
+        goto bad;
+    }
+    if (*end) {
+        switch (g_ascii_toupper(*end)) {
+        case 'B': unit = 1; break;
+        case 'K': unit = 1ull << 10; break;
+        case 'M': unit = 1ull << 20; break;
+        case 'G': unit = 1ull << 30; break;
+        case 'T': unit = 1ull << 40; break;
+        case 'P': unit = 1ull << 50; break;
+        case 'E': unit = 1ull << 60; break;
+        default: goto bad;
+        }
+        if (end[1]) {
+            goto bad;
+        }
+    }
+    if (n > UINT64_MAX / unit) {
+        goto bad;
+    }
+    return n * unit;
+bad:
+    die("Parameter '%s' expects a non-negative number below 2^64\n"
+        "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+        "and exabytes, respectively.", name);
+}
+
+/* ---- memory backends ---- */
+
+typedef struct HostMemoryBackend {
+    char *id;
+    char *type;
+    uint64_t size;
+    bool share;
+    int fd;                 /* memfd/file; -1 for anonymous RAM */
+    void *host;
+    bool used;
+} HostMemoryBackend;
+
+static GPtrArray *backends;
+
+static HostMemoryBackend *backend_find(const char *id)
+{
+    guint i;
+
+    for (i = 0; backends && i < backends->len; i++) {
+        HostMemoryBackend *b = g_ptr_array_index(backends, i);
+        if (strcmp(b->id, id) == 0) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static void *map_ram(const char *id, int fd, uint64_t size, bool share)
+{
+    int flags = (share ? MAP_SHARED : MAP_PRIVATE) | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
+    void *p;
+
+    if (size > SIZE_MAX) {
+        die("cannot set up guest memory '%s': %s", id, g_strerror(ENOMEM));
+    }
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (p == MAP_FAILED) {
+        die("cannot set up guest memory '%s': %s", id, g_strerror(errno));
+    }
+    return p;
+}
+
+static void object_add(const char *arg)
+{
+    static const char *const memfd_props[] = { "qom-type", "id", "size", "share", NULL };
+    static const char *const file_props[] = { "qom-type", "id", "size", "share", "mem-path", NULL };
+    HostMemoryBackend *b;
+    const char *type, *id, *size, *path;
+    Opts o;
+
+    opts_parse(&o, arg, "qom-type");
+    type = opts_get(&o, "qom-type");
+    if (!type) {
+        die("Parameter 'qom-type' is missing");
+    }
+    if (strcmp(type, "memory-backend-memfd") && strcmp(type, "memory-backend-file") &&
+        strcmp(type, "memory-backend-ram")) {
+        die("invalid object type: %s", type);
+    }
+    opts_check(&o, strcmp(type, "memory-backend-file") ? memfd_props : file_props, type);
+    id = opts_get(&o, "id");
+    if (!id) {
+        die("Parameter 'id' is missing");
+    }
+    if (backend_find(id)) {
+        die("attempt to add duplicate property '%s' to object (type 'container')", id);
+    }
+    b = g_new0(HostMemoryBackend, 1);
+    b->id = g_strdup(id);
+    b->type = g_strdup(type);
+    b->fd = -1;
+    size = opts_get(&o, "size");
+    b->size = size ? parse_size("size", size, 1) : 0;
+    if (b->size == 0) {
+        die("can't create backend with size 0");
+    }
+    /* memfd defaults to share=on, file and ram to off, as in QEMU */
+    b->share = opts_get(&o, "share") ? parse_bool("share", opts_get(&o, "share"))
+                                     : strcmp(type, "memory-backend-memfd") == 0;
+    if (strcmp(type, "memory-backend-memfd") == 0) {
+        b->fd = memfd_create(id, MFD_CLOEXEC);
+        if (b->fd < 0 || ftruncate(b->fd, (off_t)b->size) < 0) {
+            die("failed to create memfd: %s", g_strerror(errno));
+        }
+    } else if (strcmp(type, "memory-backend-file") == 0) {
+        struct stat st;
+
+        path = opts_get(&o, "mem-path");
+        if (!path) {
+            die("mem-path property not set");
+        }
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            /* a directory: an unlinked temporary file inside it, as QEMU does */
+            char *tmpl = g_strdup_printf("%s/vdm_back_mem.%s.XXXXXX", path, id);
+            b->fd = mkostemp(tmpl, O_CLOEXEC);
+            if (b->fd >= 0) {
+                unlink(tmpl);
+            }
+            g_free(tmpl);
+        } else {
+            b->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        }
+        if (b->fd < 0) {
+            die("can't open backing store %s for guest RAM: %s", path, g_strerror(errno));
+        }
+        if (fstat(b->fd, &st) == 0 && (uint64_t)st.st_size < b->size &&
+            ftruncate(b->fd, (off_t)b->size) < 0) {
+            die("can't resize backing store %s: %s", path, g_strerror(errno));
+        }
+    }
+    b->host = map_ram(id, b->fd, b->size, b->share);
+    if (!backends) {
+        backends = g_ptr_array_new();
+    }
+    g_ptr_array_add(backends, b);
+    opts_free(&o);
+}
+
+/* ---- machine ---- */
+
+typedef struct MachineClass {
+    const char *name;
+    const char *desc;
+    bool is_default;
+    uint64_t default_ram_size;
+} MachineClass;
+
+static const MachineClass machines[] = {
+    { "pc", "Standard PC (vdm: RAM only for now; no chipset, PCI or fw_cfg yet)", true, 128ull << 20 },
+    { "none", "empty machine", false, 0 },
+};
+
+static const MachineClass *machine_class;
+static GuestMemory guest_memory;
+static uint64_t ram_size;
+static char *guest_name;
+
+GuestMemory *vdm_guest_memory(void)
+{
+    return &guest_memory;
+}
+
+uint64_t vdm_ram_size(void)
+{
+    return ram_size;
+}
+
+const char *vdm_machine_name(void)
+{
+    return machine_class ? machine_class->name : "none";
+}
+
+const char *vdm_guest_name(void)
+{
+    return guest_name;
+}
+
+static void add_ram(hwaddr gpa, uint64_t size, uint8_t *host)
+{
+    if (guest_memory_add(&guest_memory, gpa, size, host, true) < 0) {
+        die("cannot map guest RAM at 0x%" PRIx64, gpa);
+    }
+}
+
+/* @m_size: the -m size, 0 when not given. */
+static void machine_init_ram(const char *backend_id, uint64_t m_size)
+{
+    HostMemoryBackend *b = NULL;
+    uint8_t *host;
+
+    guest_memory_init(&guest_memory);
+    ram_size = m_size ? m_size : machine_class->default_ram_size;
+    if (backend_id) {
+        b = backend_find(backend_id);
+        if (!b) {
+            cur_opt = "machine";
+            cur_arg = NULL;
+            die("Memory backend '%s' not found", backend_id);
+        }
+        if (m_size && m_size != b->size) {
+            die("Machine memory-backend size (%" PRIu64 ") doesn't match the value of -m (%" PRIu64 ")",
+                b->size, ram_size);
+        }
+        ram_size = b->size;
+        b->used = true;
+    }
+    if (ram_size == 0) {
+        return;
+    }
+    host = b ? b->host : map_ram(strcmp(machine_class->name, "pc") ? "ram" : "pc.ram", -1, ram_size, false);
+    if (strcmp(machine_class->name, "pc") == 0 && ram_size >= PC_LOWMEM_SPLIT) {
+        add_ram(0, PC_BELOW_4G, host);
+        add_ram(FOUR_GIB, ram_size - PC_BELOW_4G, host + PC_BELOW_4G);
+    } else {
+        add_ram(0, ram_size, host);
+    }
+}
+
+static void register_types(void)
+{
+    type_register_simple("object", NULL, true);
+    type_register_simple("machine", "object", true);
+    type_register_simple("none-machine", "machine", false);
+    type_register_simple("pc-machine", "machine", false);
+    type_register_simple("accel", "object", true);
+    type_register_simple("qtest-accel", "accel", false);
+    type_register_simple("memory-backend", "object", true);
+    type_register_simple("memory-backend-ram", "memory-backend", false);
+    type_register_simple("memory-backend-memfd", "memory-backend", false);
+    type_register_simple("memory-backend-file", "memory-backend", false);
+    type_register_simple("chardev", "object", true);
+    type_register_simple("chardev-socket", "chardev", false);
+}
+
+/* ---- chardevs ---- */
+
+static Chardev *chardev_add(const char *arg)
+{
+    static const char *const props[] = { "backend", "id", "path", "server", "wait", NULL };
+    const char *backend, *id, *path, *server, *wait;
+    Chardev *chr;
+    char *err = NULL;
+    Opts o;
+
+    opts_parse(&o, arg, "backend");
+    backend = opts_get(&o, "backend");
+    if (!backend) {
+        die("chardev: \"backend\" not specified");
+    }
+    if (strcmp(backend, "socket")) {
+        die("'%s' is not a valid char driver name (vdm has 'socket' only)", backend);
+    }
+    opts_check(&o, props, NULL);
+    id = opts_get(&o, "id");
+    if (!id) {
+        die("Parameter 'id' is missing");
+    }
+    path = opts_get(&o, "path");
+    if (!path) {
+        die("chardev: socket: only UNIX sockets are supported: 'path' is missing");
+    }
+    server = opts_get(&o, "server");
+    wait = opts_get(&o, "wait");
+    chr = chardev_socket_new(id, path, server && parse_bool("server", server),
+                             !wait || parse_bool("wait", wait), &err);
+    if (!chr) {
+        die("%s", err);
+    }
+    if (server && parse_bool("server", server) && (!wait || parse_bool("wait", wait)) &&
+        !chardev_wait_connected(chr, &err)) {
+        die("%s", err);
+    }
+    opts_free(&o);
+    return chr;
+}
+
+/* "unix:PATH[,server=on][,wait=off]" (also ",server" ",nowait") or "chardev:ID". */
+static Chardev *chardev_compat(const char *spec, const char *id)
+{
+    const char *rest;
+    GString *conv;
+    char **parts;
+    Chardev *chr;
+    unsigned i;
+
+    if (g_str_has_prefix(spec, "chardev:")) {
+        chr = chardev_find(spec + strlen("chardev:"));
+        if (!chr) {
+            die("chardev '%s' not found", spec + strlen("chardev:"));
+        }
+        return chr;
+    }
+    if (!g_str_has_prefix(spec, "unix:")) {
+        die("'%s' is not a supported chardev (vdm: unix:PATH or chardev:ID)", spec);
+    }
+    rest = spec + strlen("unix:");
+    parts = g_strsplit(rest, ",", 0);
+    conv = g_string_new("socket,id=");
+    g_string_append(conv, id);
+    g_string_append(conv, ",path=");
+    for (i = 0; parts[i]; i++) {
+        if (i == 0) {
+            g_string_append(conv, parts[0]);
+        } else if (strcmp(parts[i], "server") == 0) {
+            g_string_append(conv, ",server=on");
+        } else if (strcmp(parts[i], "nowait") == 0) {
+            g_string_append(conv, ",wait=off");
+        } else {
+            g_string_append_c(conv, ',');
+            g_string_append(conv, parts[i]);
+        }
+    }
+    g_strfreev(parts);
+    chr = chardev_add(conv->str);
+    g_string_free(conv, TRUE);
+    return chr;
+}
+
+/* ---- options ---- */
+
+typedef enum OptIndex {
+    OPT_MACHINE, OPT_ACCEL, OPT_M, OPT_OBJECT, OPT_CHARDEV, OPT_QTEST, OPT_QTEST_LOG, OPT_QMP,
+    OPT_MON, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
+} OptIndex;
+
+typedef struct VdmOption {
+    const char *name;
+    bool has_arg;
+    OptIndex index;
+    const char *help;
+} VdmOption;
+
+static const VdmOption options[] = {
+    { "machine", true, OPT_MACHINE, "[type=]none|pc[,memory-backend=ID]  select the machine" },
+    { "M", true, OPT_MACHINE, NULL },
+    { "accel", true, OPT_ACCEL, "qtest                   the accelerator (the only one)" },
+    { "m", true, OPT_M, "[size=]SIZE[M|G]             guest RAM size (MiB without suffix)" },
+    { "object", true, OPT_OBJECT, "memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on][,mem-path=P]" },
+    { "chardev", true, OPT_CHARDEV, "socket,id=ID,path=PATH[,server=on][,wait=off]" },
+    { "qtest", true, OPT_QTEST, "unix:PATH[,server=on,wait=off]|chardev:ID  the qtest socket" },
+    { "qtest-log", true, OPT_QTEST_LOG, "FILE                 log qtest traffic" },
+    { "qmp", true, OPT_QMP, "unix:PATH[,server=on,wait=off]|chardev:ID    a QMP monitor" },
+    { "mon", true, OPT_MON, "chardev=ID,mode=control        a QMP monitor on a chardev" },
+    { "display", true, OPT_DISPLAY, "none               (the only display)" },
+    { "nodefaults", false, OPT_NODEFAULTS, "                 no default devices (there are none)" },
+    { "nographic", false, OPT_NOGRAPHIC, "                  no graphics (there are none)" },
+    { "S", false, OPT_S, "                          do not start (query-status: prelaunch)" },
+    { "name", true, OPT_NAME, "[guest=]NAME          the guest name" },
+    { "version", false, OPT_VERSION, "                    print the version and exit" },
+    { "help", false, OPT_HELP, "                       this help" },
+    { "h", false, OPT_HELP, NULL },
+};
+
+static void print_help(void)
+{
+    size_t i;
+
+    printf("usage: %s [options]\n\n", progname);
+    for (i = 0; i < G_N_ELEMENTS(options); i++) {
+        if (options[i].help) {
+            printf("-%s %s\n", options[i].name, options[i].help);
+        }
+    }
+}
+
+static bool is_help(const char *arg)
+{
+    return strcmp(arg, "help") == 0 || strcmp(arg, "?") == 0;
+}
+
+static GMainLoop *main_loop;
+static FILE *qtest_log_fp;
+
+static gboolean on_signal(gpointer opaque)
+{
+    vdm_shutdown_request("host-signal");
+    return G_SOURCE_CONTINUE;
+}
+
+void vdm_init(int argc, char **argv)
+{
+    GPtrArray *objects = g_ptr_array_new(), *chardevs_args = g_ptr_array_new();
+    GPtrArray *qmp_args = g_ptr_array_new(), *mon_args = g_ptr_array_new();
+    const char *machine_arg = NULL, *m_arg = NULL, *qtest_arg = NULL, *qtest_log = NULL;
+    const char *backend_id = NULL;
+    bool autostart = true;
+    char *err = NULL;
+    guint i;
+    int argi;
+
+    progname = argv[0] ? strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0] : "vdm";
+    for (argi = 1; argi < argc; argi++) {
+        const char *arg = argv[argi], *name = arg + 1;
+        const VdmOption *opt = NULL;
+        const char *oarg = NULL;
+        size_t k;
+
+        cur_opt = NULL;
+        cur_arg = NULL;
+        if (arg[0] != '-') {
+            die("%s: bare disk images are not supported", arg);
+        }
+        if (name[0] == '-') {
+            name++;         /* --option works too, as in QEMU */
+        }
+        for (k = 0; k < G_N_ELEMENTS(options); k++) {
+            if (strcmp(options[k].name, name) == 0) {
+                opt = &options[k];
+                break;
+            }
+        }
+        cur_opt = name;
+        if (!opt) {
+            die("invalid option");
+        }
+        if (opt->has_arg) {
+            if (argi + 1 >= argc) {
+                die("requires an argument");
+            }
+            oarg = argv[++argi];
+            cur_arg = oarg;
+        }
+        switch (opt->index) {
+        case OPT_MACHINE: {
+            static const char *const props[] = { "type", "memory-backend", "accel", NULL };
+            Opts o;
+            const char *type;
+
+            opts_parse(&o, oarg, "type");
+            type = opts_get(&o, "type");
+            if (type && is_help(type)) {
+                printf("Supported machines are:\n");
+                for (k = 0; k < G_N_ELEMENTS(machines); k++) {
+                    printf("%-20s %s%s\n", machines[k].name, machines[k].desc,
+                           machines[k].is_default ? " (default)" : "");
+                }
+                exit(0);
+            }
+            opts_check(&o, props, NULL);
+            if (type) {
+                machine_arg = oarg;
+                machine_class = NULL;
+                for (k = 0; k < G_N_ELEMENTS(machines); k++) {
+                    if (strcmp(machines[k].name, type) == 0) {
+                        machine_class = &machines[k];
+                    }
+                }
+                if (!machine_class) {
+                    die("unsupported machine type\nUse -machine help to list supported machines");
+                }
+            }
+            if (opts_get(&o, "memory-backend")) {
+                backend_id = g_strdup(opts_get(&o, "memory-backend"));
+            }
+            if (opts_get(&o, "accel") && strcmp(opts_get(&o, "accel"), "qtest")) {
+                die("invalid accelerator %s", opts_get(&o, "accel"));
+            }
+            opts_free(&o);
+            break;
+        }
+        case OPT_ACCEL: {
+            static const char *const props[] = { "accel", NULL };
+            Opts o;
+            const char *acc;
+
+            opts_parse(&o, oarg, "accel");
+            acc = opts_get(&o, "accel");
+            if (acc && is_help(acc)) {
+                printf("Accelerators supported in QEMU binary:\nqtest\n");
+                exit(0);
+            }
+            opts_check(&o, props, NULL);
+            if (!acc || strcmp(acc, "qtest")) {
+                die("invalid accelerator %s", acc ? acc : "");
+            }
+            opts_free(&o);
+            break;
+        }
+        case OPT_M: {
+            static const char *const props[] = { "size", NULL };
+            Opts o;
+
+            opts_parse(&o, oarg, "size");
+            opts_check(&o, props, NULL);
+            if (!opts_get(&o, "size")) {
+                die("Parameter 'size' is missing");
+            }
+            m_arg = oarg;
+            ram_size = parse_size("size", opts_get(&o, "size"), 1ull << 20);
+            if (ram_size == 0) {
+                die("ram size too small");
+            }
+            opts_free(&o);
+            break;
+        }
+        case OPT_OBJECT:
+            g_ptr_array_add(objects, (gpointer)oarg);
+            break;
+        case OPT_CHARDEV:
+            g_ptr_array_add(chardevs_args, (gpointer)oarg);
+            break;
+        case OPT_QTEST:
+            qtest_arg = oarg;
+            break;
+        case OPT_QTEST_LOG:
+            qtest_log = oarg;
+            break;
+        case OPT_QMP:
+            g_ptr_array_add(qmp_args, (gpointer)oarg);
+            break;
+        case OPT_MON:
+            g_ptr_array_add(mon_args, (gpointer)oarg);
+            break;
+        case OPT_DISPLAY:
+            if (strcmp(oarg, "none") != 0) {
+                die("Display '%s' is not available (vdm has 'none' only)", oarg);
+            }
+            break;
+        case OPT_NODEFAULTS:
+        case OPT_NOGRAPHIC:
+            break;
+        case OPT_S:
+            autostart = false;
+            break;
+        case OPT_NAME: {
+            static const char *const props[] = { "guest", "debug-threads", "process", NULL };
+            Opts o;
+
+            opts_parse(&o, oarg, "guest");
+            opts_check(&o, props, NULL);
+            g_free(guest_name);
+            guest_name = g_strdup(opts_get(&o, "guest"));
+            opts_free(&o);
+            break;
+        }
+        case OPT_VERSION:
+            printf("vdm version " VDM_VERSION "\n");
+            exit(0);
+        case OPT_HELP:
+            print_help();
+            exit(0);
+        }
+    }
+    cur_opt = cur_arg = NULL;
+
+    if (!machine_class) {
+        machine_class = &machines[0];      /* the default, as QEMU's x86 default is pc */
+    }
+    register_types();
+
+    /* objects first: the machine's memory-backend refers to one */
+    for (i = 0; i < objects->len; i++) {
+        cur_opt = "object";
+        cur_arg = g_ptr_array_index(objects, i);
+        object_add(cur_arg);
+    }
+    cur_opt = m_arg ? "m" : machine_arg ? "machine" : NULL;
+    cur_arg = m_arg ? m_arg : machine_arg;
+    machine_init_ram(backend_id, m_arg ? ram_size : 0);
+
+    for (i = 0; i < chardevs_args->len; i++) {
+        cur_opt = "chardev";
+        cur_arg = g_ptr_array_index(chardevs_args, i);
+        chardev_add(cur_arg);
+    }
+    if (qtest_log) {
+        cur_opt = "qtest-log";
+        cur_arg = qtest_log;
+        if (strcmp(qtest_log, "none") != 0) {
+            qtest_log_fp = fopen(qtest_log, "w");
+            if (!qtest_log_fp) {
+                die("%s", g_strerror(errno));
+            }
+        }
+    }
+    if (qtest_arg) {
+        cur_opt = "qtest";
+        cur_arg = qtest_arg;
+        if (!qtest_server_init(chardev_compat(qtest_arg, "qtest"), qtest_log_fp, &err)) {
+            die("%s", err);
+        }
+    }
+    for (i = 0; i < qmp_args->len; i++) {
+        char *id = g_strdup_printf("compat_monitor%u", i);
+
+        cur_opt = "qmp";
+        cur_arg = g_ptr_array_index(qmp_args, i);
+        if (!qmp_monitor_init(chardev_compat(cur_arg, id), &err)) {
+            die("%s", err);
+        }
+        g_free(id);
+    }
+    for (i = 0; i < mon_args->len; i++) {
+        static const char *const props[] = { "chardev", "mode", "pretty", NULL };
+        const char *mode, *chr_id;
+        Chardev *chr;
+        Opts o;
+
+        cur_opt = "mon";
+        cur_arg = g_ptr_array_index(mon_args, i);
+        opts_parse(&o, cur_arg, NULL);
+        opts_check(&o, props, NULL);
+        mode = opts_get(&o, "mode");
+        chr_id = opts_get(&o, "chardev");
+        if (!mode || strcmp(mode, "control")) {
+            die("only mode=control (QMP) monitors are supported");
+        }
+        if (!chr_id) {
+            die("Parameter 'chardev' is missing");
+        }
+        chr = chardev_find(chr_id);
+        if (!chr) {
+            die("chardev \"%s\" not found", chr_id);
+        }
+        if (!qmp_monitor_init(chr, &err)) {
+            die("%s", err);
+        }
+        opts_free(&o);
+    }
+    cur_opt = cur_arg = NULL;
+    g_ptr_array_free(objects, TRUE);
+    g_ptr_array_free(chardevs_args, TRUE);
+    g_ptr_array_free(qmp_args, TRUE);
+    g_ptr_array_free(mon_args, TRUE);
+
+    main_loop = g_main_loop_new(NULL, FALSE);
+    vdm_set_main_loop(main_loop);
+    g_unix_signal_add(SIGTERM, on_signal, NULL);
+    g_unix_signal_add(SIGINT, on_signal, NULL);
+    g_unix_signal_add(SIGHUP, on_signal, NULL);
+    if (autostart) {
+        vm_start();
+    }
+}
+
+int vdm_main_loop(void)
+{
+    g_main_loop_run(main_loop);
+    return 0;
+}
+
+void vdm_cleanup(void)
+{
+    guint i;
+
+    chardev_cleanup_all();
+    if (qtest_log_fp) {
+        fclose(qtest_log_fp);
+    }
+    for (i = 0; backends && i < backends->len; i++) {
+        HostMemoryBackend *b = g_ptr_array_index(backends, i);
+        munmap(b->host, b->size);
+        if (b->fd >= 0) {
+            close(b->fd);
+        }
+    }
+    g_main_loop_unref(main_loop);
+}
