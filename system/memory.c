@@ -9,9 +9,18 @@
 
 #include "exec/memory.h"
 
+/* Generations are drawn from one counter, so no two table states share one (starting at 1: 0 is "empty"). */
+static uint64_t next_generation(void)
+{
+    static uint64_t counter;
+
+    return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+}
+
 void guest_memory_init(GuestMemory *mem)
 {
     memset(mem, 0, sizeof(*mem));
+    mem->generation = next_generation();
 }
 
 /* Last byte of a region: gpa + size never overflows once added. */
@@ -44,6 +53,7 @@ int guest_memory_add(GuestMemory *mem, hwaddr gpa, uint64_t size, void *host, bo
         .gpa = gpa, .size = size, .host = host, .writable = writable,
     };
     mem->nregions++;
+    mem->generation = next_generation();
     return 0;
 }
 
@@ -54,6 +64,7 @@ int guest_memory_remove(GuestMemory *mem, hwaddr gpa, uint64_t size)
             memmove(&mem->regions[i], &mem->regions[i + 1],
                     (mem->nregions - i - 1) * sizeof(mem->regions[0]));
             mem->nregions--;
+            mem->generation = next_generation();
             return 0;
         }
     }

@@ -46,6 +46,7 @@ typedef struct VirtQueueUsedElem {
 struct VirtQueue {
     VirtIODevice *vdev;
     unsigned index;
+    GuestMemoryCache mem_cache;     /* last region a buffer of this queue was in */
     VirtIOHandleOutput handler;
 
     /* Configuration state: written by the transport, frozen while running. */
@@ -264,7 +265,7 @@ static inline __attribute__((always_inline)) bool chain_add(ChainBuilder *cb, co
     }
     /* Fast path: the whole buffer inside one region (nearly always). */
     got = d->len;
-    host = guest_memory_translate_inline(vq->vdev->mem, d->addr, &got, is_write);
+    host = guest_memory_translate_cached(vq->vdev->mem, &vq->mem_cache, d->addr, &got, is_write);
     if (host && got == d->len && cb->nsg < cb->sg_max) {
         cb->sg[cb->nsg].iov_base = host;
         cb->sg[cb->nsg].iov_len = d->len;

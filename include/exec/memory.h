@@ -28,8 +28,21 @@ typedef struct GuestMemoryRegion {
 
 typedef struct GuestMemory {
     unsigned nregions;
+    /* Changes whenever the table does; unique across all tables (see GuestMemoryCache). */
+    uint64_t generation;
     GuestMemoryRegion regions[GUEST_MEMORY_MAX_REGIONS];   /* sorted by gpa, disjoint */
 } GuestMemory;
+
+/*
+ * A one-entry lookup cache for a single user (one virtqueue): the region the
+ * last translation hit, valid while the table it came from is unchanged.
+ * Zero-initialised means empty.
+ */
+typedef struct GuestMemoryCache {
+    const GuestMemory *mem;
+    uint64_t generation;
+    const GuestMemoryRegion *region;
+} GuestMemoryCache;
 
 void guest_memory_init(GuestMemory *mem);
 
@@ -76,6 +89,32 @@ static inline void *guest_memory_translate_inline(const GuestMemory *mem, hwaddr
     uint64_t avail;
 
     if (!r || (is_write && !r->writable)) {
+        return NULL;
+    }
+    avail = r->size - (gpa - r->gpa);
+    if (*plen > avail) {
+        *plen = avail;
+    }
+    return r->host + (gpa - r->gpa);
+}
+
+/* guest_memory_translate_inline through a one-entry cache (consecutive buffers share a region). */
+static inline void *guest_memory_translate_cached(const GuestMemory *mem, GuestMemoryCache *c, hwaddr gpa,
+                                                  uint64_t *plen, bool is_write)
+{
+    const GuestMemoryRegion *r = c->region;
+    uint64_t avail;
+
+    if (!r || c->mem != mem || c->generation != mem->generation || gpa < r->gpa || gpa - r->gpa >= r->size) {
+        r = guest_memory_find_region(mem, gpa);
+        if (!r) {
+            return NULL;
+        }
+        c->mem = mem;
+        c->generation = mem->generation;
+        c->region = r;
+    }
+    if (is_write && !r->writable) {
         return NULL;
     }
     avail = r->size - (gpa - r->gpa);
