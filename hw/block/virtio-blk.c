@@ -407,10 +407,30 @@ static VirtIOBlockQueue *req_queue(VirtIOBlockReq *req)
 }
 
 /* Publish what was filled on queue @n and tell the driver, once per run. */
+/* Tracked: one element per publication, so the tracker's record stays exact. */
+static void blk_publish_tracked(VirtIOBlock *s, VirtIOBlockReq *req)
+{
+    unsigned qn = virtio_get_queue_index(req->vq);
+
+    s->tracker->publishing(s->tracker_opaque, qn, req->elem.index);
+    virtqueue_fill(req->vq, &req->elem, req->in_written + 1, 0);
+    virtqueue_flush(req->vq, 1);
+    s->tracker->published(s->tracker_opaque, qn, req->elem.index);
+    req_queue(req)->need_notify = true;
+}
+
 static void blk_flush_queue(VirtIOBlock *s, unsigned n)
 {
     VirtIOBlockQueue *q = &s->queues[n];
     VirtQueue *vq = virtio_get_queue(&s->parent_obj, n);
+
+    while (q->deferred) {
+        VirtIOBlockReq *req = q->deferred;
+
+        q->deferred = req->next_free;
+        blk_publish_tracked(s, req);
+        req_put(s, req);
+    }
 
     if (q->pending_fills) {
         virtqueue_flush(vq, q->pending_fills);
@@ -463,14 +483,12 @@ static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)
          * store of the used index orders both before the driver sees them.
          */
         *req->status = status;
-        if (blk_tracked(s)) {
-            /* One element per publication, so the tracker's record stays exact. */
-            unsigned qn = virtio_get_queue_index(req->vq);
-            s->tracker->publishing(s->tracker_opaque, qn, req->elem.index);
-            virtqueue_fill(req->vq, &req->elem, req->in_written + 1, 0);
-            virtqueue_flush(req->vq, 1);
-            s->tracker->published(s->tracker_opaque, qn, req->elem.index);
-            q->need_notify = true;
+        if (blk_tracked(s) && q->in_handler) {
+            req->next_free = q->deferred;       /* published by blk_flush_queue */
+            q->deferred = req;
+            return;
+        } else if (blk_tracked(s)) {
+            blk_publish_tracked(s, req);
         } else {
             virtqueue_fill(req->vq, &req->elem, req->in_written + 1, q->pending_fills++);
         }
@@ -712,9 +730,11 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     VirtIOBlock *s = VIRTIO_BLK(vdev);
     VirtIOBlockReq *req;
 
-    /* Queue resets clear the flag: set it each time rather than track resets. */
+    VirtIOBlockQueue *q = &s->queues[virtio_get_queue_index(vq)];
+
     virtio_queue_set_batch(vq, s->conf.used_batch);
     blk_io_plug(s->blk);
+    q->in_handler = true;
     /*
      * Pops are bounded by the queue size: nothing is used before this returns
      * (the backend never completes inside a submit), so the driver cannot
@@ -732,6 +752,7 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         }
         virtio_queue_set_notification(vq, 1);
     } while (!vdev->broken && !virtio_queue_empty(vq));
+    q->in_handler = false;
     blk_io_unplug(s->blk);
     /* Requests refused at parse time were filled already. */
     blk_flush_queue(s, virtio_get_queue_index(vq));

@@ -501,6 +501,7 @@ static void retired_reap(VhostUserBackend *be, bool force)
 }
 
 static void running_count_update(VhostUserBackend *be);
+static void vrings_sync_stopped(VhostUserBackend *be);
 
 /* Rebuild be->mem from be->regions and tell the core (rings are re-translated). */
 static int memory_commit(VhostUserBackend *be)
@@ -514,7 +515,8 @@ static int memory_commit(VhostUserBackend *be)
         assert(ret == 0);       /* regions were checked disjoint and non-overflowing */
     }
     ret = virtio_device_memory_changed(be->vdev);
-    running_count_update(be);   /* a ring no longer in memory has stopped */
+    vrings_sync_stopped(be);    /* a ring no longer in memory has stopped */
+    running_count_update(be);
     return ret;
 }
 
@@ -757,6 +759,20 @@ static void vring_stop(VhostUserBackend *be, unsigned n)
 }
 
 /*
+ * Rings the core stopped by itself (a memory change left them outside guest
+ * memory, breaking the device) are stopped here too: the device hears about
+ * it and the kick watch goes, so a later start is a start, not a second one.
+ */
+static void vrings_sync_stopped(VhostUserBackend *be)
+{
+    for (unsigned n = 0; n < be->vdev->num_queues; n++) {
+        if (be->vrings[n].started && !virtio_queue_is_running(be->vdev, n)) {
+            vring_stop(be, n);
+        }
+    }
+}
+
+/*
  * Split: set the used index from the ring and choose where popping resumes.
  * SET_VRING_BASE gave last_avail_idx; the ring's used->idx is the truth for
  * what was completed. In-order: resume at the used index (everything after it
@@ -846,6 +862,7 @@ static int vring_try_start(VhostUserBackend *be, unsigned n)
         /* The first running ring makes the device live (config notifications need DRIVER_OK). */
         virtio_set_status(vdev, vdev->status | VIRTIO_CONFIG_S_DRIVER_OK);
     }
+    source_drop(&vr->kick_src);     /* one watch per ring, whatever came before */
     vr->kick_src = g_unix_fd_source_new(vr->kick_fd, G_IO_IN);
     g_source_set_callback(vr->kick_src, G_SOURCE_FUNC(vu_kick_cb), vr, NULL);
     g_source_attach(vr->kick_src, be->ctx);
@@ -1020,6 +1037,10 @@ static int vu_set_features(VhostUserBackend *be, const VuMsg *m, int *fds, unsig
          * guest without RESET_DEVICE, and SET_FEATURES begins every start.
          */
         vu_log(be, "device was broken (%s): reset for a new start", vdev->error_msg);
+        vrings_sync_stopped(be);
+        if (be->ops && be->ops->reset) {
+            be->ops->reset(be->opaque);
+        }
         virtio_reset(vdev);
         driver_ok = 0;
     }

@@ -1161,6 +1161,63 @@ static void test_realize_refuses_bad_conf(void)
     blk_unref(blk);
 }
 
+/*
+ * HOSTILE-INPUT.md: one kick processes a bounded amount of work. With a
+ * tracker (vhost-user inflight, no IN_ORDER) completions are published one by
+ * one; a guest that re-posts each refused request as soon as its used entry
+ * appears must not keep one handler call going forever.
+ */
+typedef struct Guest {
+    BlkTest *t;
+    Req r;
+    unsigned readds, limit;
+    unsigned in_handler;
+} Guest;
+
+static void g_popped(void *o, unsigned q, unsigned h)
+{
+}
+
+static void g_publishing(void *o, unsigned q, unsigned h)
+{
+}
+
+/* The guest's vCPU, running concurrently: it sees the used entry and posts the buffer again. */
+static void g_published(void *o, unsigned q, unsigned h)
+{
+    Guest *g = o;
+    uint32_t len;
+
+    if (g->readds >= g->limit) {
+        return;
+    }
+    g_assert_nonnull(vdriver_get_buf(g->t->dq[0], &len, NULL));
+    req_add(g->t, 0, &g->r, 0, &g->r);
+    vdriver_kick_prepare(g->t->dq[0]);     /* publishes avail idx */
+    g->readds++;
+}
+static const VirtIOBlkTracker guest_tracker = { g_popped, g_publishing, g_published };
+
+static void test_one_kick_bounded_work(gconstpointer data)
+{
+    BlkTest t;
+    Guest g = { .t = &t, .limit = 200000 };
+    VirtIOBlkStats st;
+
+    blk_setup(&t, data, NULL);
+    virtio_blk_set_tracker(&t.dev, &guest_tracker, &g);
+    /* Read past the capacity: refused synchronously with IOERR, published at once. */
+    g.r = req_build(&t, VIRTIO_BLK_T_IN, IMG_SECTORS + 1, 0, 512);
+    req_add(&t, 0, &g.r, 0, &g.r);
+    vdriver_kick_prepare(t.dq[0]);
+    virtio_queue_notify(&t.dev.parent_obj, 0);     /* ONE kick */
+    virtio_blk_get_stats(&t.dev, &st);
+    g_test_message("one kick processed %" G_GUINT64_FORMAT " requests (queue size %u)",
+                   st.reqs[VIRTIO_BLK_T_IN], QSIZE);
+    g_assert_cmpuint(st.reqs[VIRTIO_BLK_T_IN], <=, QSIZE);
+    blk_teardown(&t);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -1192,6 +1249,7 @@ int main(int argc, char **argv)
     };
 
     g_test_init(&argc, &argv, NULL);
+    g_test_add_data_func("/virtio-blk/split/one-kick-bounded-work", &vq_layouts[0], test_one_kick_bounded_work);
     for (unsigned l = 0; l < G_N_ELEMENTS(vq_layouts); l++) {
         for (unsigned c = 0; c < G_N_ELEMENTS(cases); c++) {
             g_autofree char *path = g_strdup_printf("/virtio-blk/%s/%s", vq_layouts[l].name,

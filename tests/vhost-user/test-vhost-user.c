@@ -1514,6 +1514,35 @@ static void test_echo_two_queues(Fixture *fx, gconstpointer data)
     echo_session_end(&s0);
 }
 
+/*
+ * A ring the core stops by itself (its memory was removed under it) is
+ * stopped in the backend too: the device is told, the kick watch goes, and
+ * a restart after the frontend's reset is one start, not a second one.
+ */
+static void test_hostile_ring_memory_removed(Fixture *fx, gconstpointer data)
+{
+    static const Layout split = { "split", false, false };
+    EchoSession s;
+    VhostUserMemRegMsg reg = { 0 };
+    uint64_t status;
+    uint32_t base;
+
+    echo_session_start(fx, &s, &split);
+    echo_round(&s, &split, 0, 4);
+    g_assert_cmpuint(fx->dev.started[0], ==, 1);
+    reg.region = (VhostUserMemoryRegion) { VUF_RAM_GPA, RAM_SIZE, vuf_uva(&s.f, VUF_RAM_GPA), 0 };
+    vuf_request(&s.f, VHOST_USER_REM_MEM_REG, &reg, sizeof(reg), NULL, 0);
+    g_assert_cmpint(vuf_get_u64(&s.f, VHOST_USER_GET_STATUS, &status), ==, 0);
+    g_assert_cmpuint(fx->dev.stopped[0], ==, 1);
+    vuf_request(&s.f, VHOST_USER_ADD_MEM_REG, &reg, sizeof(reg), &s.f.mem_fd, 1);
+    vuf_set_u64(&s.f, VHOST_USER_SET_FEATURES, s.f.features | 1ull << VHOST_USER_F_PROTOCOL_FEATURES);
+    g_assert_cmpint(vuf_ring_get_base(&s.f, 0, &base), ==, 0);
+    g_usleep(200000);       /* a stale kick watch would fire now */
+    g_assert_cmpint(vuf_get_u64(&s.f, VHOST_USER_GET_STATUS, &status), ==, 0);
+    g_assert_cmpuint(fx->dev.started[0], <=, fx->dev.stopped[0] + 1);
+    echo_session_end(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1541,6 +1570,8 @@ int main(int argc, char **argv)
                test_hostile_memory_shrunk, fixture_teardown);
     g_test_add("/vhost-user/hostile/memory-table-rollback", Fixture, NULL, fixture_setup,
                test_hostile_memory_table_rollback, fixture_teardown);
+    g_test_add("/vhost-user/hostile/ring-memory-removed", Fixture, NULL, fixture_setup,
+               test_hostile_ring_memory_removed, fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {

@@ -136,6 +136,13 @@ typedef struct VirtIOBlockQueue {
     unsigned pending_fills;     /* filled since the last flush (non-IN_ORDER fill index) */
     unsigned in_flight;
     bool need_notify;           /* published one by one (tracker): notify at the end of the run */
+    bool in_handler;            /* inside the queue handler's pop loop */
+    /*
+     * Tracked requests completed inside the pop loop (refused at parse time),
+     * published when the loop ends: publishing there would free ring space a
+     * guest could refill at once, and one kick would never end.
+     */
+    struct VirtIOBlockReq *deferred;
 } VirtIOBlockQueue;
 
 /*
