@@ -5,6 +5,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "sysemu/mmio.h"
 #include "sysemu/qmp.h"
 #include "sysemu/sysemu.h"
 
@@ -159,19 +160,71 @@ static void set_piece(uint8_t *host, uint64_t off, uint64_t n, void *opaque)
     }
 }
 
+/*
+ * MMIO (mapped PCI BARs) comes first, as a higher-priority region in QEMU:
+ * the access is cut at region boundaries; MMIO pieces go to the device,
+ * the rest to RAM (or unassigned). Each piece is dispatched once, in
+ * address order.
+ */
+typedef enum MemOp { MEM_READ, MEM_WRITE, MEM_SET } MemOp;
+
+static void memory_access(hwaddr addr, uint8_t *buf, uint8_t pattern, uint64_t len, MemOp op)
+{
+    uint64_t off = 0;
+
+    if (!mmio_any()) {
+        switch (op) {
+        case MEM_READ: memory_walk(addr, len, false, read_piece, buf); break;
+        case MEM_WRITE: memory_walk(addr, len, true, write_piece, buf); break;
+        case MEM_SET: memory_walk(addr, len, true, set_piece, &pattern); break;
+        }
+        return;
+    }
+    while (off < len) {
+        uint64_t n;
+        const void *r = mmio_lookup(addr, len - off, &n);
+
+        if (r) {
+            if (op == MEM_READ) {
+                mmio_region_read(r, addr, buf + off, n);
+            } else if (op == MEM_WRITE) {
+                mmio_region_write(r, addr, buf + off, n);
+            } else {
+                uint8_t tmp[256];
+                uint64_t done = 0;
+
+                memset(tmp, pattern, sizeof(tmp));
+                while (done < n) {
+                    uint64_t k = n - done < sizeof(tmp) ? n - done : sizeof(tmp);
+                    mmio_region_write(r, addr + done, tmp, k);
+                    done += k;
+                }
+            }
+        } else if (op == MEM_READ) {
+            memory_walk(addr, n, false, read_piece, buf + off);
+        } else if (op == MEM_WRITE) {
+            memory_walk(addr, n, true, write_piece, buf + off);
+        } else {
+            memory_walk(addr, n, true, set_piece, &pattern);
+        }
+        off += n;
+        addr += n;
+    }
+}
+
 void vdm_memory_read(hwaddr addr, void *buf, uint64_t len)
 {
-    memory_walk(addr, len, false, read_piece, buf);
+    memory_access(addr, buf, 0, len, MEM_READ);
 }
 
 void vdm_memory_write(hwaddr addr, const void *buf, uint64_t len)
 {
-    memory_walk(addr, len, true, write_piece, (void *)buf);
+    memory_access(addr, (uint8_t *)buf, 0, len, MEM_WRITE);
 }
 
 void vdm_memory_set(hwaddr addr, uint8_t pattern, uint64_t len)
 {
-    memory_walk(addr, len, true, set_piece, &pattern);
+    memory_access(addr, NULL, pattern, len, MEM_SET);
 }
 
 /* ---- type registry ---- */

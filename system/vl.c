@@ -7,6 +7,8 @@
  *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
  *   -qtest unix:PATH[,server=on[,wait=off]] | chardev:ID      -qtest-log FILE
  *   -qmp unix:PATH[,server=on[,wait=off]] | chardev:ID        -mon chardev=ID,mode=control
+ *   -drive file=IMG,if=none,id=D[,format=raw][,aio=..]   -blockdev driver=file|null-co,node-name=D,...
+ *   -device TYPE[,addr=SLOT[.FN]][,prop=value...]   (-device help, -device TYPE,help)
  *   -display none  -nodefaults  -nographic  -S  -name [guest=]NAME  -version  -help
  *
  * Errors are reported like QEMU's error_report() with the option as location
@@ -30,7 +32,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hw/pci/pci.h"
 #include "sysemu/chardev.h"
+#include "sysemu/qdev.h"
 #include "sysemu/qmp.h"
 #include "sysemu/qtest.h"
 #include "sysemu/sysemu.h"
@@ -336,7 +340,8 @@ typedef struct MachineClass {
 } MachineClass;
 
 static const MachineClass machines[] = {
-    { "pc", "Standard PC (vdm: RAM only for now; no chipset, PCI or fw_cfg yet)", true, 128ull << 20 },
+    { "pc", "Standard PC (vdm: RAM and a PCI bus with an i440FX host bridge; no fw_cfg yet)", true,
+      128ull << 20 },
     { "none", "empty machine", false, 0 },
 };
 
@@ -420,6 +425,19 @@ static void register_types(void)
     type_register_simple("memory-backend-file", "memory-backend", false);
     type_register_simple("chardev", "object", true);
     type_register_simple("chardev-socket", "chardev", false);
+    qdev_register_types();
+}
+
+/* Opts as the QDevOpt array system/qdev.c takes (borrowed strings). */
+static QDevOpt *opts_to_qdev(const Opts *o)
+{
+    QDevOpt *q = g_new0(QDevOpt, o->keys->len + 1);
+
+    for (guint i = 0; i < o->keys->len; i++) {
+        q[i].key = g_ptr_array_index(o->keys, i);
+        q[i].val = g_ptr_array_index(o->vals, i);
+    }
+    return q;
 }
 
 /* ---- chardevs ---- */
@@ -510,7 +528,7 @@ static Chardev *chardev_compat(const char *spec, const char *id)
 
 typedef enum OptIndex {
     OPT_MACHINE, OPT_ACCEL, OPT_M, OPT_OBJECT, OPT_CHARDEV, OPT_QTEST, OPT_QTEST_LOG, OPT_QMP,
-    OPT_MON, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
+    OPT_MON, OPT_DEVICE, OPT_DRIVE, OPT_BLOCKDEV, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
 } OptIndex;
 
 typedef struct VdmOption {
@@ -531,6 +549,9 @@ static const VdmOption options[] = {
     { "qtest-log", true, OPT_QTEST_LOG, "FILE                 log qtest traffic" },
     { "qmp", true, OPT_QMP, "unix:PATH[,server=on,wait=off]|chardev:ID    a QMP monitor" },
     { "mon", true, OPT_MON, "chardev=ID,mode=control        a QMP monitor on a chardev" },
+    { "device", true, OPT_DEVICE, "TYPE[,addr=SLOT[.FN]][,prop=value...]  add a device (help lists)" },
+    { "drive", true, OPT_DRIVE, "file=IMG,if=none,id=ID[,format=raw][,aio=threads|io_uring][,readonly=on]" },
+    { "blockdev", true, OPT_BLOCKDEV, "driver=file|null-co,node-name=ID[,filename=IMG][,size=N]" },
     { "display", true, OPT_DISPLAY, "none               (the only display)" },
     { "nodefaults", false, OPT_NODEFAULTS, "                 no default devices (there are none)" },
     { "nographic", false, OPT_NOGRAPHIC, "                  no graphics (there are none)" },
@@ -571,6 +592,7 @@ void vdm_init(int argc, char **argv)
 {
     GPtrArray *objects = g_ptr_array_new(), *chardevs_args = g_ptr_array_new();
     GPtrArray *qmp_args = g_ptr_array_new(), *mon_args = g_ptr_array_new();
+    GPtrArray *device_args = g_ptr_array_new(), *drive_args = g_ptr_array_new_with_free_func(g_free);
     const char *machine_arg = NULL, *m_arg = NULL, *qtest_arg = NULL, *qtest_log = NULL;
     const char *backend_id = NULL;
     bool autostart = true;
@@ -701,6 +723,25 @@ void vdm_init(int argc, char **argv)
         case OPT_MON:
             g_ptr_array_add(mon_args, (gpointer)oarg);
             break;
+        case OPT_DEVICE: {
+            Opts o;
+            QDevOpt *q;
+
+            opts_parse(&o, oarg, "driver");
+            q = opts_to_qdev(&o);
+            if (device_help(q, o.keys->len)) {
+                exit(0);
+            }
+            g_free(q);
+            opts_free(&o);
+            g_ptr_array_add(device_args, (gpointer)oarg);
+            break;
+        }
+        case OPT_DRIVE:
+        case OPT_BLOCKDEV:
+            /* the option name travels with the argument: "d" drive, "b" blockdev */
+            g_ptr_array_add(drive_args, g_strconcat(opt->index == OPT_DRIVE ? "d" : "b", oarg, NULL));
+            break;
         case OPT_DISPLAY:
             if (strcmp(oarg, "none") != 0) {
                 die("Display '%s' is not available (vdm has 'none' only)", oarg);
@@ -747,6 +788,41 @@ void vdm_init(int argc, char **argv)
     cur_opt = m_arg ? "m" : machine_arg ? "machine" : NULL;
     cur_arg = m_arg ? m_arg : machine_arg;
     machine_init_ram(backend_id, m_arg ? ram_size : 0);
+    if (strcmp(machine_class->name, "pc") == 0) {
+        pci_bus_init();
+    }
+    for (i = 0; i < drive_args->len; i++) {
+        const char *a = g_ptr_array_index(drive_args, i);
+        Opts o;
+        QDevOpt *q;
+
+        cur_opt = a[0] == 'd' ? "drive" : "blockdev";
+        cur_arg = a + 1;
+        opts_parse(&o, cur_arg, NULL);
+        q = opts_to_qdev(&o);
+        if (!drive_new(q, o.keys->len, a[0] == 'b', &err)) {
+            die("%s", err);
+        }
+        g_free(q);
+        opts_free(&o);
+    }
+    for (i = 0; i < device_args->len; i++) {
+        Opts o;
+        QDevOpt *q;
+
+        cur_opt = "device";
+        cur_arg = g_ptr_array_index(device_args, i);
+        opts_parse(&o, cur_arg, "driver");
+        q = opts_to_qdev(&o);
+        if (!device_new(q, o.keys->len, &err)) {
+            die("%s", err);
+        }
+        g_free(q);
+        opts_free(&o);
+    }
+    cur_opt = cur_arg = NULL;
+    g_ptr_array_free(device_args, TRUE);
+    g_ptr_array_free(drive_args, TRUE);
 
     for (i = 0; i < chardevs_args->len; i++) {
         cur_opt = "chardev";
@@ -834,6 +910,7 @@ void vdm_cleanup(void)
     guint i;
 
     chardev_cleanup_all();
+    qdev_cleanup();         /* devices drain their requests before RAM goes away */
     if (qtest_log_fp) {
         fclose(qtest_log_fp);
     }

@@ -1,0 +1,320 @@
+/*
+ * virtio-pci modern transport (virtio spec 4.1); see include/hw/virtio/virtio-pci.h.
+ *
+ * Register writes map to the core's configuration calls; the core refuses
+ * what it must (a running queue's config, bad sizes, unoffered features) and
+ * this transport adds the spec's ordering rules on top: queue configuration
+ * is frozen once the queue is enabled or the driver set DRIVER_OK
+ * (spec 4.1.4.3.2 "The driver MUST configure the other virtqueue fields
+ * before enabling the virtqueue"), features once FEATURES_OK is set.
+ */
+#include <glib.h>
+#include <string.h>
+
+#include "hw/virtio/virtio-pci.h"
+
+/* ---- common configuration (spec 4.1.4.3) ---- */
+
+static bool queue_valid(const VirtIOPCIProxy *p)
+{
+    return p->queue_select < p->vdev->num_queues;
+}
+
+/* Queue config is writable only before the queue is enabled and before DRIVER_OK. */
+static bool queue_config_writable(const VirtIOPCIProxy *p)
+{
+    VirtIODevice *vdev = p->vdev;
+
+    return queue_valid(p) && !(vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+           !virtio_queue_get_enabled(vdev, p->queue_select) &&
+           !virtio_queue_is_running(vdev, p->queue_select);
+}
+
+/* The structure as the driver would see it right now, little-endian. */
+static void common_image(VirtIOPCIProxy *p, uint8_t img[0x40])
+{
+    VirtIODevice *vdev = p->vdev;
+    unsigned q = p->queue_select;
+    hwaddr desc = 0, drv = 0, dev = 0;
+    uint32_t df = 0;
+
+    memset(img, 0, 0x40);
+    if (p->dfselect < 2) {
+        df = (uint32_t)(vdev->host_features >> (32 * p->dfselect));
+    }
+    pci_set_long(img + VIRTIO_PCI_COMMON_DFSELECT, p->dfselect);
+    pci_set_long(img + VIRTIO_PCI_COMMON_DF, df);
+    pci_set_long(img + VIRTIO_PCI_COMMON_GFSELECT, p->gfselect);
+    pci_set_long(img + VIRTIO_PCI_COMMON_GF, p->gfselect < 2 ? p->guest_features[p->gfselect] : 0);
+    pci_set_word(img + VIRTIO_PCI_COMMON_MSIX, VIRTIO_NO_VECTOR);
+    pci_set_word(img + VIRTIO_PCI_COMMON_NUMQ, (uint16_t)vdev->num_queues);
+    img[VIRTIO_PCI_COMMON_STATUS] = vdev->status;
+    img[VIRTIO_PCI_COMMON_CFGGENERATION] = (uint8_t)vdev->generation;
+    pci_set_word(img + VIRTIO_PCI_COMMON_Q_SELECT, p->queue_select);
+    pci_set_word(img + VIRTIO_PCI_COMMON_Q_MSIX, VIRTIO_NO_VECTOR);
+    if (queue_valid(p)) {
+        pci_set_word(img + VIRTIO_PCI_COMMON_Q_SIZE, (uint16_t)virtio_queue_get_num(vdev, q));
+        pci_set_word(img + VIRTIO_PCI_COMMON_Q_ENABLE, virtio_queue_get_enabled(vdev, q));
+        pci_set_word(img + VIRTIO_PCI_COMMON_Q_NOFF, (uint16_t)q);
+        virtio_queue_get_rings(vdev, q, &desc, &drv, &dev);
+    }
+    pci_set_long(img + VIRTIO_PCI_COMMON_Q_DESCLO, (uint32_t)desc);
+    pci_set_long(img + VIRTIO_PCI_COMMON_Q_DESCHI, (uint32_t)(desc >> 32));
+    pci_set_long(img + VIRTIO_PCI_COMMON_Q_AVAILLO, (uint32_t)drv);
+    pci_set_long(img + VIRTIO_PCI_COMMON_Q_AVAILHI, (uint32_t)(drv >> 32));
+    pci_set_long(img + VIRTIO_PCI_COMMON_Q_USEDLO, (uint32_t)dev);
+    pci_set_long(img + VIRTIO_PCI_COMMON_Q_USEDHI, (uint32_t)(dev >> 32));
+}
+
+static uint64_t common_read(VirtIOPCIProxy *p, hwaddr off, unsigned size)
+{
+    uint8_t img[0x40];
+    uint64_t v = 0;
+
+    if (off >= sizeof(img)) {
+        return 0;
+    }
+    common_image(p, img);
+    for (unsigned i = 0; i < size && off + i < sizeof(img); i++) {
+        v |= (uint64_t)img[off + i] << (8 * i);
+    }
+    return v;
+}
+
+/* Replace the 32-bit half (@hi) of ring address @which (0 desc, 1 driver, 2 device). */
+static void set_ring_half(VirtIOPCIProxy *p, int which, bool hi, uint32_t val)
+{
+    hwaddr a[3];
+
+    virtio_queue_get_rings(p->vdev, p->queue_select, &a[0], &a[1], &a[2]);
+    a[which] = hi ? (a[which] & 0xffffffffull) | ((uint64_t)val << 32)
+                  : (a[which] & ~0xffffffffull) | val;
+    virtio_queue_set_rings(p->vdev, p->queue_select, a[0], a[1], a[2]);
+}
+
+static void virtio_pci_reset(VirtIOPCIProxy *p)
+{
+    virtio_set_status(p->vdev, 0);
+    p->guest_features[0] = p->guest_features[1] = 0;
+    p->queue_select = 0;
+    pci_set_irq(&p->pci_dev, 0);
+}
+
+static void status_write(VirtIOPCIProxy *p, uint8_t val)
+{
+    VirtIODevice *vdev = p->vdev;
+
+    if (val == 0) {
+        virtio_pci_reset(p);
+        return;
+    }
+    if ((val & VIRTIO_CONFIG_S_FEATURES_OK) && !(vdev->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+        uint64_t f = ((uint64_t)p->guest_features[1] << 32) | p->guest_features[0];
+
+        /* spec 3.1.1: the device refuses FEATURES_OK for features it did not offer */
+        if (virtio_set_features(vdev, f) < 0) {
+            val &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
+        }
+    }
+    virtio_set_status(vdev, val);
+}
+
+static void common_write(VirtIOPCIProxy *p, hwaddr off, uint64_t val, unsigned size)
+{
+    VirtIODevice *vdev = p->vdev;
+    uint32_t v = (uint32_t)val;
+
+    switch (off) {
+    case VIRTIO_PCI_COMMON_DFSELECT:
+        p->dfselect = v;
+        break;
+    case VIRTIO_PCI_COMMON_GFSELECT:
+        p->gfselect = v;
+        break;
+    case VIRTIO_PCI_COMMON_GF:
+        if (p->gfselect < 2 && !(vdev->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+            p->guest_features[p->gfselect] = v;
+        }
+        break;
+    case VIRTIO_PCI_COMMON_MSIX:
+    case VIRTIO_PCI_COMMON_Q_MSIX:
+        break;                  /* no MSI-X: reads back VIRTIO_NO_VECTOR (spec 4.1.4.3) */
+    case VIRTIO_PCI_COMMON_STATUS:
+        status_write(p, (uint8_t)v);
+        break;
+    case VIRTIO_PCI_COMMON_Q_SELECT:
+        p->queue_select = (uint16_t)v;
+        break;
+    case VIRTIO_PCI_COMMON_Q_SIZE:
+        if (queue_config_writable(p)) {
+            virtio_queue_set_num(vdev, p->queue_select, v & 0xffff);    /* refuses 0 / too big */
+        }
+        break;
+    case VIRTIO_PCI_COMMON_Q_ENABLE:
+        /* spec 4.1.4.3.2: the driver MUST NOT write 0 (no RING_RESET offered) */
+        if ((v & 0xffff) == 1 && queue_config_writable(p)) {
+            virtio_queue_set_enabled(vdev, p->queue_select, true);
+        }
+        break;
+    case VIRTIO_PCI_COMMON_Q_DESCLO:
+    case VIRTIO_PCI_COMMON_Q_DESCHI:
+    case VIRTIO_PCI_COMMON_Q_AVAILLO:
+    case VIRTIO_PCI_COMMON_Q_AVAILHI:
+    case VIRTIO_PCI_COMMON_Q_USEDLO:
+    case VIRTIO_PCI_COMMON_Q_USEDHI:
+        if (queue_config_writable(p)) {
+            int which = (int)(off - VIRTIO_PCI_COMMON_Q_DESCLO) / 8;
+            bool hi = (off & 4) != 0;
+
+            if (size == 8 && !hi) {
+                set_ring_half(p, which, false, (uint32_t)val);
+                set_ring_half(p, which, true, (uint32_t)(val >> 32));
+            } else {
+                set_ring_half(p, which, hi, v);
+            }
+        }
+        break;
+    default:
+        break;                  /* read-only or reserved: ignored */
+    }
+}
+
+/* ---- the BAR ---- */
+
+static uint64_t bar_read(void *opaque, hwaddr off, unsigned size)
+{
+    VirtIOPCIProxy *p = opaque;
+    VirtIODevice *vdev = p->vdev;
+
+    if (off < VIRTIO_PCI_ISR_OFFSET) {
+        return common_read(p, off - VIRTIO_PCI_COMMON_OFFSET, size);
+    }
+    if (off < VIRTIO_PCI_DEVICE_OFFSET) {
+        uint8_t isr;
+
+        if (off != VIRTIO_PCI_ISR_OFFSET) {
+            return 0;
+        }
+        /* spec 4.1.4.5: reading ISR resets it and de-asserts the interrupt */
+        isr = vdev->isr;
+        vdev->isr = 0;
+        pci_set_irq(&p->pci_dev, 0);
+        return isr;
+    }
+    if (off < VIRTIO_PCI_NOTIFY_OFFSET) {
+        hwaddr c = off - VIRTIO_PCI_DEVICE_OFFSET;
+        uint64_t v = 0;
+
+        for (unsigned i = 0; i < size; i++) {
+            if (c + i < vdev->config_len) {
+                v |= (uint64_t)vdev->config[c + i] << (8 * i);
+            }
+        }
+        return v;
+    }
+    return 0;                   /* notify region reads as 0 */
+}
+
+static void bar_write(void *opaque, hwaddr off, uint64_t val, unsigned size)
+{
+    VirtIOPCIProxy *p = opaque;
+    VirtIODevice *vdev = p->vdev;
+
+    if (off < VIRTIO_PCI_ISR_OFFSET) {
+        common_write(p, off - VIRTIO_PCI_COMMON_OFFSET, val, size);
+    } else if (off >= VIRTIO_PCI_DEVICE_OFFSET && off < VIRTIO_PCI_NOTIFY_OFFSET) {
+        hwaddr c = off - VIRTIO_PCI_DEVICE_OFFSET;
+        uint8_t buf[8];
+
+        for (unsigned i = 0; i < size; i++) {
+            buf[i] = (uint8_t)(val >> (8 * i));
+        }
+        if (p->config_write && c < vdev->config_len) {
+            p->config_write(vdev, (uint32_t)c, buf, size);
+        }
+    } else if (off >= VIRTIO_PCI_NOTIFY_OFFSET) {
+        hwaddr q = (off - VIRTIO_PCI_NOTIFY_OFFSET) / VIRTIO_PCI_NOTIFY_MULTIPLIER;
+
+        /* a notification for a queue the device does not have is ignored */
+        if (q < vdev->num_queues) {
+            virtio_queue_notify(vdev, (unsigned)q);
+        }
+    }
+    /* ISR is read-only */
+}
+
+static const MMIOOps virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };
+
+/* ---- transport ops: INTx ---- */
+
+static void virtio_pci_notify(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOPCIProxy *p = vdev->transport_opaque;
+
+    pci_set_irq(&p->pci_dev, 1);    /* the core set ISR bit 0 */
+}
+
+static void virtio_pci_notify_config(VirtIODevice *vdev)
+{
+    VirtIOPCIProxy *p = vdev->transport_opaque;
+
+    pci_set_irq(&p->pci_dev, 1);    /* the core set ISR bits 0-1 */
+}
+
+static const VirtIOTransportOps virtio_pci_transport_ops = {
+    .notify_queue = virtio_pci_notify,
+    .notify_config = virtio_pci_notify_config,
+};
+
+/* struct virtio_pci_cap (and virtio_pci_notify_cap), spec 4.1.4. */
+static void add_virtio_cap(PCIDevice *d, uint8_t cfg_type, uint32_t offset, uint32_t length)
+{
+    uint8_t len = cfg_type == VIRTIO_PCI_CAP_NOTIFY_CFG ? 20 : 16;
+    uint8_t c = pci_add_capability(d, PCI_CAP_ID_VNDR, len);
+
+    g_assert(c);        /* host bug: the config space has room for these */
+    d->config[c + 2] = len;
+    d->config[c + 3] = cfg_type;
+    d->config[c + 4] = VIRTIO_PCI_BAR;
+    pci_set_long(d->config + c + 8, offset);
+    pci_set_long(d->config + c + 12, length);
+    if (cfg_type == VIRTIO_PCI_CAP_NOTIFY_CFG) {
+        pci_set_long(d->config + c + 16, VIRTIO_PCI_NOTIFY_MULTIPLIER);
+    }
+}
+
+int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name, int devfn,
+                       uint32_t class_code)
+{
+    PCIDevice *d = &proxy->pci_dev;
+    int ret;
+
+    ret = pci_device_init(d, type_name, devfn, PCI_VENDOR_ID_REDHAT_QUMRANET,
+                          PCI_DEVICE_ID_VIRTIO_MODERN_BASE + vdev->device_id, class_code, 1);
+    if (ret < 0) {
+        return ret;
+    }
+    proxy->vdev = vdev;
+    pci_set_word(d->config + PCI_SUBSYSTEM_VENDOR_ID, PCI_SUBVENDOR_ID_REDHAT_QUMRANET);
+    pci_set_word(d->config + PCI_SUBSYSTEM_ID, 0x1100);     /* QEMU's subsystem id */
+    d->config[PCI_INTERRUPT_PIN] = 1;                        /* INTA */
+    /* QEMU's order: common, ISR, device, notify */
+    add_virtio_cap(d, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFFSET, VIRTIO_PCI_REGION_SIZE);
+    add_virtio_cap(d, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_REGION_SIZE);
+    add_virtio_cap(d, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, VIRTIO_PCI_REGION_SIZE);
+    add_virtio_cap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET, VIRTIO_PCI_REGION_SIZE);
+    pci_register_bar(d, VIRTIO_PCI_BAR, PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH,
+                     VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, proxy);
+    vdev->transport = &virtio_pci_transport_ops;
+    vdev->transport_opaque = proxy;
+    return 0;
+}
+
+void virtio_pci_unrealize(VirtIOPCIProxy *proxy)
+{
+    if (proxy->vdev) {
+        virtio_set_status(proxy->vdev, 0);
+        proxy->vdev->transport = NULL;
+        proxy->vdev = NULL;
+    }
+}

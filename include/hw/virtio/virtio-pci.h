@@ -1,0 +1,85 @@
+/*
+ * virtio-pci, modern interface only (virtio 1.x spec 4.1): a VirtIODevice
+ * behind a PCI function with the vendor-specific capabilities for the
+ * common, notify, ISR and device configuration structures, all in one
+ * 64-bit memory BAR (BAR 4), laid out as QEMU lays them out:
+ *
+ *   0x0000 common cfg   0x1000 ISR   0x2000 device cfg   0x3000 notify
+ *
+ * Notify: queue N's notify address is 0x3000 + N * 4 (queue_notify_off = N,
+ * notify_off_multiplier = 4). Interrupts are INTx (no MSI-X yet): every
+ * used-buffer and configuration notification sets ISR and raises INTA;
+ * reading ISR returns and clears it and lowers INTA.
+ *
+ * Context: main loop thread only.
+ */
+#ifndef HW_VIRTIO_VIRTIO_PCI_H
+#define HW_VIRTIO_VIRTIO_PCI_H
+
+#include <stdint.h>
+
+#include "hw/pci/pci.h"
+#include "hw/virtio/virtio.h"
+
+#define PCI_VENDOR_ID_REDHAT_QUMRANET   0x1af4
+#define PCI_SUBVENDOR_ID_REDHAT_QUMRANET 0x1af4
+#define PCI_DEVICE_ID_VIRTIO_MODERN_BASE 0x1040
+
+/* cfg_type of struct virtio_pci_cap (spec 4.1.4). */
+#define VIRTIO_PCI_CAP_COMMON_CFG   1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG   2
+#define VIRTIO_PCI_CAP_ISR_CFG      3
+#define VIRTIO_PCI_CAP_DEVICE_CFG   4
+#define VIRTIO_PCI_CAP_PCI_CFG      5
+
+/* struct virtio_pci_common_cfg offsets (spec 4.1.4.3). */
+#define VIRTIO_PCI_COMMON_DFSELECT      0x00
+#define VIRTIO_PCI_COMMON_DF            0x04
+#define VIRTIO_PCI_COMMON_GFSELECT      0x08
+#define VIRTIO_PCI_COMMON_GF            0x0c
+#define VIRTIO_PCI_COMMON_MSIX          0x10
+#define VIRTIO_PCI_COMMON_NUMQ          0x12
+#define VIRTIO_PCI_COMMON_STATUS        0x14
+#define VIRTIO_PCI_COMMON_CFGGENERATION 0x15
+#define VIRTIO_PCI_COMMON_Q_SELECT      0x16
+#define VIRTIO_PCI_COMMON_Q_SIZE        0x18
+#define VIRTIO_PCI_COMMON_Q_MSIX        0x1a
+#define VIRTIO_PCI_COMMON_Q_ENABLE      0x1c
+#define VIRTIO_PCI_COMMON_Q_NOFF        0x1e
+#define VIRTIO_PCI_COMMON_Q_DESCLO      0x20
+#define VIRTIO_PCI_COMMON_Q_DESCHI      0x24
+#define VIRTIO_PCI_COMMON_Q_AVAILLO     0x28
+#define VIRTIO_PCI_COMMON_Q_AVAILHI     0x2c
+#define VIRTIO_PCI_COMMON_Q_USEDLO      0x30
+#define VIRTIO_PCI_COMMON_Q_USEDHI      0x34
+
+#define VIRTIO_PCI_BAR                  4
+#define VIRTIO_PCI_COMMON_OFFSET        0x0000
+#define VIRTIO_PCI_ISR_OFFSET           0x1000
+#define VIRTIO_PCI_DEVICE_OFFSET        0x2000
+#define VIRTIO_PCI_NOTIFY_OFFSET        0x3000
+#define VIRTIO_PCI_REGION_SIZE          0x1000
+#define VIRTIO_PCI_NOTIFY_MULTIPLIER    4
+#define VIRTIO_PCI_BAR_SIZE             0x4000
+
+typedef struct VirtIOPCIProxy {
+    PCIDevice pci_dev;          /* first */
+    VirtIODevice *vdev;
+    uint32_t dfselect, gfselect;
+    uint32_t guest_features[2];
+    uint16_t queue_select;
+    /* Device-specific config write (e.g. virtio_blk_set_config); NULL: read-only. */
+    int (*config_write)(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len);
+} VirtIOPCIProxy;
+
+/*
+ * Put @vdev behind @proxy at @devfn (-1: first free slot): PCI ids (vendor
+ * 0x1af4, device 0x1040 + device id, revision 1), capabilities, BAR 4 and
+ * the transport ops. @class_code as QEMU gives it for the device type.
+ * Returns 0 or a negative errno from pci_device_init.
+ */
+int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name, int devfn,
+                       uint32_t class_code);
+void virtio_pci_unrealize(VirtIOPCIProxy *proxy);
+
+#endif

@@ -1,0 +1,199 @@
+/*
+ * libqos-like PCI and virtio-pci helpers over libqtest (see qpci.h).
+ */
+#include <glib.h>
+
+#include "hw/pci/pci.h"
+#include "hw/virtio/virtio-pci.h"
+#include "qpci.h"
+
+static void select_reg(QTestState *s, int devfn, uint8_t off)
+{
+    qtest_outl(s, PCI_CONFIG_ADDR_PORT, 0x80000000u | ((uint32_t)devfn << 8) | (off & 0xfc));
+}
+
+uint32_t qpci_config_readl(QTestState *s, int devfn, uint8_t off)
+{
+    select_reg(s, devfn, off);
+    return qtest_inl(s, PCI_CONFIG_DATA_PORT);
+}
+
+uint16_t qpci_config_readw(QTestState *s, int devfn, uint8_t off)
+{
+    select_reg(s, devfn, off);
+    return qtest_inw(s, PCI_CONFIG_DATA_PORT + (off & 2));
+}
+
+uint8_t qpci_config_readb(QTestState *s, int devfn, uint8_t off)
+{
+    select_reg(s, devfn, off);
+    return qtest_inb(s, PCI_CONFIG_DATA_PORT + (off & 3));
+}
+
+void qpci_config_writel(QTestState *s, int devfn, uint8_t off, uint32_t val)
+{
+    select_reg(s, devfn, off);
+    qtest_outl(s, PCI_CONFIG_DATA_PORT, val);
+}
+
+void qpci_config_writew(QTestState *s, int devfn, uint8_t off, uint16_t val)
+{
+    select_reg(s, devfn, off);
+    qtest_outw(s, PCI_CONFIG_DATA_PORT + (off & 2), val);
+}
+
+void qpci_config_writeb(QTestState *s, int devfn, uint8_t off, uint8_t val)
+{
+    select_reg(s, devfn, off);
+    qtest_outb(s, PCI_CONFIG_DATA_PORT + (off & 3), val);
+}
+
+int qpci_find_device(QTestState *s, uint16_t vendor, uint16_t device)
+{
+    for (int devfn = 0; devfn < 256; devfn++) {
+        uint32_t id = qpci_config_readl(s, devfn, PCI_VENDOR_ID);
+
+        if (id == ((uint32_t)device << 16 | vendor)) {
+            return devfn;
+        }
+    }
+    return -1;
+}
+
+uint64_t qpci_bar_size(QTestState *s, int devfn, int bar)
+{
+    uint8_t reg = PCI_BASE_ADDRESS_0 + 4 * bar;
+    uint32_t lo_old = qpci_config_readl(s, devfn, reg), lo, hi = 0xffffffffu;
+    bool is64 = lo_old & PCI_BASE_ADDRESS_MEM_TYPE_64;
+    uint64_t mask;
+
+    qpci_config_writel(s, devfn, reg, 0xffffffffu);
+    lo = qpci_config_readl(s, devfn, reg);
+    qpci_config_writel(s, devfn, reg, lo_old);
+    if (is64) {
+        uint32_t hi_old = qpci_config_readl(s, devfn, reg + 4);
+        qpci_config_writel(s, devfn, reg + 4, 0xffffffffu);
+        hi = qpci_config_readl(s, devfn, reg + 4);
+        qpci_config_writel(s, devfn, reg + 4, hi_old);
+    }
+    mask = ((uint64_t)hi << 32) | (lo & ~0xfu);
+    if ((lo & ~0xfu) == 0) {
+        return 0;
+    }
+    return ~mask + 1;
+}
+
+uint64_t qpci_map_bar(QTestState *s, int devfn, int bar, uint64_t *next_free)
+{
+    uint8_t reg = PCI_BASE_ADDRESS_0 + 4 * bar;
+    uint64_t size = qpci_bar_size(s, devfn, bar), addr;
+
+    g_assert_cmpuint(size, >, 0);
+    addr = (*next_free + size - 1) & ~(size - 1);
+    *next_free = addr + size;
+    qpci_config_writel(s, devfn, reg, (uint32_t)addr);
+    if (qpci_config_readl(s, devfn, reg) & PCI_BASE_ADDRESS_MEM_TYPE_64) {
+        qpci_config_writel(s, devfn, reg + 4, (uint32_t)(addr >> 32));
+    }
+    qpci_config_writew(s, devfn, PCI_COMMAND, qpci_config_readw(s, devfn, PCI_COMMAND) |
+                       PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    return addr;
+}
+
+uint8_t qpci_find_cap(QTestState *s, int devfn, uint8_t id, int vndr_type, uint8_t start)
+{
+    uint8_t off = start ? qpci_config_readb(s, devfn, start + 1)
+                        : qpci_config_readb(s, devfn, PCI_CAPABILITY_LIST);
+    unsigned hops = 0;
+
+    while (off && hops++ < 48) {
+        if (qpci_config_readb(s, devfn, off) == id &&
+            (vndr_type < 0 || qpci_config_readb(s, devfn, off + 3) == vndr_type)) {
+            return off;
+        }
+        off = qpci_config_readb(s, devfn, off + 1);
+    }
+    return 0;
+}
+
+void qvirtio_pci_init(QVirtioPCI *v, QTestState *s, int devfn)
+{
+    static const int types[] = { VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_ISR_CFG,
+                                 VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG };
+    uint64_t *dst[] = { &v->common, &v->isr, &v->device, &v->notify };
+    uint64_t bar_addr[PCI_NUM_BARS] = { 0 }, next = QPCI_MMIO_BASE;
+
+    v->qts = s;
+    v->devfn = devfn;
+    for (unsigned i = 0; i < G_N_ELEMENTS(types); i++) {
+        uint8_t c = qpci_find_cap(s, devfn, PCI_CAP_ID_VNDR, types[i], 0);
+        uint8_t bar;
+
+        g_assert_cmpuint(c, !=, 0);
+        bar = qpci_config_readb(s, devfn, c + 4);
+        g_assert_cmpuint(bar, <, PCI_NUM_BARS);
+        if (!bar_addr[bar]) {
+            bar_addr[bar] = qpci_map_bar(s, devfn, bar, &next);
+        }
+        *dst[i] = bar_addr[bar] + qpci_config_readl(s, devfn, c + 8);
+        if (types[i] == VIRTIO_PCI_CAP_NOTIFY_CFG) {
+            g_assert_cmpuint(qpci_config_readb(s, devfn, c + 2), >=, 20);
+            v->notify_mult = qpci_config_readl(s, devfn, c + 16);
+        }
+    }
+}
+
+uint64_t qvirtio_pci_get_features(QVirtioPCI *v)
+{
+    uint64_t f;
+
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_DFSELECT, 0);
+    f = qtest_readl(v->qts, v->common + VIRTIO_PCI_COMMON_DF);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_DFSELECT, 1);
+    f |= (uint64_t)qtest_readl(v->qts, v->common + VIRTIO_PCI_COMMON_DF) << 32;
+    return f;
+}
+
+uint8_t qvirtio_pci_get_status(QVirtioPCI *v)
+{
+    return qtest_readb(v->qts, v->common + VIRTIO_PCI_COMMON_STATUS);
+}
+
+void qvirtio_pci_set_status(QVirtioPCI *v, uint8_t status)
+{
+    qtest_writeb(v->qts, v->common + VIRTIO_PCI_COMMON_STATUS, status);
+}
+
+bool qvirtio_pci_set_features(QVirtioPCI *v, uint64_t features)
+{
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_GFSELECT, 0);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_GF, (uint32_t)features);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_GFSELECT, 1);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_GF, (uint32_t)(features >> 32));
+    qvirtio_pci_set_status(v, qvirtio_pci_get_status(v) | VIRTIO_CONFIG_S_FEATURES_OK);
+    return qvirtio_pci_get_status(v) & VIRTIO_CONFIG_S_FEATURES_OK;
+}
+
+void qvirtio_pci_queue_select(QVirtioPCI *v, uint16_t q)
+{
+    qtest_writew(v->qts, v->common + VIRTIO_PCI_COMMON_Q_SELECT, q);
+}
+
+void qvirtio_pci_set_rings(QVirtioPCI *v, uint64_t desc, uint64_t driver, uint64_t device)
+{
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_Q_DESCLO, (uint32_t)desc);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_Q_DESCHI, (uint32_t)(desc >> 32));
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_Q_AVAILLO, (uint32_t)driver);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_Q_AVAILHI, (uint32_t)(driver >> 32));
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_Q_USEDLO, (uint32_t)device);
+    qtest_writel(v->qts, v->common + VIRTIO_PCI_COMMON_Q_USEDHI, (uint32_t)(device >> 32));
+}
+
+void qvirtio_pci_notify(QVirtioPCI *v, uint16_t q)
+{
+    uint16_t off;
+
+    qvirtio_pci_queue_select(v, q);
+    off = qtest_readw(v->qts, v->common + VIRTIO_PCI_COMMON_Q_NOFF);
+    qtest_writew(v->qts, v->notify + (uint64_t)off * v->notify_mult, q);
+}

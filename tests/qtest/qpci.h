@@ -1,0 +1,55 @@
+/*
+ * A libqos-like PCI layer over libqtest: configuration mechanism #1 through
+ * qtest port accesses, device lookup, BAR sizing and mapping from a simple
+ * allocator in the PCI hole, capability walks; and virtio-pci modern
+ * register access built on it.
+ *
+ * Context: single-threaded test programs.
+ */
+#ifndef TESTS_QTEST_QPCI_H
+#define TESTS_QTEST_QPCI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "libqtest.h"
+
+/* Where qpci_map_bar places BARs (the pc machine's PCI hole, as libqos' pc allocator). */
+#define QPCI_MMIO_BASE 0xe0000000ull
+
+uint32_t qpci_config_readl(QTestState *s, int devfn, uint8_t off);
+uint16_t qpci_config_readw(QTestState *s, int devfn, uint8_t off);
+uint8_t qpci_config_readb(QTestState *s, int devfn, uint8_t off);
+void qpci_config_writel(QTestState *s, int devfn, uint8_t off, uint32_t val);
+void qpci_config_writew(QTestState *s, int devfn, uint8_t off, uint16_t val);
+void qpci_config_writeb(QTestState *s, int devfn, uint8_t off, uint8_t val);
+
+/* devfn of the first function with @vendor/@device on bus 0, or -1. */
+int qpci_find_device(QTestState *s, uint16_t vendor, uint16_t device);
+/* Size memory BAR @bar (64-bit aware); 0 when not implemented. */
+uint64_t qpci_bar_size(QTestState *s, int devfn, int bar);
+/* Size and program BAR @bar at the next free address, enable memory + bus master. Returns the address. */
+uint64_t qpci_map_bar(QTestState *s, int devfn, int bar, uint64_t *next_free);
+/* Offset of the first capability @id with (for vendor caps) cfg_type @type at byte 3, after @start (0: from the list head). */
+uint8_t qpci_find_cap(QTestState *s, int devfn, uint8_t id, int vndr_type, uint8_t start);
+
+/* virtio-pci modern: the four structures' guest-physical addresses. */
+typedef struct QVirtioPCI {
+    QTestState *qts;
+    int devfn;
+    uint64_t common, isr, device, notify;
+    uint32_t notify_mult;
+} QVirtioPCI;
+
+/* Find the device's capabilities, map their BAR and fill @v. Asserts on a malformed device. */
+void qvirtio_pci_init(QVirtioPCI *v, QTestState *s, int devfn);
+uint64_t qvirtio_pci_get_features(QVirtioPCI *v);
+/* Write driver features and set FEATURES_OK; returns whether the device kept FEATURES_OK. */
+bool qvirtio_pci_set_features(QVirtioPCI *v, uint64_t features);
+uint8_t qvirtio_pci_get_status(QVirtioPCI *v);
+void qvirtio_pci_set_status(QVirtioPCI *v, uint8_t status);
+void qvirtio_pci_queue_select(QVirtioPCI *v, uint16_t q);
+void qvirtio_pci_set_rings(QVirtioPCI *v, uint64_t desc, uint64_t driver, uint64_t device);
+void qvirtio_pci_notify(QVirtioPCI *v, uint16_t q);
+
+#endif
