@@ -1,0 +1,365 @@
+/*
+ * virtio-blk-pci over qtest, as QEMU's libqos virtio-blk tests drive QEMU:
+ * guest RAM is a shared file the test maps too, so the driver library
+ * (tests/libvdriver) builds rings through host pointers while every device
+ * register is reached over qtest (PCI config through 0xcf8/0xcfc, the
+ * virtio-pci structures through MMIO). Each data test runs on the four
+ * layouts: split, packed, split+IN_ORDER, packed+IN_ORDER.
+ */
+#include <fcntl.h>
+#include <glib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hw/pci/pci.h"
+#include "hw/virtio/virtio-blk.h"
+#include "hw/virtio/virtio-pci.h"
+#include "qpci.h"
+#include "vdriver.h"
+
+#define RAM_SIZE        (64u << 20)
+#define IMG_SIZE        (1u << 20)
+#define QUEUE_NUM       64
+#define RING_BASE       0x10000ull
+#define REQ_BASE        0x100000ull     /* request slot i at REQ_BASE + i * REQ_STRIDE */
+#define REQ_STRIDE      0x10000ull
+#define REQ_DATA_OFF    0x1000ull
+#define BLK_DEVFN       PCI_DEVFN(4, 0)
+#define BLK_GSI         (PCI_INTX_GSI_BASE + 0)    /* slot 4, INTA: PIRQ (4 + 0) & 3 = A */
+
+typedef struct Layout {
+    const char *name;
+    bool packed, in_order;
+} Layout;
+
+static const Layout layouts[] = {
+    { "split", false, false },
+    { "packed", true, false },
+    { "split-in-order", false, true },
+    { "packed-in-order", true, true },
+};
+
+typedef struct Blk {
+    QTestState *qts;
+    char *dir, *img_path, *mem_path;
+    int img_fd;
+    uint8_t *ram;
+    GuestMemory gm;
+    QVirtioPCI v;
+    VDriverQueueConfig cfg;
+    VDriverQueue *vq;
+} Blk;
+
+static void blk_start(Blk *b, const Layout *l)
+{
+    int fd;
+
+    memset(b, 0, sizeof(*b));
+    b->dir = g_dir_make_tmp("vdm-blk-XXXXXX", NULL);
+    g_assert_nonnull(b->dir);
+    b->img_path = g_build_filename(b->dir, "disk.img", NULL);
+    b->mem_path = g_build_filename(b->dir, "ram", NULL);
+    b->img_fd = open(b->img_path, O_RDWR | O_CREAT, 0600);
+    g_assert_cmpint(b->img_fd, >=, 0);
+    g_assert_cmpint(ftruncate(b->img_fd, IMG_SIZE), ==, 0);
+    fd = open(b->mem_path, O_RDWR | O_CREAT, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, RAM_SIZE), ==, 0);
+    b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    g_assert_true(b->ram != MAP_FAILED);
+    close(fd);
+    guest_memory_init(&b->gm);
+    g_assert_cmpint(guest_memory_add(&b->gm, 0, RAM_SIZE, b->ram, true), ==, 0);
+
+    b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
+                         "-machine memory-backend=mem -nodefaults "
+                         "-drive file=%s,if=none,id=d0,format=raw "
+                         "-device virtio-blk-pci,drive=d0,addr=04.0,packed=%s,in_order=%s,"
+                         "event_idx=off,indirect_desc=off,serial=vdm0",
+                         b->mem_path, b->img_path, l->packed ? "on" : "off", l->in_order ? "on" : "off");
+    g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
+                                     PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_BLOCK), ==, BLK_DEVFN);
+    qvirtio_pci_init(&b->v, b->qts, BLK_DEVFN);
+    g_assert_cmpuint(b->v.notify_mult, ==, 4);
+}
+
+static void blk_stop(Blk *b)
+{
+    qtest_quit(b->qts);
+    if (b->vq) {
+        vdriver_queue_free(b->vq);
+    }
+    munmap(b->ram, RAM_SIZE);
+    close(b->img_fd);
+    unlink(b->img_path);
+    unlink(b->mem_path);
+    rmdir(b->dir);
+    g_free(b->img_path);
+    g_free(b->mem_path);
+    g_free(b->dir);
+}
+
+/* The driver initialisation sequence (spec 3.1.1) with queue 0 set up. */
+static void blk_init_device(Blk *b, const Layout *l)
+{
+    QVirtioPCI *v = &b->v;
+    uint64_t f, want;
+
+    qvirtio_pci_set_status(v, 0);
+    g_assert_cmphex(qvirtio_pci_get_status(v), ==, 0);
+    qvirtio_pci_set_status(v, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    qvirtio_pci_set_status(v, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    f = qvirtio_pci_get_features(v);
+    g_assert_true(f & (1ULL << VIRTIO_F_VERSION_1));
+    g_assert_cmpint(!!(f & (1ULL << VIRTIO_F_RING_PACKED)), ==, l->packed);
+    g_assert_cmpint(!!(f & (1ULL << VIRTIO_F_IN_ORDER)), ==, l->in_order);
+    want = (1ULL << VIRTIO_F_VERSION_1) | (f & ((1ULL << VIRTIO_F_RING_PACKED) | (1ULL << VIRTIO_F_IN_ORDER)));
+    g_assert_true(qvirtio_pci_set_features(v, want));
+
+    g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_NUMQ), ==, 1);
+    qvirtio_pci_queue_select(v, 0);
+    g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE), ==, 256);
+    qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE, QUEUE_NUM);
+    g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE), ==, QUEUE_NUM);
+    g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_Q_NOFF), ==, 0);
+
+    b->cfg = (VDriverQueueConfig){ .num = QUEUE_NUM, .packed = l->packed, .in_order = l->in_order };
+    vdriver_layout_rings(&b->cfg, RING_BASE);
+    b->vq = vdriver_queue_new(&b->gm, &b->cfg);
+    g_assert_nonnull(b->vq);
+    qvirtio_pci_set_rings(v, b->cfg.desc, b->cfg.driver, b->cfg.device);
+    g_assert_cmphex(qtest_readq(b->qts, v->common + VIRTIO_PCI_COMMON_Q_USEDLO), ==, b->cfg.device);
+    qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    qvirtio_pci_set_status(v, qvirtio_pci_get_status(v) | VIRTIO_CONFIG_S_DRIVER_OK);
+    g_assert_cmphex(qvirtio_pci_get_status(v), ==, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+static uint64_t slot_gpa(unsigned slot)
+{
+    return REQ_BASE + slot * REQ_STRIDE;
+}
+
+/* Queue one request in slot @slot: header, @len data bytes at the slot's data area, status. */
+static void blk_add(Blk *b, unsigned slot, uint32_t type, uint64_t sector, uint32_t len)
+{
+    uint64_t base = slot_gpa(slot);
+    VirtIOBlkOutHdr hdr = { .type = type, .sector = sector };       /* x86 test: little-endian */
+    VDriverSeg out[2] = { { base, sizeof(hdr) } }, in[2];
+    unsigned nout = 1, nin = 0;
+
+    memcpy(b->ram + base, &hdr, sizeof(hdr));
+    b->ram[base + 0x10] = 0xff;     /* status, overwritten by the device */
+    if (type == VIRTIO_BLK_T_OUT) {
+        out[nout++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
+    } else if (len) {
+        in[nin++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
+    }
+    in[nin++] = (VDriverSeg){ base + 0x10, 1 };
+    g_assert_cmpint(vdriver_add(b->vq, out, nout, in, nin, GUINT_TO_POINTER(slot + 1), false), ==, 0);
+}
+
+static void blk_kick(Blk *b)
+{
+    if (vdriver_kick_prepare(b->vq)) {
+        qvirtio_pci_notify(&b->v, 0);
+    }
+}
+
+/* Reap @n buffers (bounded wait); each must have status OK. */
+static void blk_reap(Blk *b, unsigned n)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
+    unsigned got = 0;
+
+    while (got < n) {
+        uint32_t len;
+        void *tok = vdriver_get_buf(b->vq, &len, NULL);
+
+        g_assert_null(vdriver_error(b->vq));
+        if (!tok) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            g_usleep(200);
+            continue;
+        }
+        g_assert_cmphex(b->ram[slot_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
+        got++;
+    }
+}
+
+static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        p[i] = (uint8_t)(i * 31 + seed * 7 + (i >> 9));
+    }
+}
+
+static void test_config_capacity(const void *opaque)
+{
+    const Layout *l = opaque;
+    Blk b;
+    char serial[VIRTIO_BLK_ID_BYTES + 1] = { 0 };
+
+    blk_start(&b, l);
+    blk_init_device(&b, l);
+    g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, IMG_SIZE / 512);
+    /* the generation counter is stable while nothing changes */
+    g_assert_cmpuint(qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION), ==,
+                     qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION));
+    /* GET_ID returns the serial */
+    blk_add(&b, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES);
+    blk_kick(&b);
+    blk_reap(&b, 1);
+    memcpy(serial, b.ram + slot_gpa(0) + REQ_DATA_OFF, VIRTIO_BLK_ID_BYTES);
+    g_assert_cmpstr(serial, ==, "vdm0");
+    blk_stop(&b);
+}
+
+static void test_write_read_data_check(const void *opaque)
+{
+    const Layout *l = opaque;
+    enum { NREQ = 8, LEN = 4096 };
+    uint8_t *want = g_malloc(LEN), *file = g_malloc(LEN);
+    Blk b;
+
+    blk_start(&b, l);
+    blk_init_device(&b, l);
+    /* several writes in flight at once, completing in whatever order the backend finishes them */
+    for (unsigned i = 0; i < NREQ; i++) {
+        fill_pattern(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i);
+        blk_add(&b, i, VIRTIO_BLK_T_OUT, i * 16 + 1, LEN);
+    }
+    blk_kick(&b);
+    blk_reap(&b, NREQ);
+    for (unsigned i = 0; i < NREQ; i++) {
+        fill_pattern(want, LEN, i);
+        g_assert_cmpint(pread(b.img_fd, file, LEN, (off_t)(i * 16 + 1) * 512), ==, LEN);
+        g_assert_cmpmem(file, LEN, want, LEN);
+    }
+    /* read back into cleared buffers */
+    for (unsigned i = 0; i < NREQ; i++) {
+        memset(b.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+        blk_add(&b, i, VIRTIO_BLK_T_IN, i * 16 + 1, LEN);
+    }
+    blk_kick(&b);
+    blk_reap(&b, NREQ);
+    for (unsigned i = 0; i < NREQ; i++) {
+        fill_pattern(want, LEN, i);
+        g_assert_cmpmem(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+    }
+    /* more requests than fit at once: the ring wraps */
+    for (unsigned round = 0; round < 3 * QUEUE_NUM / NREQ; round++) {
+        for (unsigned i = 0; i < NREQ; i++) {
+            blk_add(&b, i, VIRTIO_BLK_T_IN, i * 16 + 1, 512);
+        }
+        blk_kick(&b);
+        blk_reap(&b, NREQ);
+    }
+    g_assert_cmpuint(vdriver_inflight(b.vq), ==, 0);
+    g_free(want);
+    g_free(file);
+    blk_stop(&b);
+}
+
+static void test_intx_and_isr(void)
+{
+    const Layout *l = &layouts[0];
+    Blk b;
+
+    blk_start(&b, l);
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    blk_init_device(&b, l);
+    blk_add(&b, 0, VIRTIO_BLK_T_IN, 0, 512);
+    blk_kick(&b);
+    blk_reap(&b, 1);
+    /* any command after the completion: the IRQ line was sent before its reply */
+    (void)qvirtio_pci_get_status(&b.v);
+    g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_true(qpci_config_readw(b.qts, BLK_DEVFN, PCI_STATUS) & PCI_STATUS_INTERRUPT);
+    /* spec 4.1.4.5: reading ISR returns the queue bit, clears it, de-asserts INTx */
+    g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 1);
+    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 0);
+    g_assert_false(qpci_config_readw(b.qts, BLK_DEVFN, PCI_STATUS) & PCI_STATUS_INTERRUPT);
+    blk_stop(&b);
+}
+
+static void test_hostile_registers(void)
+{
+    const Layout *l = &layouts[0];
+    QTestState *s;
+    uint64_t common;
+    Blk b;
+
+    blk_start(&b, l);
+    s = b.qts;
+    common = b.v.common;
+
+    /* FEATURES_OK is refused for a feature that was not offered */
+    qvirtio_pci_set_status(&b.v, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    g_assert_false(qvirtio_pci_get_features(&b.v) & (1ULL << 40));
+    g_assert_false(qvirtio_pci_set_features(&b.v, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 40)));
+
+    /* queue size 0 and above the maximum are refused */
+    qvirtio_pci_queue_select(&b.v, 0);
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_Q_SIZE, 0);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_SIZE), ==, 256);
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_Q_SIZE, 512);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_SIZE), ==, 256);
+    /* a queue that does not exist reads size 0 and ignores writes */
+    qvirtio_pci_queue_select(&b.v, 3);
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_Q_SIZE, 16);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_SIZE), ==, 0);
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_ENABLE), ==, 0);
+
+    blk_init_device(&b, l);
+    /* queue configuration after DRIVER_OK is refused */
+    qvirtio_pci_queue_select(&b.v, 0);
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_Q_SIZE, 32);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_SIZE), ==, QUEUE_NUM);
+    qtest_writel(s, common + VIRTIO_PCI_COMMON_Q_DESCLO, 0x200000);
+    g_assert_cmphex(qtest_readl(s, common + VIRTIO_PCI_COMMON_Q_DESCLO), ==, (uint32_t)b.cfg.desc);
+    qtest_writel(s, common + VIRTIO_PCI_COMMON_Q_USEDHI, 1);
+    g_assert_cmphex(qtest_readl(s, common + VIRTIO_PCI_COMMON_Q_USEDHI), ==, 0);
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_Q_ENABLE, 0);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_ENABLE), ==, 1);
+    /* features are frozen after FEATURES_OK */
+    qtest_writel(s, common + VIRTIO_PCI_COMMON_GFSELECT, 0);
+    qtest_writel(s, common + VIRTIO_PCI_COMMON_GF, 0xffffffff);
+    g_assert_cmphex(qtest_readl(s, common + VIRTIO_PCI_COMMON_GF), ==, 0);
+    /* notifications for queues that do not exist are ignored, read-only fields stay */
+    for (unsigned q = 1; q < 1024; q += 97) {
+        qtest_writew(s, b.v.notify + q * b.v.notify_mult, (uint16_t)q);
+    }
+    qtest_writew(s, common + VIRTIO_PCI_COMMON_NUMQ, 9);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_NUMQ), ==, 1);
+    g_assert_false(qvirtio_pci_get_status(&b.v) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* and the device still works */
+    blk_add(&b, 0, VIRTIO_BLK_T_IN, 0, 512);
+    blk_kick(&b);
+    blk_reap(&b, 1);
+    /* reset clears the status and the queue */
+    qvirtio_pci_set_status(&b.v, 0);
+    g_assert_cmphex(qvirtio_pci_get_status(&b.v), ==, 0);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_ENABLE), ==, 0);
+    g_assert_cmpuint(qtest_readw(s, common + VIRTIO_PCI_COMMON_Q_SIZE), ==, 256);
+    blk_stop(&b);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
+        char *p = g_strdup_printf("/virtio-blk-pci/%s/write-read-data-check", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_write_read_data_check);
+        g_free(p);
+        p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_config_capacity);
+        g_free(p);
+    }
+    g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
+    g_test_add_func("/virtio-blk-pci/hostile-registers-refused", test_hostile_registers);
+    return g_test_run();
+}
