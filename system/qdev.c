@@ -243,6 +243,7 @@ static bool vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     const char *drive_id = NULL, *addr = opt_get(opts, n, "addr");
     GError *gerr = NULL;
     int devfn = -1, ret;
+    long vectors = -1;          /* QEMU's default: num_queues + 1 */
     Drive *drive;
 
     virtio_blk_conf_init(&conf);
@@ -254,6 +255,16 @@ static bool vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         }
         if (!strcmp(k, "drive")) {
             drive_id = v;
+            continue;
+        }
+        if (!strcmp(k, "vectors")) {
+            char *end;
+            vectors = strtol(v, &end, 0);
+            if (end == v || *end || vectors < 0 || vectors > VIRTIO_PCI_MAX_VECTORS) {
+                *errp = g_strdup_printf("Property 'virtio-blk-pci.vectors' doesn't take value '%s' "
+                                        "(0..%d)", v, VIRTIO_PCI_MAX_VECTORS);
+                return false;
+            }
             continue;
         }
         if (in_list(virtio_pci_fixed_props, k)) {
@@ -303,7 +314,11 @@ static bool vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         g_free(s);
         return false;
     }
-    ret = virtio_pci_realize(&s->proxy, &s->vblk.parent_obj, "virtio-blk-pci", devfn, 0x010000);
+    if (vectors < 0) {
+        vectors = MIN(s->vblk.parent_obj.num_queues + 1, VIRTIO_PCI_MAX_VECTORS);
+    }
+    ret = virtio_pci_realize(&s->proxy, &s->vblk.parent_obj, "virtio-blk-pci", devfn, 0x010000,
+                             (unsigned)vectors);
     if (ret < 0) {
         *errp = devfn >= 0 ? g_strdup_printf("PCI: slot %d function %d not available for virtio-blk-pci",
                                              PCI_SLOT(devfn), PCI_FUNC(devfn))
@@ -330,6 +345,7 @@ static void vblk_pci_help(void)
     printf("virtio-blk-pci options:\n");
     print_prop("addr", "int32", "Slot and optional function number, example: 06.0 or 06", NULL);
     print_prop("drive", "str", "Node name or ID of a block device to use as a backend", NULL);
+    print_prop("vectors", "uint32", "MSI-X vectors (default num-queues + 1, 0: no MSI-X, max 64)", NULL);
     print_prop("disable-legacy", "OnOffAuto", "on (vdm: modern only)", NULL);
     print_prop("disable-modern", "bool", "false (vdm: modern only)", NULL);
     virtio_blk_conf_list(print_prop, NULL);

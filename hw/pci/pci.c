@@ -6,6 +6,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "sysemu/ioport.h"
 #include "sysemu/qtest.h"
@@ -112,6 +113,9 @@ void pci_config_write(PCIDevice *d, uint32_t addr, uint32_t val, unsigned len)
         update_mappings(d);
         update_irq(d);      /* INTX_DISABLE may have changed */
     }
+    if (d->msix) {
+        msix_config_written(d, addr, len);
+    }
     if (d->config_written) {
         d->config_written(d, addr, len);
     }
@@ -188,6 +192,8 @@ int pci_device_init(PCIDevice *d, const char *name, int devfn, uint16_t vendor, 
     memset(d->config, 0, sizeof(d->config));
     memset(d->wmask, 0, sizeof(d->wmask));
     memset(d->w1cmask, 0, sizeof(d->w1cmask));
+    d->msix = NULL;
+    d->irq_level = 0;
     d->name = g_strdup(name);
     d->devfn = devfn;
     pci_set_word(d->config + PCI_VENDOR_ID, vendor);
@@ -221,6 +227,7 @@ void pci_device_remove(PCIDevice *d)
             d->bars[n].addr = PCI_BAR_UNMAPPED;
         }
     }
+    msix_uninit(d);
     if (bus && bus->devices[d->devfn] == d) {
         bus->devices[d->devfn] = NULL;
     }

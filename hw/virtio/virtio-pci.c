@@ -11,6 +11,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "hw/pci/msix.h"
 #include "hw/virtio/virtio-pci.h"
 
 /* ---- common configuration (spec 4.1.4.3) ---- */
@@ -46,13 +47,14 @@ static void common_image(VirtIOPCIProxy *p, uint8_t img[0x40])
     pci_set_long(img + VIRTIO_PCI_COMMON_DF, df);
     pci_set_long(img + VIRTIO_PCI_COMMON_GFSELECT, p->gfselect);
     pci_set_long(img + VIRTIO_PCI_COMMON_GF, p->gfselect < 2 ? p->guest_features[p->gfselect] : 0);
-    pci_set_word(img + VIRTIO_PCI_COMMON_MSIX, VIRTIO_NO_VECTOR);
+    pci_set_word(img + VIRTIO_PCI_COMMON_MSIX, p->config_vector);
     pci_set_word(img + VIRTIO_PCI_COMMON_NUMQ, (uint16_t)vdev->num_queues);
     img[VIRTIO_PCI_COMMON_STATUS] = vdev->status;
     img[VIRTIO_PCI_COMMON_CFGGENERATION] = (uint8_t)vdev->generation;
     pci_set_word(img + VIRTIO_PCI_COMMON_Q_SELECT, p->queue_select);
     pci_set_word(img + VIRTIO_PCI_COMMON_Q_MSIX, VIRTIO_NO_VECTOR);
     if (queue_valid(p)) {
+        pci_set_word(img + VIRTIO_PCI_COMMON_Q_MSIX, virtio_queue_get_vector(vdev, q));
         pci_set_word(img + VIRTIO_PCI_COMMON_Q_SIZE, (uint16_t)virtio_queue_get_num(vdev, q));
         pci_set_word(img + VIRTIO_PCI_COMMON_Q_ENABLE, virtio_queue_get_enabled(vdev, q));
         pci_set_word(img + VIRTIO_PCI_COMMON_Q_NOFF, (uint16_t)q);
@@ -97,6 +99,7 @@ static void virtio_pci_reset(VirtIOPCIProxy *p)
     virtio_set_status(p->vdev, 0);
     p->guest_features[0] = p->guest_features[1] = 0;
     p->queue_select = 0;
+    p->config_vector = VIRTIO_NO_VECTOR;     /* the core resets the queue vectors */
     pci_set_irq(&p->pci_dev, 0);
 }
 
@@ -119,6 +122,16 @@ static void status_write(VirtIOPCIProxy *p, uint8_t val)
     virtio_set_status(vdev, val);
 }
 
+/*
+ * A vector the table has, else VIRTIO_MSI_NO_VECTOR: the driver reads the
+ * register back to learn whether the device took it (spec 4.1.5.1.2).
+ */
+static uint16_t checked_vector(const VirtIOPCIProxy *p, uint32_t v)
+{
+    v &= 0xffff;
+    return v < msix_nr_vectors(&p->pci_dev) ? (uint16_t)v : VIRTIO_NO_VECTOR;
+}
+
 static void common_write(VirtIOPCIProxy *p, hwaddr off, uint64_t val, unsigned size)
 {
     VirtIODevice *vdev = p->vdev;
@@ -137,8 +150,13 @@ static void common_write(VirtIOPCIProxy *p, hwaddr off, uint64_t val, unsigned s
         }
         break;
     case VIRTIO_PCI_COMMON_MSIX:
+        p->config_vector = checked_vector(p, v);
+        break;
     case VIRTIO_PCI_COMMON_Q_MSIX:
-        break;                  /* no MSI-X: reads back VIRTIO_NO_VECTOR (spec 4.1.4.3) */
+        if (queue_valid(p)) {
+            virtio_queue_set_vector(vdev, p->queue_select, checked_vector(p, v));
+        }
+        break;
     case VIRTIO_PCI_COMMON_STATUS:
         status_write(p, (uint8_t)v);
         break;
@@ -245,20 +263,32 @@ static void bar_write(void *opaque, hwaddr off, uint64_t val, unsigned size)
 
 static const MMIOOps virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };
 
-/* ---- transport ops: INTx ---- */
+/* ---- transport ops: MSI-X when enabled, else INTx ---- */
+
+static void virtio_pci_notify_vector(VirtIOPCIProxy *p, uint16_t vector)
+{
+    if (msix_enabled(&p->pci_dev)) {
+        /* VIRTIO_MSI_NO_VECTOR: no interrupt at all (INTx is off under MSI-X) */
+        if (vector != VIRTIO_NO_VECTOR) {
+            msix_notify(&p->pci_dev, vector);
+        }
+        return;
+    }
+    pci_set_irq(&p->pci_dev, 1);    /* the core set the ISR bits */
+}
 
 static void virtio_pci_notify(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOPCIProxy *p = vdev->transport_opaque;
 
-    pci_set_irq(&p->pci_dev, 1);    /* the core set ISR bit 0 */
+    virtio_pci_notify_vector(p, virtio_queue_get_vector(vdev, virtio_get_queue_index(vq)));
 }
 
 static void virtio_pci_notify_config(VirtIODevice *vdev)
 {
     VirtIOPCIProxy *p = vdev->transport_opaque;
 
-    pci_set_irq(&p->pci_dev, 1);    /* the core set ISR bits 0-1 */
+    virtio_pci_notify_vector(p, p->config_vector);
 }
 
 static const VirtIOTransportOps virtio_pci_transport_ops = {
@@ -284,7 +314,7 @@ static void add_virtio_cap(PCIDevice *d, uint8_t cfg_type, uint32_t offset, uint
 }
 
 int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name, int devfn,
-                       uint32_t class_code)
+                       uint32_t class_code, unsigned nvectors)
 {
     PCIDevice *d = &proxy->pci_dev;
     int ret;
@@ -305,6 +335,15 @@ int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *ty
     add_virtio_cap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET, VIRTIO_PCI_REGION_SIZE);
     pci_register_bar(d, VIRTIO_PCI_BAR, PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH,
                      VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, proxy);
+    proxy->config_vector = VIRTIO_NO_VECTOR;
+    if (nvectors) {
+        ret = msix_init_exclusive_bar(d, nvectors, VIRTIO_PCI_MSIX_BAR);
+        if (ret < 0) {
+            pci_device_remove(d);
+            proxy->vdev = NULL;
+            return ret;
+        }
+    }
     vdev->transport = &virtio_pci_transport_ops;
     vdev->transport_opaque = proxy;
     return 0;

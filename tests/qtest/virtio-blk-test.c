@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
@@ -51,8 +52,16 @@ typedef struct Blk {
     VDriverQueue *vq;
 } Blk;
 
-static void blk_start(Blk *b, const Layout *l)
+/*
+ * Start vdm with the device on drive "d0": @drive NULL for the -drive on the
+ * test image (else a full -blockdev/-drive option naming d0, where "@IMG@"
+ * stands for the image's path), @dev_extra
+ * appended to the -device properties ("" for none).
+ */
+static void blk_start_with(Blk *b, const Layout *l, const char *drive, const char *dev_extra)
 {
+    char *drive_opt;
+
     int fd;
 
     memset(b, 0, sizeof(*b));
@@ -72,16 +81,29 @@ static void blk_start(Blk *b, const Layout *l)
     guest_memory_init(&b->gm);
     g_assert_cmpint(guest_memory_add(&b->gm, 0, RAM_SIZE, b->ram, true), ==, 0);
 
+    if (drive) {
+        char **parts = g_strsplit(drive, "@IMG@", -1);     /* @IMG@: the image's path */
+        drive_opt = g_strjoinv(b->img_path, parts);
+        g_strfreev(parts);
+    } else {
+        drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->img_path);
+    }
     b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
-                         "-machine memory-backend=mem -nodefaults "
-                         "-drive file=%s,if=none,id=d0,format=raw "
+                         "-machine memory-backend=mem -nodefaults %s "
                          "-device virtio-blk-pci,drive=d0,addr=04.0,packed=%s,in_order=%s,"
-                         "event_idx=off,indirect_desc=off,serial=vdm0",
-                         b->mem_path, b->img_path, l->packed ? "on" : "off", l->in_order ? "on" : "off");
+                         "event_idx=off,indirect_desc=off,serial=vdm0%s",
+                         b->mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
+                         dev_extra);
+    g_free(drive_opt);
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
                                      PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_BLOCK), ==, BLK_DEVFN);
     qvirtio_pci_init(&b->v, b->qts, BLK_DEVFN);
     g_assert_cmpuint(b->v.notify_mult, ==, 4);
+}
+
+static void blk_start(Blk *b, const Layout *l)
+{
+    blk_start_with(b, l, NULL, "");
 }
 
 static void blk_stop(Blk *b)
@@ -348,6 +370,217 @@ static void test_hostile_registers(void)
     blk_stop(&b);
 }
 
+/* ---- MSI-X ---- */
+
+#define MSIX_BAR_ADDR   (QPCI_MMIO_BASE + 0x100000)
+#define MSI_TARGET      0x3f0000ull        /* vector v writes to MSI_TARGET + 0x100 * v (RAM) */
+#define MSI_DATA(v)     (0x4d530000u | (v))
+
+typedef struct Msix {
+    uint8_t cap;
+    unsigned nvec;
+    uint64_t table, pba;
+} Msix;
+
+static uint64_t msi_target(unsigned v)
+{
+    return MSI_TARGET + 0x100ull * v;
+}
+
+/* Map the MSI-X BAR and point every entry at RAM (entries stay masked). */
+static void msix_setup(Blk *b, Msix *m)
+{
+    QTestState *s = b->qts;
+    uint64_t next = MSIX_BAR_ADDR, bar;
+    uint32_t table, pba;
+
+    m->cap = qpci_find_cap(s, BLK_DEVFN, PCI_CAP_ID_MSIX, -1, 0);
+    g_assert_cmpuint(m->cap, !=, 0);
+    m->nvec = (qpci_config_readw(s, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS) & PCI_MSIX_FLAGS_QSIZE) + 1;
+    table = qpci_config_readl(s, BLK_DEVFN, m->cap + PCI_MSIX_TABLE);
+    pba = qpci_config_readl(s, BLK_DEVFN, m->cap + PCI_MSIX_PBA);
+    g_assert_cmpuint(table & 7, ==, VIRTIO_PCI_MSIX_BAR);
+    g_assert_cmpuint(pba & 7, ==, VIRTIO_PCI_MSIX_BAR);
+    bar = qpci_map_bar(s, BLK_DEVFN, VIRTIO_PCI_MSIX_BAR, &next);
+    m->table = bar + (table & ~7u);
+    m->pba = bar + (pba & ~7u);
+    for (unsigned v = 0; v < m->nvec; v++) {
+        uint64_t e = m->table + v * PCI_MSIX_ENTRY_SIZE;
+
+        /* PCI 6.8.2.9: every vector comes out of reset masked */
+        g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_VECTOR_CTRL), ==, PCI_MSIX_ENTRY_CTRL_MASKBIT);
+        qtest_writel(s, e + PCI_MSIX_ENTRY_LOWER_ADDR, (uint32_t)msi_target(v));
+        qtest_writel(s, e + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
+        qtest_writel(s, e + PCI_MSIX_ENTRY_DATA, MSI_DATA(v));
+        g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_DATA), ==, MSI_DATA(v));
+        memset(b->ram + msi_target(v), 0, 4);
+    }
+}
+
+static void msix_control(Blk *b, Msix *m, bool enable, bool maskall)
+{
+    uint16_t f = qpci_config_readw(b->qts, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS);
+
+    f &= (uint16_t)~(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+    f |= (enable ? PCI_MSIX_FLAGS_ENABLE : 0) | (maskall ? PCI_MSIX_FLAGS_MASKALL : 0);
+    qpci_config_writew(b->qts, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS, f);
+    /* the table size is read-only */
+    g_assert_cmphex(qpci_config_readw(b->qts, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS), ==, f);
+}
+
+static void msix_mask(Blk *b, Msix *m, unsigned v, bool mask)
+{
+    qtest_writel(b->qts, m->table + v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL, mask);
+}
+
+static uint32_t msi_word(Blk *b, unsigned v)
+{
+    uint32_t w;
+
+    memcpy(&w, b->ram + msi_target(v), 4);
+    return GUINT32_FROM_LE(w);
+}
+
+/* Set a vector register and return what reads back. */
+static uint16_t set_vector(Blk *b, uint64_t reg, uint16_t v)
+{
+    qtest_writew(b->qts, b->v.common + reg, v);
+    return qtest_readw(b->qts, b->v.common + reg);
+}
+
+/* One read request, completed: the used entry is reaped, then one qtest round trip orders the interrupt. */
+static void one_request(Blk *b)
+{
+    blk_add(b, 0, VIRTIO_BLK_T_IN, 0, 512);
+    blk_kick(b);
+    blk_reap(b, 1);
+    (void)qvirtio_pci_get_status(&b->v);
+}
+
+static void test_msix_completion_to_ram(void)
+{
+    const Layout *l = &layouts[0];
+    Msix m;
+    Blk b;
+
+    blk_start(&b, l);
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    msix_setup(&b, &m);
+    g_assert_cmpuint(m.nvec, ==, 2);        /* QEMU's default: num-queues + 1 */
+    for (unsigned v = 0; v < m.nvec; v++) {
+        msix_mask(&b, &m, v, false);
+    }
+    msix_control(&b, &m, true, false);
+    blk_init_device(&b, l);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 1), ==, 1);
+    qvirtio_pci_queue_select(&b.v, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, 0);
+    for (unsigned round = 0; round < 3; round++) {
+        memset(b.ram + msi_target(0), 0, 4);
+        one_request(&b);
+        g_assert_cmphex(msi_word(&b, 0), ==, MSI_DATA(0));
+        g_assert_cmphex(msi_word(&b, 1), ==, 0);        /* not the config vector */
+        g_assert_false(qtest_get_irq(b.qts, BLK_GSI));  /* no INTx under MSI-X */
+    }
+    /* with MSI-X disabled again the device falls back to INTx */
+    msix_control(&b, &m, false, false);
+    memset(b.ram + msi_target(0), 0, 4);
+    one_request(&b);
+    g_assert_cmphex(msi_word(&b, 0), ==, 0);
+    g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
+    (void)qtest_readb(b.qts, b.v.isr);
+    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    /* a device reset forgets the vectors */
+    qvirtio_pci_set_status(&b.v, 0);
+    g_assert_cmphex(qtest_readw(b.qts, b.v.common + VIRTIO_PCI_COMMON_MSIX), ==, VIRTIO_NO_VECTOR);
+    g_assert_cmphex(qtest_readw(b.qts, b.v.common + VIRTIO_PCI_COMMON_Q_MSIX), ==, VIRTIO_NO_VECTOR);
+    blk_stop(&b);
+}
+
+static void test_msix_mask_pba_unmask(void)
+{
+    const Layout *l = &layouts[0];
+    uint64_t ctrl0;
+    Msix m;
+    Blk b;
+
+    blk_start(&b, l);
+    msix_setup(&b, &m);
+    ctrl0 = m.table + PCI_MSIX_ENTRY_VECTOR_CTRL;
+    /* only the mask bit of vector control is writable */
+    qtest_writel(b.qts, ctrl0, 0xffffffff);
+    g_assert_cmphex(qtest_readl(b.qts, ctrl0), ==, PCI_MSIX_ENTRY_CTRL_MASKBIT);
+    /* the PBA is read-only */
+    qtest_writeq(b.qts, m.pba, ~0ull);
+    g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
+    msix_control(&b, &m, true, false);
+    blk_init_device(&b, l);
+    qvirtio_pci_queue_select(&b.v, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, 0);
+
+    /* per-vector mask: the message is held as a pending bit */
+    one_request(&b);
+    g_assert_cmphex(msi_word(&b, 0), ==, 0);
+    g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 1);
+    /* unmasking delivers it and clears the bit */
+    msix_mask(&b, &m, 0, false);
+    g_assert_cmphex(msi_word(&b, 0), ==, MSI_DATA(0));
+    g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
+
+    /* function mask: the same, released by clearing MASKALL */
+    memset(b.ram + msi_target(0), 0, 4);
+    msix_control(&b, &m, true, true);
+    one_request(&b);
+    g_assert_cmphex(msi_word(&b, 0), ==, 0);
+    g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 1);
+    msix_control(&b, &m, true, false);
+    g_assert_cmphex(msi_word(&b, 0), ==, MSI_DATA(0));
+    g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
+
+    /* unmasked and nothing pending: unmasking again sends nothing */
+    memset(b.ram + msi_target(0), 0, 4);
+    msix_mask(&b, &m, 0, true);
+    msix_mask(&b, &m, 0, false);
+    g_assert_cmphex(msi_word(&b, 0), ==, 0);
+    blk_stop(&b);
+}
+
+static void test_msix_bad_vector(void)
+{
+    const Layout *l = &layouts[0];
+    Msix m;
+    Blk b;
+
+    blk_start(&b, l);
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    msix_setup(&b, &m);
+    for (unsigned v = 0; v < m.nvec; v++) {
+        msix_mask(&b, &m, v, false);
+    }
+    msix_control(&b, &m, true, false);
+    blk_init_device(&b, l);
+    /* spec 4.1.5.1.2: a vector the device cannot use reads back VIRTIO_MSI_NO_VECTOR */
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, (uint16_t)m.nvec), ==, VIRTIO_NO_VECTOR);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 0x1234), ==, VIRTIO_NO_VECTOR);
+    qvirtio_pci_queue_select(&b.v, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, (uint16_t)m.nvec), ==, VIRTIO_NO_VECTOR);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0xfffe), ==, VIRTIO_NO_VECTOR);
+    /* a queue that does not exist has no vector */
+    qvirtio_pci_queue_select(&b.v, 7);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, VIRTIO_NO_VECTOR);
+    qvirtio_pci_queue_select(&b.v, 0);
+    /* the completion raises nothing: no message anywhere, nothing pending, no INTx */
+    one_request(&b);
+    one_request(&b);
+    for (unsigned v = 0; v < m.nvec; v++) {
+        g_assert_cmphex(msi_word(&b, v), ==, 0);
+    }
+    g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
+    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    blk_stop(&b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -361,5 +594,8 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
     g_test_add_func("/virtio-blk-pci/hostile-registers-refused", test_hostile_registers);
+    g_test_add_func("/virtio-blk-pci/msix/completion-written-to-ram", test_msix_completion_to_ram);
+    g_test_add_func("/virtio-blk-pci/msix/mask-pba-unmask", test_msix_mask_pba_unmask);
+    g_test_add_func("/virtio-blk-pci/msix/bad-vector", test_msix_bad_vector);
     return g_test_run();
 }

@@ -62,6 +62,7 @@
 #define PCI_INTX_GSI_BASE       16
 
 typedef struct PCIDevice PCIDevice;
+typedef struct MSIXState MSIXState;
 
 typedef struct PCIBar {
     uint64_t size;              /* 0: BAR not implemented */
@@ -81,6 +82,7 @@ struct PCIDevice {
     PCIBar bars[PCI_NUM_BARS];
     uint8_t cap_next_free;      /* capability allocator, from 0x40 */
     int irq_level;
+    MSIXState *msix;            /* NULL: no MSI-X (hw/pci/msix.h) */
     /* Optional: after config bytes [@addr, @addr + @len) were written. */
     void (*config_written)(PCIDevice *d, uint32_t addr, unsigned len);
     /* Optional: unrealize (free the device model). */

@@ -7,9 +7,14 @@
  *   0x0000 common cfg   0x1000 ISR   0x2000 device cfg   0x3000 notify
  *
  * Notify: queue N's notify address is 0x3000 + N * 4 (queue_notify_off = N,
- * notify_off_multiplier = 4). Interrupts are INTx (no MSI-X yet): every
- * used-buffer and configuration notification sets ISR and raises INTA;
- * reading ISR returns and clears it and lowers INTA.
+ * notify_off_multiplier = 4). MSI-X (hw/pci/msix.h) in BAR 1 with
+ * `nvectors` entries (QEMU's `vectors`; virtio-blk: num_queues + 1, at most
+ * 64). msix_config / queue_msix_vector take a vector below the table size,
+ * anything else reads back VIRTIO_MSI_NO_VECTOR (spec 4.1.5.1.2). With
+ * MSI-X enabled a notification is the vector's message (none for
+ * NO_VECTOR) and INTx stays low; otherwise every used-buffer and
+ * configuration notification sets ISR and raises INTA. Reading ISR returns
+ * and clears it and lowers INTA.
  *
  * Context: main loop thread only.
  */
@@ -61,6 +66,8 @@
 #define VIRTIO_PCI_REGION_SIZE          0x1000
 #define VIRTIO_PCI_NOTIFY_MULTIPLIER    4
 #define VIRTIO_PCI_BAR_SIZE             0x4000
+#define VIRTIO_PCI_MSIX_BAR             1
+#define VIRTIO_PCI_MAX_VECTORS          64
 
 typedef struct VirtIOPCIProxy {
     PCIDevice pci_dev;          /* first */
@@ -68,6 +75,7 @@ typedef struct VirtIOPCIProxy {
     uint32_t dfselect, gfselect;
     uint32_t guest_features[2];
     uint16_t queue_select;
+    uint16_t config_vector;     /* msix_config */
     /* Device-specific config write (e.g. virtio_blk_set_config); NULL: read-only. */
     int (*config_write)(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len);
 } VirtIOPCIProxy;
@@ -76,10 +84,11 @@ typedef struct VirtIOPCIProxy {
  * Put @vdev behind @proxy at @devfn (-1: first free slot): PCI ids (vendor
  * 0x1af4, device 0x1040 + device id, revision 1), capabilities, BAR 4 and
  * the transport ops. @class_code as QEMU gives it for the device type.
- * Returns 0 or a negative errno from pci_device_init.
+ * @nvectors MSI-X vectors (0: no MSI-X). Returns 0 or a negative errno
+ * from pci_device_init / msix_init_exclusive_bar.
  */
 int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name, int devfn,
-                       uint32_t class_code);
+                       uint32_t class_code, unsigned nvectors);
 void virtio_pci_unrealize(VirtIOPCIProxy *proxy);
 
 #endif
