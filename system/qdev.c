@@ -6,6 +6,7 @@
  * behind the virtio-pci transport, its BlockBackend's completions delivered
  * by the main loop's GSource.
  */
+#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,10 +43,14 @@ static bool str_bool(const char *v, bool *out)
 
 /* ---- drives ---- */
 
+typedef struct VirtIOBlkPCI VirtIOBlkPCI;
+
 typedef struct Drive {
     char *id;
     BlockBackend *blk;
     bool attached;
+    bool blockdev;              /* -blockdev (id is a node-name) or -drive (a device name) */
+    VirtIOBlkPCI *dev;          /* the device using it, when attached */
 } Drive;
 
 static GPtrArray *drives;
@@ -170,6 +175,7 @@ bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp)
     /* completions are delivered by the main loop */
     blk_attach_main_context(d->blk, NULL);
     d->id = g_strdup(id);
+    d->blockdev = blockdev;
     if (!drives) {
         drives = g_ptr_array_new();
     }
@@ -179,11 +185,11 @@ bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp)
 
 /* ---- devices ---- */
 
-typedef struct VirtIOBlkPCI {
+struct VirtIOBlkPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VirtIOBlock vblk;
     Drive *drive;
-} VirtIOBlkPCI;
+};
 
 static int vblk_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
 {
@@ -197,6 +203,7 @@ static void vblk_pci_unrealize(PCIDevice *d)
     virtio_pci_unrealize(&s->proxy);
     virtio_blk_unrealize(&s->vblk);
     s->drive->attached = false;
+    s->drive->dev = NULL;
     g_free(d->id);
     g_free(s);
 }
@@ -332,6 +339,7 @@ static bool vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     s->proxy.pci_dev.id = g_strdup(opt_get(opts, n, "id"));
     s->drive = drive;
     drive->attached = true;
+    drive->dev = s;
     return true;
 }
 
@@ -414,6 +422,47 @@ bool device_new(const QDevOpt *opts, unsigned n, char **errp)
         return false;
     }
     return t->create(opts, n, errp);
+}
+
+bool qdev_block_resize(const char *device, const char *node_name, int64_t size, char **errp)
+{
+    Drive *d = NULL;
+    int ret;
+
+    if (device) {
+        d = drive_find(device);
+        if (d && d->blockdev) {
+            d = NULL;           /* a node-name is not a device name */
+        }
+    }
+    if (!d && node_name) {
+        d = drive_find(node_name);
+        if (d && !d->blockdev) {
+            d = NULL;
+        }
+    }
+    if (!d) {
+        *errp = g_strdup_printf("Cannot find device='%s' nor node-name='%s'", device ? device : "",
+                                node_name ? node_name : "");
+        return false;
+    }
+    if (size < 0) {
+        *errp = g_strdup("Parameter 'size' expects a >0 size");
+        return false;
+    }
+    ret = blk_truncate(d->blk, (uint64_t)size);
+    if (ret == -EROFS || ret == -EACCES || ret == -EPERM) {
+        *errp = g_strdup("Image is read-only");
+        return false;
+    }
+    if (ret < 0) {
+        *errp = g_strdup_printf("Could not resize: %s", g_strerror(-ret));
+        return false;
+    }
+    if (d->dev) {
+        virtio_blk_resize(&d->dev->vblk);
+    }
+    return true;
 }
 
 void qdev_register_types(void)

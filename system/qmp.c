@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sysemu/qdev.h"
 #include "sysemu/qmp.h"
 #include "sysemu/sysemu.h"
 
@@ -228,6 +229,36 @@ static JSONValue *qmp_quit(QmpMonitor *mon, JSONValue *args, char **errp)
     return json_object();
 }
 
+static const char *const block_resize_params[] = { "device", "node-name", "size", NULL };
+
+static JSONValue *qmp_block_resize(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    JSONValue *dev = json_object_get(args, "device"), *node = json_object_get(args, "node-name");
+    JSONValue *size = json_object_get(args, "size");
+
+    if (dev && json_type(dev) != JSON_STRING) {
+        *errp = g_strdup("Invalid parameter type for 'device', expected: string");
+        return NULL;
+    }
+    if (node && json_type(node) != JSON_STRING) {
+        *errp = g_strdup("Invalid parameter type for 'node-name', expected: string");
+        return NULL;
+    }
+    if (!size) {
+        *errp = g_strdup("Parameter 'size' is missing");
+        return NULL;
+    }
+    if (json_type(size) != JSON_INT) {
+        *errp = g_strdup("Invalid parameter type for 'size', expected: integer");
+        return NULL;
+    }
+    if (!qdev_block_resize(dev ? json_get_string(dev) : NULL, node ? json_get_string(node) : NULL,
+                           json_get_int(size), errp)) {
+        return NULL;
+    }
+    return json_object();
+}
+
 static const QmpCommand qmp_commands[] = {
     { "qmp_capabilities", qmp_capabilities, caps_params },
     { "query-status", qmp_query_status, NULL },
@@ -238,6 +269,7 @@ static const QmpCommand qmp_commands[] = {
     { "query-name", qmp_query_name, NULL },
     { "query-commands", qmp_query_commands, NULL },
     { "qom-list-types", qmp_qom_list_types, qom_types_params },
+    { "block_resize", qmp_block_resize, block_resize_params },
     { "quit", qmp_quit, NULL },
 };
 

@@ -9,6 +9,7 @@
 #define SYSEMU_QDEV_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct QDevOpt {
     const char *key, *val;
@@ -25,6 +26,15 @@ bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp);
 bool device_help(const QDevOpt *opts, unsigned n);
 /* -device TYPE,prop=value,...: create and plug. Returns false with *@errp set. */
 bool device_new(const QDevOpt *opts, unsigned n, char **errp);
+
+/*
+ * QMP block_resize: @device names a -drive id, @node_name a -blockdev
+ * node-name (either may be NULL; QEMU's bdrv_lookup_bs). The image is
+ * truncated/extended to @size bytes and an attached virtio-blk updates its
+ * capacity and sends a configuration change notification. Returns false
+ * with *@errp set (QEMU's messages).
+ */
+bool qdev_block_resize(const char *device, const char *node_name, int64_t size, char **errp);
 
 void qdev_register_types(void);
 /* Unplug every device, then close every drive. */

@@ -581,6 +581,107 @@ static void test_msix_bad_vector(void)
     blk_stop(&b);
 }
 
+/* ---- QMP block_resize ---- */
+
+/* Run block_resize with @args; NULL on success, else the error class (g_free it) and *@desc. */
+static char *block_resize(Blk *b, const char *args, char **desc)
+{
+    JSONValue *r = qtest_qmp(b->qts, "{\"execute\": \"block_resize\", \"arguments\": {%s}}", args);
+    JSONValue *err = json_object_get(r, "error");
+    char *klass = NULL;
+
+    if (err) {
+        klass = g_strdup(json_get_string(json_object_get(err, "class")));
+        if (desc) {
+            *desc = g_strdup(json_get_string(json_object_get(err, "desc")));
+        }
+    } else {
+        g_assert_nonnull(json_object_get(r, "return"));
+        g_assert_cmpuint(json_object_size(json_object_get(r, "return")), ==, 0);
+    }
+    json_free(r);
+    return klass;
+}
+
+static void assert_resize_error(Blk *b, const char *args, const char *want_desc)
+{
+    char *desc = NULL, *klass = block_resize(b, args, &desc);
+
+    g_assert_cmpstr(klass, ==, "GenericError");
+    g_assert_cmpstr(desc, ==, want_desc);
+    g_free(klass);
+    g_free(desc);
+}
+
+static void test_resize_intx(void)
+{
+    const Layout *l = &layouts[0];
+    uint8_t gen;
+    Blk b;
+
+    blk_start_with(&b, l, "-blockdev driver=file,filename=@IMG@,node-name=d0", "");
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    blk_init_device(&b, l);
+    gen = qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION);
+    g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, IMG_SIZE / 512);
+    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+
+    g_assert_null(block_resize(&b, "\"node-name\": \"d0\", \"size\": 2097152", NULL));
+    g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, 2 * IMG_SIZE / 512);
+    g_assert_cmpuint(qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION), !=, gen);
+    g_assert_cmpint(lseek(b.img_fd, 0, SEEK_END), ==, 2 * IMG_SIZE);
+    /* the configuration change interrupt: INTx with ISR bit 1 */
+    g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_cmphex(qtest_readb(b.qts, b.v.isr) & 2, ==, 2);
+    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    /* the device keeps working on the larger disk */
+    blk_add(&b, 0, VIRTIO_BLK_T_IN, 2 * IMG_SIZE / 512 - 1, 512);
+    blk_kick(&b);
+    blk_reap(&b, 1);
+
+    /* errors, in QMP's error shape */
+    assert_resize_error(&b, "\"node-name\": \"nope\", \"size\": 4096", "Cannot find device='' nor node-name='nope'");
+    assert_resize_error(&b, "\"device\": \"d0\", \"size\": 4096", "Cannot find device='d0' nor node-name=''");
+    assert_resize_error(&b, "\"node-name\": \"d0\"", "Parameter 'size' is missing");
+    assert_resize_error(&b, "\"node-name\": \"d0\", \"size\": \"big\"",
+                        "Invalid parameter type for 'size', expected: integer");
+    assert_resize_error(&b, "\"node-name\": \"d0\", \"size\": -1", "Parameter 'size' expects a >0 size");
+    assert_resize_error(&b, "\"node-name\": \"d0\", \"size\": 1, \"x\": 1", "Parameter 'x' is unexpected");
+    g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, 2 * IMG_SIZE / 512);
+    blk_stop(&b);
+}
+
+static void test_resize_msix_config_vector(void)
+{
+    const Layout *l = &layouts[0];
+    uint8_t gen;
+    Msix m;
+    Blk b;
+
+    blk_start(&b, l);      /* -drive id=d0: block_resize takes device= */
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    msix_setup(&b, &m);
+    for (unsigned v = 0; v < m.nvec; v++) {
+        msix_mask(&b, &m, v, false);
+    }
+    msix_control(&b, &m, true, false);
+    blk_init_device(&b, l);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 1), ==, 1);
+    qvirtio_pci_queue_select(&b.v, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, 0);
+    gen = qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION);
+
+    g_assert_null(block_resize(&b, "\"device\": \"d0\", \"size\": 524288", NULL));
+    g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, IMG_SIZE / 2 / 512);
+    g_assert_cmpuint(qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION), !=, gen);
+    g_assert_cmphex(msi_word(&b, 1), ==, MSI_DATA(1));     /* the config vector */
+    g_assert_cmphex(msi_word(&b, 0), ==, 0);               /* not the queue's */
+    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    /* a -drive id is not a node-name */
+    assert_resize_error(&b, "\"node-name\": \"d0\", \"size\": 4096", "Cannot find device='' nor node-name='d0'");
+    blk_stop(&b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -597,5 +698,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk-pci/msix/completion-written-to-ram", test_msix_completion_to_ram);
     g_test_add_func("/virtio-blk-pci/msix/mask-pba-unmask", test_msix_mask_pba_unmask);
     g_test_add_func("/virtio-blk-pci/msix/bad-vector", test_msix_bad_vector);
+    g_test_add_func("/virtio-blk-pci/block-resize/intx", test_resize_intx);
+    g_test_add_func("/virtio-blk-pci/block-resize/msix-config-vector", test_resize_msix_config_vector);
     return g_test_run();
 }
