@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <glib.h>
+#include <glib-unix.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,9 +52,30 @@ typedef struct Drive {
     bool attached;
     bool blockdev;              /* -blockdev (id is a node-name) or -drive (a device name) */
     VirtIOBlkPCI *dev;          /* the device using it, when attached */
+    unsigned reverse;           /* x-reverse-completions: group size, 0 off */
+    GSource *reverse_source;    /* replaces the backend's own main-loop source */
 } Drive;
 
 static GPtrArray *drives;
+
+/*
+ * x-reverse-completions=N (test only): finished requests are held (the
+ * backend's blk_set_hold hook) until N are, then delivered newest first,
+ * so a device sees its requests complete in reverse order. blk_drain (reset,
+ * unplug) still delivers what is held, oldest first.
+ */
+static gboolean reverse_completions_ready(gint fd, GIOCondition cond, gpointer opaque)
+{
+    Drive *d = opaque;
+    unsigned held = blk_wait_held(d->blk, d->reverse, 0);   /* collects without waiting */
+
+    if (held >= d->reverse) {
+        for (unsigned i = held; i-- > 0;) {
+            blk_release_held(d->blk, i);
+        }
+    }
+    return G_SOURCE_CONTINUE;
+}
 
 static Drive *drive_find(const char *id)
 {
@@ -84,13 +106,15 @@ static bool aio_engine(const char *aio, BlockEngine *engine, char **errp)
 bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp)
 {
     static const char *const drive_keys[] = {
-        "file", "if", "id", "format", "aio", "readonly", "cache", "discard", "media", NULL };
+        "file", "if", "id", "format", "aio", "readonly", "cache", "discard", "media",
+        "x-reverse-completions", NULL };
     static const char *const blockdev_keys[] = {
         "driver", "filename", "node-name", "aio", "read-only", "size", "read-zeroes", "cache.direct",
-        "cache.no-flush", "discard", "auto-read-only", "detect-zeroes", NULL };
+        "cache.no-flush", "discard", "auto-read-only", "detect-zeroes", "x-reverse-completions", NULL };
     const char *const *keys = blockdev ? blockdev_keys : drive_keys;
     BlockBackendOptions bo = { 0 };
-    const char *id, *ro, *driver = "file";
+    const char *id, *ro, *driver = "file", *rev = opt_get(opts, n, "x-reverse-completions");
+    guint64 reverse = 0;
     GError *gerr = NULL;
     Drive *d;
 
@@ -164,6 +188,10 @@ bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp)
             return false;
         }
     }
+    if (rev && !g_ascii_string_to_unsigned(rev, 10, 0, 1024, &reverse, NULL)) {
+        *errp = g_strdup("Parameter 'x-reverse-completions' expects a number of requests (0..1024)");
+        return false;
+    }
     d = g_new0(Drive, 1);
     d->blk = blk_new_open(&bo, &gerr);
     if (!d->blk) {
@@ -173,7 +201,16 @@ bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp)
         return false;
     }
     /* completions are delivered by the main loop */
-    blk_attach_main_context(d->blk, NULL);
+    d->reverse = (unsigned)reverse;
+    if (d->reverse > 1) {
+        blk_set_hold(d->blk, true);
+        d->reverse_source = g_unix_fd_source_new(blk_get_event_fd(d->blk), G_IO_IN);
+        g_source_set_callback(d->reverse_source, (GSourceFunc)(void (*)(void))reverse_completions_ready,
+                              d, NULL);
+        g_source_attach(d->reverse_source, NULL);
+    } else {
+        blk_attach_main_context(d->blk, NULL);
+    }
     d->id = g_strdup(id);
     d->blockdev = blockdev;
     if (!drives) {
@@ -478,6 +515,10 @@ void qdev_cleanup(void)
     pci_bus_cleanup();
     for (guint i = 0; drives && i < drives->len; i++) {
         Drive *d = g_ptr_array_index(drives, i);
+        if (d->reverse_source) {
+            g_source_destroy(d->reverse_source);
+            g_source_unref(d->reverse_source);
+        }
         blk_unref(d->blk);
         g_free(d->id);
         g_free(d);

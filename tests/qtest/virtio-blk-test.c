@@ -682,6 +682,110 @@ static void test_resize_msix_config_vector(void)
     blk_stop(&b);
 }
 
+/* ---- forced out-of-order completion ---- */
+
+#define REVERSE_GROUP 4
+
+/* Reap @n buffers and record their slots in the order the device used them. */
+static void blk_reap_order(Blk *b, unsigned n, unsigned *order)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
+    unsigned got = 0;
+
+    while (got < n) {
+        uint32_t len;
+        void *tok = vdriver_get_buf(b->vq, &len, NULL);
+
+        g_assert_null(vdriver_error(b->vq));    /* includes the in-order position check */
+        if (!tok) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            g_usleep(200);
+            continue;
+        }
+        order[got] = GPOINTER_TO_UINT(tok) - 1;
+        g_assert_cmphex(b->ram[slot_gpa(order[got]) + 0x10], ==, VIRTIO_BLK_S_OK);
+        got++;
+    }
+}
+
+/*
+ * The backend (x-reverse-completions) finishes each group of requests
+ * newest first. With IN_ORDER the used entries still come in avail order;
+ * without it they follow the completions (which shows the backend did
+ * reverse them).
+ */
+static void test_reverse_completions(const void *opaque)
+{
+    const Layout *l = opaque;
+    enum { LEN = 4096, ROUNDS = 3 };
+    unsigned order[REVERSE_GROUP];
+    uint8_t *want = g_malloc(LEN), *file = g_malloc(LEN);
+    char *drive = g_strdup_printf("-blockdev driver=file,filename=@IMG@,node-name=d0,x-reverse-completions=%d",
+                                  REVERSE_GROUP);
+    Blk b;
+
+    blk_start_with(&b, l, drive, "");
+    blk_init_device(&b, l);
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        for (unsigned i = 0; i < REVERSE_GROUP; i++) {
+            fill_pattern(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + round * 16);
+            blk_add(&b, i, VIRTIO_BLK_T_OUT, i * 8 + round * 64, LEN);
+        }
+        blk_kick(&b);
+        blk_reap_order(&b, REVERSE_GROUP, order);
+        for (unsigned i = 0; i < REVERSE_GROUP; i++) {
+            /*
+             * writethrough (no FLUSH negotiated): each write is followed by a
+             * flush, submitted as the writes came back, so the backend's
+             * reversal is undone for writes; only IN_ORDER's rule is checked
+             */
+            if (l->in_order) {
+                g_assert_cmpuint(order[i], ==, i);
+            }
+            fill_pattern(want, LEN, i + round * 16);
+            g_assert_cmpint(pread(b.img_fd, file, LEN, (off_t)(i * 8 + round * 64) * 512), ==, LEN);
+            g_assert_cmpmem(file, LEN, want, LEN);
+        }
+        /* read back: reads complete newest first; IN_ORDER still uses them in avail order */
+        for (unsigned i = 0; i < REVERSE_GROUP; i++) {
+            memset(b.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+            blk_add(&b, i, VIRTIO_BLK_T_IN, i * 8 + round * 64, LEN);
+        }
+        blk_kick(&b);
+        blk_reap_order(&b, REVERSE_GROUP, order);
+        for (unsigned i = 0; i < REVERSE_GROUP; i++) {
+            g_assert_cmpuint(order[i], ==, (l->in_order ? i : REVERSE_GROUP - 1 - i));
+            fill_pattern(want, LEN, i + round * 16);
+            g_assert_cmpmem(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+        }
+    }
+    g_assert_cmpuint(vdriver_inflight(b.vq), ==, 0);
+    blk_stop(&b);
+    g_free(drive);
+    g_free(want);
+    g_free(file);
+}
+
+/* The same on a null-co node: reads complete newest first, IN_ORDER keeps avail order. */
+static void test_reverse_completions_null(void)
+{
+    const Layout *l = &layouts[2];      /* split-in-order */
+    unsigned order[8];
+    Blk b;
+
+    blk_start_with(&b, l, "-blockdev driver=null-co,node-name=d0,size=1048576,x-reverse-completions=8", "");
+    blk_init_device(&b, l);
+    for (unsigned i = 0; i < 8; i++) {
+        blk_add(&b, i, VIRTIO_BLK_T_IN, i, 512);
+    }
+    blk_kick(&b);
+    blk_reap_order(&b, 8, order);
+    for (unsigned i = 0; i < 8; i++) {
+        g_assert_cmpuint(order[i], ==, i);
+    }
+    blk_stop(&b);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -692,6 +796,9 @@ int main(int argc, char **argv)
         p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_config_capacity);
         g_free(p);
+        p = g_strdup_printf("/virtio-blk-pci/%s/reverse-completions", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_reverse_completions);
+        g_free(p);
     }
     g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
     g_test_add_func("/virtio-blk-pci/hostile-registers-refused", test_hostile_registers);
@@ -699,6 +806,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk-pci/msix/mask-pba-unmask", test_msix_mask_pba_unmask);
     g_test_add_func("/virtio-blk-pci/msix/bad-vector", test_msix_bad_vector);
     g_test_add_func("/virtio-blk-pci/block-resize/intx", test_resize_intx);
+    g_test_add_func("/virtio-blk-pci/split-in-order/reverse-completions-null-co", test_reverse_completions_null);
     g_test_add_func("/virtio-blk-pci/block-resize/msix-config-vector", test_resize_msix_config_vector);
     return g_test_run();
 }
