@@ -594,7 +594,7 @@ void vdm_init(int argc, char **argv)
     GPtrArray *qmp_args = g_ptr_array_new(), *mon_args = g_ptr_array_new();
     GPtrArray *device_args = g_ptr_array_new(), *drive_args = g_ptr_array_new_with_free_func(g_free);
     const char *machine_arg = NULL, *m_arg = NULL, *qtest_arg = NULL, *qtest_log = NULL;
-    const char *backend_id = NULL;
+    char *backend_id = NULL;
     bool autostart = true;
     char *err = NULL;
     guint i;
@@ -662,6 +662,7 @@ void vdm_init(int argc, char **argv)
                 }
             }
             if (opts_get(&o, "memory-backend")) {
+                g_free(backend_id);
                 backend_id = g_strdup(opts_get(&o, "memory-backend"));
             }
             if (opts_get(&o, "accel") && strcmp(opts_get(&o, "accel"), "qtest")) {
@@ -788,6 +789,8 @@ void vdm_init(int argc, char **argv)
     cur_opt = m_arg ? "m" : machine_arg ? "machine" : NULL;
     cur_arg = m_arg ? m_arg : machine_arg;
     machine_init_ram(backend_id, m_arg ? ram_size : 0);
+    g_free(backend_id);
+    backend_id = NULL;
     if (strcmp(machine_class->name, "pc") == 0) {
         pci_bus_init();
     }
