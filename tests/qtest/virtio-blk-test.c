@@ -581,6 +581,37 @@ static void test_msix_bad_vector(void)
     blk_stop(&b);
 }
 
+/* vectors= (QEMU's property): 0 means no MSI-X at all; the default follows num-queues. */
+static void test_msix_vectors_property(void)
+{
+    const Layout *l = &layouts[0];
+    Msix m;
+    Blk b;
+
+    blk_start_with(&b, l, NULL, ",vectors=0");
+    g_assert_cmpuint(qpci_find_cap(b.qts, BLK_DEVFN, PCI_CAP_ID_MSIX, -1, 0), ==, 0);
+    g_assert_cmpuint(qpci_bar_size(b.qts, BLK_DEVFN, VIRTIO_PCI_MSIX_BAR), ==, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 0), ==, VIRTIO_NO_VECTOR);
+    qvirtio_pci_queue_select(&b.v, 0);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, VIRTIO_NO_VECTOR);
+    blk_stop(&b);
+
+    blk_start_with(&b, l, NULL, ",num-queues=4");
+    msix_setup(&b, &m);
+    g_assert_cmpuint(m.nvec, ==, 5);
+    qvirtio_pci_queue_select(&b.v, 3);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 4), ==, 4);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 5), ==, VIRTIO_NO_VECTOR);
+    blk_stop(&b);
+
+    blk_start_with(&b, l, NULL, ",vectors=64");
+    msix_setup(&b, &m);
+    g_assert_cmpuint(m.nvec, ==, 64);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 63), ==, 63);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 64), ==, VIRTIO_NO_VECTOR);
+    blk_stop(&b);
+}
+
 /* ---- QMP block_resize ---- */
 
 /* Run block_resize with @args; NULL on success, else the error class (g_free it) and *@desc. */
@@ -805,6 +836,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-blk-pci/msix/completion-written-to-ram", test_msix_completion_to_ram);
     g_test_add_func("/virtio-blk-pci/msix/mask-pba-unmask", test_msix_mask_pba_unmask);
     g_test_add_func("/virtio-blk-pci/msix/bad-vector", test_msix_bad_vector);
+    g_test_add_func("/virtio-blk-pci/msix/vectors-property", test_msix_vectors_property);
     g_test_add_func("/virtio-blk-pci/block-resize/intx", test_resize_intx);
     g_test_add_func("/virtio-blk-pci/split-in-order/reverse-completions-null-co", test_reverse_completions_null);
     g_test_add_func("/virtio-blk-pci/block-resize/msix-config-vector", test_resize_msix_config_vector);
