@@ -2,10 +2,12 @@
  * vdm-vhost-user-net end to end, in loopback: the daemon is started, the test
  * frontend (tests/vhost-user) connects, shares RAM by memfd and drives an RX
  * and a TX ring with the driver library, for split/packed x IN_ORDER on/off
- * x MRG_RXBUF on/off, plus busy-poll and two queue pairs.
+ * x MRG_RXBUF on/off, plus busy-poll and two queue pairs; and in two-port
+ * mode (--socket A --peer-socket B): one daemon, two frontends (each its own
+ * RAM and one queue pair) sending to each other at the same time.
  *
- * Proves: every frame sent on TX comes back on RX of the same pair intact and
- * in order (sizes 60..1514; with MRG_RXBUF spread over small buffers and
+ * Proves: every frame sent on TX comes back on RX of the same pair (two-port:
+ * on the other port's RX) intact and in order (sizes 60..1514; with MRG_RXBUF spread over small buffers and
  * num_buffers right), including when RX runs out of buffers and TX has to
  * wait for more; the daemon logs the negotiated features in its fixed form,
  * reports per-queue statistics on SIGUSR1 and SIGTERM, and exits 0.
@@ -72,7 +74,8 @@ typedef struct Run {
     uint32_t rx_buf_len;
 } Run;
 
-static void start_daemon(Run *r)
+/* @peer: the second socket (two-port mode), NULL for loopback. */
+static void start_daemon(Run *r, const char *peer)
 {
     g_autofree char *queues = g_strdup_printf("%u", r->c->pairs);
     const char *argv[20];
@@ -90,7 +93,12 @@ static void start_daemon(Run *r)
     argv[n++] = r->c->mrg_rxbuf ? "on" : "off";
     argv[n++] = "--queue-size";
     argv[n++] = "64";
-    argv[n++] = "--loopback";
+    if (peer) {
+        argv[n++] = "--peer-socket";
+        argv[n++] = peer;
+    } else {
+        argv[n++] = "--loopback";
+    }
     if (r->c->busy_poll) {
         argv[n++] = "--busy-poll";
     }
@@ -133,9 +141,9 @@ static void rx_post(Run *r, Pair *p, Slot *s)
     g_assert_cmpint(vdriver_add(p->q[0], NULL, 0, in, num, s, false), ==, 0);
 }
 
-static void run_setup(Run *r, const Case *c)
+/* The temporary directory, socket and log paths of @r (no daemon yet). */
+static void run_init(Run *r, const Case *c)
 {
-    uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS;
     GError *err = NULL;
 
     memset(r, 0, sizeof(*r));
@@ -144,7 +152,13 @@ static void run_setup(Run *r, const Case *c)
     g_assert_no_error(err);
     r->sock = g_build_filename(r->dir, "sock", NULL);
     r->log = g_build_filename(r->dir, "daemon.log", NULL);
-    start_daemon(r);
+}
+
+/* Connect to r->sock, share RAM, negotiate, set up every queue pair's rings. */
+static void frontend_setup(Run *r)
+{
+    const Case *c = r->c;
+    uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS;
 
     g_assert_cmpint(vuf_connect(&r->f, r->sock, 10000), ==, 0);
     g_assert_cmpint(vuf_ram_create(&r->f, RAM_SIZE), ==, 0);
@@ -199,19 +213,25 @@ static void run_setup(Run *r, const Case *c)
     }
 }
 
-static char *run_finish(Run *r)
+static void run_setup(Run *r, const Case *c)
 {
-    int status;
-    char *log = NULL;
+    run_init(r, c);
+    start_daemon(r, NULL);
+    frontend_setup(r);
+}
 
+static void frontend_check(Run *r)
+{
     for (unsigned k = 0; k < r->c->pairs; k++) {
         for (unsigned d = 0; d < 2; d++) {
             g_assert_null(vdriver_error(r->p[k].q[d]));
         }
     }
-    /* Statistics on demand first, then SIGTERM. */
-    g_assert_cmpint(kill(r->pid, SIGUSR1), ==, 0);
-    g_usleep(100 * 1000);
+}
+
+/* Free the driver queues, close the rings and disconnect. */
+static void frontend_close(Run *r)
+{
     for (unsigned k = 0; k < r->c->pairs; k++) {
         for (unsigned d = 0; d < 2; d++) {
             vdriver_queue_free(r->p[k].q[d]);
@@ -220,8 +240,26 @@ static char *run_finish(Run *r)
         g_free(r->p[k].asm_buf);
     }
     vuf_close(&r->f);
+}
+
+/* SIGTERM, wait (bounded) for exit 0; returns the daemon's log. */
+static char *daemon_finish(Run *r)
+{
+    int status = 0;
+    char *log = NULL;
+    gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    pid_t w;
+
     g_assert_cmpint(kill(r->pid, SIGTERM), ==, 0);
-    g_assert_cmpint(waitpid(r->pid, &status, 0), ==, r->pid);
+    while ((w = waitpid(r->pid, &status, WNOHANG)) == 0 && g_get_monotonic_time() < deadline) {
+        g_usleep(10 * 1000);
+    }
+    if (w == 0) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, &status, 0);
+        g_error("daemon did not exit within 20 s of SIGTERM");
+    }
+    g_assert_cmpint(w, ==, r->pid);
     g_assert_true(g_file_get_contents(r->log, &log, NULL, NULL));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         g_error("daemon exit status 0x%x; log:\n%s", status, log);
@@ -233,6 +271,16 @@ static char *run_finish(Run *r)
     g_free(r->log);
     g_free(r->dir);
     return log;
+}
+
+static char *run_finish(Run *r)
+{
+    frontend_check(r);
+    /* Statistics on demand first, then SIGTERM. */
+    g_assert_cmpint(kill(r->pid, SIGUSR1), ==, 0);
+    g_usleep(100 * 1000);
+    frontend_close(r);
+    return daemon_finish(r);
 }
 
 /* Frame @i of pair @k: its size and bytes (its number in the first bytes). */
@@ -347,14 +395,18 @@ static bool rx_reap(Run *r, Pair *p, unsigned k)
     return any;
 }
 
-static void wait_calls(Run *r)
+/* Wait (bounded) for a call on any ring of the @nr frontends @rs. */
+static void wait_calls_n(Run *const *rs, unsigned nr)
 {
-    struct pollfd pfd[2 * MAX_PAIRS];
+    struct pollfd pfd[2 * 2 * MAX_PAIRS];
     unsigned n = 0;
 
-    for (unsigned k = 0; k < r->c->pairs; k++) {
-        for (unsigned d = 0; d < 2; d++) {
-            pfd[n++] = (struct pollfd) { .fd = r->p[k].ring[d].call_fd, .events = POLLIN };
+    g_assert_cmpuint(nr, <=, 2);
+    for (unsigned i = 0; i < nr; i++) {
+        for (unsigned k = 0; k < rs[i]->c->pairs; k++) {
+            for (unsigned d = 0; d < 2; d++) {
+                pfd[n++] = (struct pollfd) { .fd = rs[i]->p[k].ring[d].call_fd, .events = POLLIN };
+            }
         }
     }
     g_assert_cmpint(poll(pfd, n, 10000), >, 0);
@@ -364,6 +416,11 @@ static void wait_calls(Run *r)
             g_assert_cmpint(read(pfd[i].fd, &v, sizeof(v)), ==, sizeof(v));
         }
     }
+}
+
+static void wait_calls(Run *r)
+{
+    wait_calls_n(&r, 1);
 }
 
 static void test_loopback(gconstpointer data)
@@ -411,6 +468,107 @@ static void test_loopback(gconstpointer data)
         g_assert_nonnull(strstr(log, want));
     }
     g_assert_nonnull(strstr(log, "rx_drop_no_buffer=0 rx_drop_too_small=0 rx_drop_oversize=0"));
+    g_free(log);
+}
+
+/*
+ * Two-port mode: one daemon with --socket A --peer-socket B, one frontend on
+ * each (its own RAM, one queue pair), both sending at once. A's frames (key 0)
+ * must all arrive on B's RX intact and in order, B's (key 1) on A's RX.
+ * Both frontends set up their rings (acked) before anything is sent: a frame
+ * for a ring that is not running would be dropped.
+ */
+static void test_two_port(gconstpointer data)
+{
+    const Case *c = data;
+    Run a, b;
+    Run *const both[2] = { &a, &b };
+    char *log;
+    bool done;
+    gint64 deadline;
+
+    g_assert_cmpuint(c->pairs, ==, 1);
+    run_init(&a, c);
+    memset(&b, 0, sizeof(b));
+    b.c = c;
+    b.sock = g_build_filename(a.dir, "sock-b", NULL);
+    start_daemon(&a, b.sock);
+    frontend_setup(&a);
+    frontend_setup(&b);
+
+    deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+    do {
+        bool progress = false;
+
+        for (unsigned k = 0; k < 2; k++) {
+            Run *src = both[k], *dst = both[!k];
+
+            progress |= tx_reap(&src->p[0]);
+            progress |= rx_reap(dst, &dst->p[0], k);    /* key k: sent by the other port */
+            progress |= tx_send_some(src, &src->p[0], k);
+        }
+        done = a.p[0].received == c->frames && b.p[0].received == c->frames;
+        if (!done && !progress) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            wait_calls_n(both, 2);
+        }
+    } while (!done);
+    /* Every TX buffer comes back (the switch publishes each burst before returning). */
+    while (a.p[0].ntx_free < QNUM || b.p[0].ntx_free < QNUM) {
+        if (!tx_reap(&a.p[0]) && !tx_reap(&b.p[0])) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            wait_calls_n(both, 2);
+        }
+    }
+    g_assert_cmpuint(a.p[0].sent, ==, c->frames);
+    g_assert_cmpuint(b.p[0].sent, ==, c->frames);
+
+    frontend_check(&a);
+    frontend_check(&b);
+    g_assert_cmpint(kill(a.pid, SIGUSR1), ==, 0);
+    g_usleep(100 * 1000);
+    frontend_close(&a);
+    frontend_close(&b);
+    /* Let the daemon see both disconnects before SIGTERM. */
+    g_usleep(100 * 1000);
+    g_unlink(b.sock);
+    g_free(b.sock);
+    log = daemon_finish(&a);
+    g_test_message("%s", log);
+    for (unsigned k = 0; k < 2; k++) {
+        const char *port = k ? "B" : "A";
+        g_autofree char *conn = g_strdup_printf("vdm-vhost-user-net: port %s (", port);
+        g_autofree char *total = g_strdup_printf("stats (total) port %s: queue pair 0: tx frames=%u ", port,
+                                                 c->frames);
+        g_autofree char *rx = g_strdup_printf("stats (total) port %s: total tx frames=%u rx frames=%u ", port,
+                                              c->frames, c->frames);
+
+        g_assert_nonnull(strstr(log, conn));
+        g_assert_nonnull(strstr(log, total));
+        g_assert_nonnull(strstr(log, rx));
+    }
+    g_assert_nonnull(strstr(log, "two-port switch"));
+    g_assert_nonnull(strstr(log, c->in_order ? "vdm-vhost-user-net: VIRTIO_F_IN_ORDER negotiated"
+                                             : "vdm-vhost-user-net: VIRTIO_F_IN_ORDER NOT negotiated"));
+    g_assert_nonnull(strstr(log, c->packed ? "vdm-vhost-user-net: VIRTIO_F_RING_PACKED negotiated"
+                                           : "vdm-vhost-user-net: VIRTIO_F_RING_PACKED NOT negotiated"));
+    g_assert_nonnull(strstr(log, "stats (SIGUSR1) port A"));
+    g_assert_nonnull(strstr(log, "stats (SIGUSR1) port B"));
+    /* No frame dropped anywhere, on either port. */
+    {
+        g_auto(GStrv) lines = g_strsplit(log, "\n", -1);
+        unsigned nstat = 0;
+
+        for (unsigned i = 0; lines[i]; i++) {
+            if (strstr(lines[i], "stats (total) port ") && strstr(lines[i], ": queue pair ")) {
+                g_assert_nonnull(strstr(lines[i], " rx_drop_no_buffer=0 rx_drop_too_small=0 rx_drop_oversize=0 "
+                                        "rx_drop_not_ready=0 rx_drop_malformed=0 tx_drop_oversize=0 "
+                                        "tx_drop_malformed=0 "));
+                nstat++;
+            }
+        }
+        g_assert_cmpuint(nstat, ==, 2);
+    }
     g_free(log);
 }
 
@@ -465,6 +623,19 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < n; i++) {
         g_autofree char *path = g_strdup_printf("/vhost-user-net/loopback/%s", cases[i].name);
         g_test_add_data_func(path, &cases[i], test_loopback);
+    }
+    {
+        static const Case two_port[] = {
+            { "split-in-order", false, true, false, false, 1, 300 },
+            { "packed-in-order", true, true, false, false, 1, 300 },
+            { "split-in-order/mrg-rxbuf-on", false, true, true, false, 1, 300 },
+            { "packed-in-order/busy-poll", true, true, true, true, 1, 300 },
+        };
+
+        for (unsigned i = 0; i < G_N_ELEMENTS(two_port); i++) {
+            g_autofree char *path = g_strdup_printf("/vhost-user-net/two-port/%s", two_port[i].name);
+            g_test_add_data_func(path, &two_port[i], test_two_port);
+        }
     }
     g_test_add_func("/vhost-user-net/bad-options", test_bad_options);
     return g_test_run();
