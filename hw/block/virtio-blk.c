@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hw/qdev-properties.h"
 #include "hw/virtio/virtio-blk.h"
 
 /* ---------------------------------------------------------------------- */
@@ -91,40 +92,30 @@ static uint8_t *iov_take_last_byte(struct iovec *iov, unsigned *cnt)
 /* ---------------------------------------------------------------------- */
 /* Properties                                                              */
 
-typedef enum { PROP_BOOL, PROP_UINT32, PROP_STR } PropType;
+#define PROP(name_, type_, field_, desc_) DEFINE_PROP((name_), PROP_TYPE_##type_, VirtIOBlkConf, field_, (desc_))
 
-typedef struct BlkProp {
-    const char *name;
-    PropType type;
-    size_t offset;
-    const char *desc;
-} BlkProp;
-
-#define PROP(name_, type_, field_, desc_) \
-    { (name_), (type_), offsetof(VirtIOBlkConf, field_), (desc_) }
-
-static const BlkProp blk_props[] = {
-    PROP("in_order", PROP_BOOL, in_order, "offer VIRTIO_F_IN_ORDER"),
-    PROP("packed", PROP_BOOL, packed, "offer VIRTIO_F_RING_PACKED"),
-    PROP("event_idx", PROP_BOOL, event_idx, "offer VIRTIO_RING_F_EVENT_IDX"),
-    PROP("indirect_desc", PROP_BOOL, indirect_desc, "offer VIRTIO_RING_F_INDIRECT_DESC"),
-    PROP("queue-size", PROP_UINT32, queue_size, "entries per queue (power of two)"),
-    PROP("num-queues", PROP_UINT32, num_queues, "request queues"),
-    PROP("serial", PROP_STR, serial, "disk serial number (GET_ID, at most 20 bytes)"),
-    PROP("read-only", PROP_BOOL, read_only, "offer VIRTIO_BLK_F_RO and refuse writes"),
-    PROP("discard", PROP_BOOL, discard, "offer VIRTIO_BLK_F_DISCARD"),
-    PROP("write-zeroes", PROP_BOOL, write_zeroes, "offer VIRTIO_BLK_F_WRITE_ZEROES"),
-    PROP("config-wce", PROP_BOOL, config_wce, "offer VIRTIO_BLK_F_CONFIG_WCE"),
-    PROP("x-writeback", PROP_BOOL, writeback, "initial write cache mode (writeback)"),
-    PROP("used-batch", PROP_BOOL, used_batch, "IN_ORDER: publish fully used runs as one used entry"),
-    PROP("seg-max", PROP_UINT32, seg_max, "segments per request (0: queue-size - 2)"),
-    PROP("size-max", PROP_UINT32, size_max, "bytes per segment (0: not offered)"),
-    PROP("logical_block_size", PROP_UINT32, logical_block_size, "block size (512..65536, power of two)"),
-    PROP("max-discard-sectors", PROP_UINT32, max_discard_sectors, "sectors per discard segment"),
-    PROP("max-discard-seg", PROP_UINT32, max_discard_seg, "segments per discard request"),
-    PROP("max-write-zeroes-sectors", PROP_UINT32, max_write_zeroes_sectors,
+static const Property blk_props[] = {
+    PROP("in_order", BOOL, in_order, "offer VIRTIO_F_IN_ORDER"),
+    PROP("packed", BOOL, packed, "offer VIRTIO_F_RING_PACKED"),
+    PROP("event_idx", BOOL, event_idx, "offer VIRTIO_RING_F_EVENT_IDX"),
+    PROP("indirect_desc", BOOL, indirect_desc, "offer VIRTIO_RING_F_INDIRECT_DESC"),
+    PROP("queue-size", UINT32, queue_size, "entries per queue (power of two)"),
+    PROP("num-queues", UINT32, num_queues, "request queues"),
+    PROP("serial", STRING, serial, "disk serial number (GET_ID, at most 20 bytes)"),
+    PROP("read-only", BOOL, read_only, "offer VIRTIO_BLK_F_RO and refuse writes"),
+    PROP("discard", BOOL, discard, "offer VIRTIO_BLK_F_DISCARD"),
+    PROP("write-zeroes", BOOL, write_zeroes, "offer VIRTIO_BLK_F_WRITE_ZEROES"),
+    PROP("config-wce", BOOL, config_wce, "offer VIRTIO_BLK_F_CONFIG_WCE"),
+    PROP("x-writeback", BOOL, writeback, "initial write cache mode (writeback)"),
+    PROP("used-batch", BOOL, used_batch, "IN_ORDER: publish fully used runs as one used entry"),
+    PROP("seg-max", UINT32, seg_max, "segments per request (0: queue-size - 2)"),
+    PROP("size-max", UINT32, size_max, "bytes per segment (0: not offered)"),
+    PROP("logical_block_size", UINT32, logical_block_size, "block size (512..65536, power of two)"),
+    PROP("max-discard-sectors", UINT32, max_discard_sectors, "sectors per discard segment"),
+    PROP("max-discard-seg", UINT32, max_discard_seg, "segments per discard request"),
+    PROP("max-write-zeroes-sectors", UINT32, max_write_zeroes_sectors,
          "sectors per write-zeroes segment"),
-    PROP("max-write-zeroes-seg", PROP_UINT32, max_write_zeroes_seg, "segments per write-zeroes request"),
+    PROP("max-write-zeroes-seg", UINT32, max_write_zeroes_seg, "segments per write-zeroes request"),
 };
 
 void virtio_blk_conf_init(VirtIOBlkConf *conf)
@@ -147,68 +138,15 @@ void virtio_blk_conf_init(VirtIOBlkConf *conf)
     conf->used_batch = true;
 }
 
-static bool parse_bool(const char *v, bool *out)
-{
-    if (!g_strcmp0(v, "on") || !g_strcmp0(v, "true") || !g_strcmp0(v, "yes") || !g_strcmp0(v, "1")) {
-        *out = true;
-        return true;
-    }
-    if (!g_strcmp0(v, "off") || !g_strcmp0(v, "false") || !g_strcmp0(v, "no") || !g_strcmp0(v, "0")) {
-        *out = false;
-        return true;
-    }
-    return false;
-}
-
 bool virtio_blk_conf_set(VirtIOBlkConf *conf, const char *name, const char *value, GError **errp)
 {
-    for (unsigned i = 0; i < G_N_ELEMENTS(blk_props); i++) {
-        const BlkProp *p = &blk_props[i];
-        void *field = (uint8_t *)conf + p->offset;
-        guint64 u;
-
-        if (strcmp(p->name, name)) {
-            continue;
-        }
-        switch (p->type) {
-        case PROP_BOOL:
-            if (!parse_bool(value, field)) {
-                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "property '%s' expects on/off, not '%s'", name, value ? value : "");
-                return false;
-            }
-            return true;
-        case PROP_UINT32:
-            if (!value || !g_ascii_string_to_unsigned(value, 10, 0, UINT32_MAX, &u, NULL)) {
-                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "property '%s' expects a number, not '%s'", name, value ? value : "");
-                return false;
-            }
-            *(uint32_t *)field = (uint32_t)u;
-            return true;
-        case PROP_STR:
-            if (!value || strlen(value) > VIRTIO_BLK_ID_BYTES) {
-                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "property '%s' takes at most %u bytes", name, VIRTIO_BLK_ID_BYTES);
-                return false;
-            }
-            g_strlcpy(field, value, VIRTIO_BLK_ID_BYTES + 1);
-            return true;
-        }
-    }
-    g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
-                "virtio-blk has no property '%s'", name);
-    return false;
+    return qdev_prop_set(conf, blk_props, G_N_ELEMENTS(blk_props), "virtio-blk", name, value, errp);
 }
 
 void virtio_blk_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
                           void *opaque)
 {
-    static const char *const type_names[] = { "bool", "uint32", "str" };
-
-    for (unsigned i = 0; i < G_N_ELEMENTS(blk_props); i++) {
-        fn(blk_props[i].name, type_names[blk_props[i].type], blk_props[i].desc, opaque);
-    }
+    qdev_prop_list(blk_props, G_N_ELEMENTS(blk_props), fn, opaque);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hw/qdev-properties.h"
 #include "hw/virtio/virtio-net.h"
 
 #define BIT(b) (1ULL << (b))
@@ -131,33 +132,25 @@ static size_t iov_copy(const struct iovec *dst, unsigned dst_cnt, size_t dst_off
 /* ---------------------------------------------------------------------- */
 /* Properties                                                              */
 
-typedef enum { PROP_BOOL, PROP_UINT32, PROP_MAC } PropType;
+#define PROP(name_, type_, field_) DEFINE_PROP((name_), PROP_TYPE_##type_, VirtIONetConf, field_, NULL)
 
-typedef struct NetProp {
-    const char *name;
-    PropType type;
-    size_t offset;
-} NetProp;
-
-#define PROP(name_, type_, field_) { (name_), (type_), offsetof(VirtIONetConf, field_) }
-
-static const NetProp net_props[] = {
-    PROP("mac", PROP_MAC, mac),
-    PROP("queues", PROP_UINT32, queue_pairs),
-    PROP("rx_queue_size", PROP_UINT32, rx_queue_size),
-    PROP("tx_queue_size", PROP_UINT32, tx_queue_size),
-    PROP("host_mtu", PROP_UINT32, mtu),
-    PROP("mrg_rxbuf", PROP_BOOL, mrg_rxbuf),
-    PROP("status", PROP_BOOL, status),
-    PROP("ctrl_vq", PROP_BOOL, ctrl_vq),
-    PROP("ctrl_rx", PROP_BOOL, ctrl_rx),
-    PROP("ctrl_mac_addr", PROP_BOOL, ctrl_mac_addr),
-    PROP("in_order", PROP_BOOL, in_order),
-    PROP("packed", PROP_BOOL, packed),
-    PROP("event_idx", PROP_BOOL, event_idx),
-    PROP("indirect_desc", PROP_BOOL, indirect_desc),
-    PROP("tx-batch", PROP_BOOL, tx_batch),
-    PROP("tx-burst", PROP_UINT32, tx_burst),
+static const Property net_props[] = {
+    PROP("mac", MACADDR, mac),
+    PROP("queues", UINT32, queue_pairs),
+    PROP("rx_queue_size", UINT32, rx_queue_size),
+    PROP("tx_queue_size", UINT32, tx_queue_size),
+    PROP("host_mtu", UINT32, mtu),
+    PROP("mrg_rxbuf", BOOL, mrg_rxbuf),
+    PROP("status", BOOL, status),
+    PROP("ctrl_vq", BOOL, ctrl_vq),
+    PROP("ctrl_rx", BOOL, ctrl_rx),
+    PROP("ctrl_mac_addr", BOOL, ctrl_mac_addr),
+    PROP("in_order", BOOL, in_order),
+    PROP("packed", BOOL, packed),
+    PROP("event_idx", BOOL, event_idx),
+    PROP("indirect_desc", BOOL, indirect_desc),
+    PROP("tx-batch", BOOL, tx_batch),
+    PROP("tx-burst", UINT32, tx_burst),
 };
 
 void virtio_net_conf_init(VirtIONetConf *conf)
@@ -182,69 +175,12 @@ void virtio_net_conf_init(VirtIONetConf *conf)
 
 bool virtio_net_parse_mac(const char *s, uint8_t mac[6])
 {
-    unsigned v[6];
-    char tail;
-
-    if (!s || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                     &tail) != 6) {
-        return false;
-    }
-    for (unsigned i = 0; i < 6; i++) {
-        mac[i] = (uint8_t)v[i];
-    }
-    return true;
-}
-
-static bool parse_bool(const char *v, bool *out)
-{
-    if (!g_strcmp0(v, "on") || !g_strcmp0(v, "true") || !g_strcmp0(v, "yes") || !g_strcmp0(v, "1")) {
-        *out = true;
-        return true;
-    }
-    if (!g_strcmp0(v, "off") || !g_strcmp0(v, "false") || !g_strcmp0(v, "no") || !g_strcmp0(v, "0")) {
-        *out = false;
-        return true;
-    }
-    return false;
+    return qdev_prop_parse_mac(s, mac);
 }
 
 bool virtio_net_conf_set(VirtIONetConf *conf, const char *name, const char *value, GError **errp)
 {
-    for (unsigned i = 0; i < G_N_ELEMENTS(net_props); i++) {
-        const NetProp *p = &net_props[i];
-        void *field = (uint8_t *)conf + p->offset;
-        guint64 u;
-
-        if (strcmp(p->name, name)) {
-            continue;
-        }
-        switch (p->type) {
-        case PROP_BOOL:
-            if (!parse_bool(value, field)) {
-                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "property '%s' expects on/off, not '%s'", name, value ? value : "");
-                return false;
-            }
-            return true;
-        case PROP_UINT32:
-            if (!value || !g_ascii_string_to_unsigned(value, 10, 0, UINT32_MAX, &u, NULL)) {
-                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "property '%s' expects a number, not '%s'", name, value ? value : "");
-                return false;
-            }
-            *(uint32_t *)field = (uint32_t)u;
-            return true;
-        case PROP_MAC:
-            if (!virtio_net_parse_mac(value, field)) {
-                g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                            "property '%s' expects XX:XX:XX:XX:XX:XX, not '%s'", name, value ? value : "");
-                return false;
-            }
-            return true;
-        }
-    }
-    g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION, "virtio-net has no property '%s'", name);
-    return false;
+    return qdev_prop_set(conf, net_props, G_N_ELEMENTS(net_props), "virtio-net", name, value, errp);
 }
 
 /* ---------------------------------------------------------------------- */
