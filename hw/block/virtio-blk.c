@@ -185,21 +185,7 @@ static uint64_t blk_device_features(const VirtIOBlock *s)
 
 static uint64_t blk_ring_features(const VirtIOBlkConf *c)
 {
-    uint64_t f = virtio_ring_features();
-
-    if (!c->in_order) {
-        f &= ~BIT(VIRTIO_F_IN_ORDER);
-    }
-    if (!c->packed) {
-        f &= ~BIT(VIRTIO_F_RING_PACKED);
-    }
-    if (!c->event_idx) {
-        f &= ~BIT(VIRTIO_RING_F_EVENT_IDX);
-    }
-    if (!c->indirect_desc) {
-        f &= ~BIT(VIRTIO_RING_F_INDIRECT_DESC);
-    }
-    return f;
+    return virtio_ring_features_select(c->in_order, c->packed, c->event_idx, c->indirect_desc);
 }
 
 static VirtIOBlkConfig *blk_config(VirtIOBlock *s)
@@ -670,7 +656,6 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
 
     VirtIOBlockQueue *q = &s->queues[virtio_get_queue_index(vq)];
 
-    virtio_queue_set_batch(vq, s->conf.used_batch);
     blk_io_plug(s->blk);
     q->in_handler = true;
     /*
@@ -752,21 +737,9 @@ static void blk_reset(VirtIODevice *vdev)
     blk_update_config(s);
 }
 
-static void blk_set_status(VirtIODevice *vdev, uint8_t status)
-{
-    VirtIOBlock *s = VIRTIO_BLK(vdev);
-
-    if (status & VIRTIO_CONFIG_S_DRIVER_OK) {
-        for (unsigned n = 0; n < vdev->num_queues; n++) {
-            virtio_queue_set_batch(virtio_get_queue(vdev, n), s->conf.used_batch);
-        }
-    }
-}
-
 static const VirtIODeviceOps virtio_blk_ops = {
     .set_features = blk_set_features,
     .reset = blk_reset,
-    .set_status = blk_set_status,
 };
 
 static bool blk_check_conf(const VirtIOBlkConf *c, GError **errp)
@@ -819,6 +792,8 @@ bool virtio_blk_realize(VirtIOBlock *s, const VirtIOBlkConf *conf, GuestMemory *
     vdev->host_features = blk_ring_features(conf) | blk_device_features(s);
     for (unsigned n = 0; n < conf->num_queues; n++) {
         virtio_queue_set_handler(vdev, n, blk_handle_output);
+        /* A queue property the core keeps across resets (only used under IN_ORDER). */
+        virtio_queue_set_batch(virtio_get_queue(vdev, n), conf->used_batch);
     }
     blk_update_config(s);
     blk_set_batch_done(s->blk, blk_batch_done, s);

@@ -222,21 +222,7 @@ static uint64_t net_device_features(const VirtIONetConf *c)
 
 static uint64_t net_ring_features(const VirtIONetConf *c)
 {
-    uint64_t f = virtio_ring_features();
-
-    if (!c->in_order) {
-        f &= ~BIT(VIRTIO_F_IN_ORDER);
-    }
-    if (!c->packed) {
-        f &= ~BIT(VIRTIO_F_RING_PACKED);
-    }
-    if (!c->event_idx) {
-        f &= ~BIT(VIRTIO_RING_F_EVENT_IDX);
-    }
-    if (!c->indirect_desc) {
-        f &= ~BIT(VIRTIO_RING_F_INDIRECT_DESC);
-    }
-    return f;
+    return virtio_ring_features_select(c->in_order, c->packed, c->event_idx, c->indirect_desc);
 }
 
 static VirtIONetConfig *net_config(VirtIONet *n)
@@ -282,6 +268,12 @@ static void net_set_queue_layout(VirtIONet *n, bool mq)
             h = (i & 1) ? net_handle_tx : net_handle_rx;
         }
         virtio_queue_set_handler(vdev, i, h);
+        /*
+         * TX buffers are always used completely (length 0): IN_ORDER may
+         * batch them. RX never (see the top of this file); nor the control
+         * queue. The core keeps this across resets.
+         */
+        virtio_queue_set_batch(virtio_get_queue(vdev, i), h == net_handle_tx && n->conf.tx_batch);
     }
 }
 
@@ -520,8 +512,6 @@ void virtio_net_rx_flush(VirtIONet *n, unsigned qp)
     if (!q->rx_pending) {
         return;
     }
-    /* Never batched (see the top of this file); the core keeps the flag across resets, so say it. */
-    virtio_queue_set_batch(q->rx_vq, false);
     virtqueue_flush(q->rx_vq, q->rx_pending);
     q->rx_pending = 0;
     virtio_notify(&n->parent_obj, q->rx_vq);
@@ -622,8 +612,6 @@ static void net_tx_run(VirtIONet *n, unsigned qp)
         return;                 /* polled and idle: touch nothing shared */
     }
     q->tx_running = true;
-    /* TX buffers are always used completely (length 0): IN_ORDER may batch them. */
-    virtio_queue_set_batch(vq, n->conf.tx_batch);
     for (;;) {
         set_notify(vq, &q->tx_notify_on, false);
         while (done < burst) {

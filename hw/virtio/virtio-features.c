@@ -113,6 +113,16 @@ uint64_t virtio_ring_features(void)
     return virtio_features_implemented(0, VIRTIO_FEATURE_RING);
 }
 
+uint64_t virtio_ring_features_select(bool in_order, bool packed, bool event_idx, bool indirect_desc)
+{
+    uint64_t off = (in_order ? 0 : 1ULL << VIRTIO_F_IN_ORDER) |
+                   (packed ? 0 : 1ULL << VIRTIO_F_RING_PACKED) |
+                   (event_idx ? 0 : 1ULL << VIRTIO_RING_F_EVENT_IDX) |
+                   (indirect_desc ? 0 : 1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+
+    return virtio_ring_features() & ~off;
+}
+
 void virtio_features_describe(uint16_t device_id, uint64_t features, char *buf, unsigned size)
 {
     unsigned used = 0;

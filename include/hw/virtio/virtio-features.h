@@ -56,6 +56,13 @@ uint64_t virtio_features_implemented(uint16_t device_id, VirtIOFeatureOwner owne
 /* The ring bits the core implements: what every device offers on top of its own. */
 uint64_t virtio_ring_features(void);
 
+/*
+ * The ring bits a device offers, given its common properties (QEMU's
+ * in_order, packed, event_idx, indirect_desc): virtio_ring_features() with
+ * the ones turned off removed.
+ */
+uint64_t virtio_ring_features_select(bool in_order, bool packed, bool event_idx, bool indirect_desc);
+
 /* Write "NAME,NAME,..." for @features into @buf (always NUL-terminated). */
 void virtio_features_describe(uint16_t device_id, uint64_t features, char *buf, unsigned size);
 
