@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "hw/virtio/virtio.h"
+#include "hw/virtio/virtio-access.h"
 
 /*
  * IN_ORDER bookkeeping: one entry per in-flight element.
@@ -145,35 +146,6 @@ void virtio_error(VirtIODevice *vdev, const char *fmt, ...)
 
 /* ---------------------------------------------------------------------- */
 /* Guest-shared field access                                               */
-
-/*
- * Relaxed loads give one read per field (snapshot); ordering comes from the
- * acquire on the index or flags that published the data.
- */
-static inline uint16_t load_le16(const uint16_t *p)
-{
-    return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
-}
-
-static inline uint16_t load_acquire_le16(const uint16_t *p)
-{
-    return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
-}
-
-static inline void store_le16(uint16_t *p, uint16_t v)
-{
-    __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
-}
-
-static inline void store_release_le16(uint16_t *p, uint16_t v)
-{
-    __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
-}
-
-static inline void smp_mb(void)
-{
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
 
 typedef struct DescSnapshot {
     uint64_t addr;
@@ -446,7 +418,7 @@ static int split_avail_count(VirtQueue *vq)
         return n;
     }
     /* Pairs with the driver's write barrier before it stores avail->idx. */
-    vq->shadow_avail_idx = load_acquire_le16(&vq->ring.split.avail->idx);
+    vq->shadow_avail_idx = vring_load_acquire_le16(&vq->ring.split.avail->idx);
     n = vq->shadow_avail_idx - vq->last_avail_idx;
     if (n > vq->num) {
         /* spec 2.7.13.3: the driver never gets more than num ahead */
@@ -462,7 +434,7 @@ static bool virtqueue_split_empty(VirtQueue *vq)
     if (vq->shadow_avail_idx != vq->last_avail_idx) {
         return false;
     }
-    return load_acquire_le16(&vq->ring.split.avail->idx) == vq->last_avail_idx;
+    return vring_load_acquire_le16(&vq->ring.split.avail->idx) == vq->last_avail_idx;
 }
 
 /* Map the chain at @head into @elem. Returns 1, or -1 after virtio_error. */
@@ -527,7 +499,7 @@ static int virtqueue_split_pop(VirtQueue *vq, VirtQueueElement *elem, struct iov
     if (avail <= 0) {
         return avail;
     }
-    head = load_le16(&vq->ring.split.avail->ring[vq->last_avail_idx & split_mask(vq)]);
+    head = vring_load_le16(&vq->ring.split.avail->ring[vq->last_avail_idx & split_mask(vq)]);
     if (head >= vq->num) {
         vq_error(vq, "avail ring head %u out of range (queue size %u)", head, vq->num);
         return -1;
@@ -538,7 +510,7 @@ static int virtqueue_split_pop(VirtQueue *vq, VirtQueueElement *elem, struct iov
     vq->last_avail_idx++;
     if (vq->event_idx && vq->notification) {
         /* spec 2.7.10: keep avail_event current so the driver kicks for the next buffer */
-        store_le16(split_avail_event(vq), vq->last_avail_idx);
+        vring_store_le16(split_avail_event(vq), vq->last_avail_idx);
     }
     return 1;
 }
@@ -555,7 +527,7 @@ static void split_publish(VirtQueue *vq, uint16_t count)
 {
     vq->used_idx += count;
     /* Pairs with the driver's read barrier after it loads used->idx. */
-    store_release_le16(&vq->ring.split.used->idx, vq->used_idx);
+    vring_store_release_le16(&vq->ring.split.used->idx, vq->used_idx);
     if (vq->published_since_signal < UINT32_MAX - count) {
         vq->published_since_signal += count;
     }
@@ -620,12 +592,12 @@ static bool virtio_split_should_notify(VirtQueue *vq)
 
     vq->published_since_signal = 0;
     if (!vq->event_idx) {
-        return !(load_le16(&vq->ring.split.avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+        return !(vring_load_le16(&vq->ring.split.avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
     }
     if (delta >= 0x10000) {
         return true;            /* used_event cannot tell how far we went: be safe */
     }
-    return vring_need_event(load_le16(split_used_event(vq)), vq->used_idx,
+    return vring_need_event(vring_load_le16(split_used_event(vq)), vq->used_idx,
                             (uint16_t)(vq->used_idx - delta));
 }
 
@@ -634,13 +606,13 @@ static void virtio_split_set_notification(VirtQueue *vq, bool enable)
     if (vq->event_idx) {
         if (enable) {
             /* Kick for the first buffer beyond what the driver has published so far. */
-            store_le16(split_avail_event(vq), load_acquire_le16(&vq->ring.split.avail->idx));
+            vring_store_le16(split_avail_event(vq), vring_load_acquire_le16(&vq->ring.split.avail->idx));
         }
         /* Disabled: leave avail_event behind; the driver stops kicking past it. */
     } else {
         VRingUsed *used = vq->ring.split.used;
-        uint16_t flags = load_le16(&used->flags);
-        store_le16(&used->flags, enable ? flags & ~VRING_USED_F_NO_NOTIFY
+        uint16_t flags = vring_load_le16(&used->flags);
+        vring_store_le16(&used->flags, enable ? flags & ~VRING_USED_F_NO_NOTIFY
                                         : flags | VRING_USED_F_NO_NOTIFY);
     }
 }
@@ -673,14 +645,14 @@ static inline void packed_advance(const VirtQueue *vq, uint16_t *pos, bool *wrap
 
 static bool virtqueue_packed_empty(VirtQueue *vq)
 {
-    uint16_t flags = load_acquire_le16(&vq->ring.packed.desc[vq->last_avail_idx].flags);
+    uint16_t flags = vring_load_acquire_le16(&vq->ring.packed.desc[vq->last_avail_idx].flags);
     return !packed_desc_is_avail(flags, vq->last_avail_wrap);
 }
 
 /* spec 2.8.10: ask for a kick when the driver makes the next descriptor available. */
 static void packed_set_avail_event(VirtQueue *vq)
 {
-    store_le16(&vq->ring.packed.device->off_wrap, vq->last_avail_idx |
+    vring_store_le16(&vq->ring.packed.device->off_wrap, vq->last_avail_idx |
                (uint16_t)(vq->last_avail_wrap << VRING_PACKED_EVENT_F_WRAP_CTR));
 }
 
@@ -693,7 +665,7 @@ static int virtqueue_packed_pop(VirtQueue *vq, VirtQueueElement *elem, struct io
     unsigned ndescs = 1;
     DescSnapshot d;
     /* Pairs with the driver's release (write barrier) before the head's flags. */
-    uint16_t flags = load_acquire_le16(&ring[pos].flags);
+    uint16_t flags = vring_load_acquire_le16(&ring[pos].flags);
 
     if (!packed_desc_is_avail(flags, wrap)) {
         return 0;
@@ -741,7 +713,7 @@ static int virtqueue_packed_pop(VirtQueue *vq, VirtQueueElement *elem, struct io
             }
             packed_advance(vq, &pos, &wrap, 1);
             /* Covered by the head's acquire: the driver writes the rest of the chain first. */
-            packed_desc_read(&ring[pos], &d, load_le16(&ring[pos].flags));
+            packed_desc_read(&ring[pos], &d, vring_load_le16(&ring[pos].flags));
             if (d.flags & VRING_DESC_F_INDIRECT) {
                 vq_error(vq, "indirect descriptor inside a packed chain at %u", pos);
                 return -1;
@@ -793,7 +765,7 @@ static void packed_publish(VirtQueue *vq, uint16_t first_pos, uint16_t first_fla
      * driver sees the whole batch at once. Pairs with the driver's read barrier
      * after it loads the flags.
      */
-    store_release_le16(&vq->ring.packed.desc[first_pos].flags, first_flags);
+    vring_store_release_le16(&vq->ring.packed.desc[first_pos].flags, first_flags);
     packed_advance(vq, &vq->used_idx, &vq->used_wrap, descs);
     if (vq->published_since_signal < UINT32_MAX - descs) {
         vq->published_since_signal += descs;
@@ -816,7 +788,7 @@ static void virtqueue_packed_fill(VirtQueue *vq, VirtQueueUsedElem *u, unsigned 
     if (vq->fill_count == 0) {
         vq->fill_first_flags = flags;
     } else {
-        store_le16(&vq->ring.packed.desc[vq->fill_pos].flags, flags);
+        vring_store_le16(&vq->ring.packed.desc[vq->fill_pos].flags, flags);
     }
     packed_advance(vq, &vq->fill_pos, &vq->fill_wrap, u->ndescs);
     vq->stats.used_entries++;
@@ -850,7 +822,7 @@ static unsigned virtqueue_packed_ordered_flush(VirtQueue *vq)
         if (entries++ == 0) {                                                   \
             first_flags = fl_;                                                  \
         } else {                                                                \
-            store_le16(&vq->ring.packed.desc[entry_pos].flags, fl_);            \
+            vring_store_le16(&vq->ring.packed.desc[entry_pos].flags, fl_);            \
         }                                                                       \
     } while (0)
 
@@ -888,7 +860,7 @@ static bool virtio_packed_should_notify(VirtQueue *vq)
 {
     const VRingPackedDescEvent *ev = vq->ring.packed.driver;
     uint32_t delta = vq->published_since_signal;
-    uint16_t flags = load_le16(&ev->flags), off_wrap, event;
+    uint16_t flags = vring_load_le16(&ev->flags), off_wrap, event;
 
     vq->published_since_signal = 0;
     if (flags == VRING_PACKED_EVENT_FLAG_DISABLE) {
@@ -900,7 +872,7 @@ static bool virtio_packed_should_notify(VirtQueue *vq)
     if (delta >= vq->num) {
         return true;            /* went past every position since the last notification */
     }
-    off_wrap = load_le16(&ev->off_wrap);
+    off_wrap = vring_load_le16(&ev->off_wrap);
     event = off_wrap & ~(1u << VRING_PACKED_EVENT_F_WRAP_CTR);
     /* spec 2.8.10: an event offset from the previous lap sits num positions back */
     if (!!(off_wrap >> VRING_PACKED_EVENT_F_WRAP_CTR) != vq->used_wrap) {
@@ -914,12 +886,12 @@ static void virtio_packed_set_notification(VirtQueue *vq, bool enable)
     VRingPackedDescEvent *ev = vq->ring.packed.device;
 
     if (!enable) {
-        store_le16(&ev->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+        vring_store_le16(&ev->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
     } else if (vq->event_idx) {
         packed_set_avail_event(vq);
-        store_le16(&ev->flags, VRING_PACKED_EVENT_FLAG_DESC);
+        vring_store_le16(&ev->flags, VRING_PACKED_EVENT_FLAG_DESC);
     } else {
-        store_le16(&ev->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+        vring_store_le16(&ev->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
     }
 }
 
@@ -1261,7 +1233,7 @@ void virtio_queue_set_notification(VirtQueue *vq, int enable)
     }
     if (enable) {
         /* Order the event write before the caller re-checks the ring (pairs with the driver's mb). */
-        smp_mb();
+        vring_mb();
     }
 }
 
@@ -1279,7 +1251,7 @@ bool virtio_should_notify(VirtIODevice *vdev, VirtQueue *vq)
         return false;
     }
     /* Order the used publication before reading the driver's suppression state. */
-    smp_mb();
+    vring_mb();
     if (vq->notify_on_empty && !vq->event_idx && !vq->inuse && virtio_queue_empty(vq)) {
         vq->published_since_signal = 0;
         return true;            /* spec 6: VIRTIO_F_NOTIFY_ON_EMPTY overrides the hint */

@@ -100,6 +100,7 @@
 #include <sys/mman.h>
 
 #include "hw/virtio/virtio.h"
+#include "hw/virtio/virtio-access.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -386,12 +387,12 @@ static bool snap_same(const Fz *f)
 /* Guest-visible little-endian stores and loads (the guest side of the ring). */
 static void g_st16(void *p, uint16_t v)
 {
-    __atomic_store_n((uint16_t *)p, htole16(v), __ATOMIC_RELEASE);
+    vring_store_release_le16(p, v);
 }
 
 static uint16_t g_ld16(const void *p)
 {
-    return le16toh(__atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE));
+    return vring_load_acquire_le16(p);
 }
 
 static void g_desc(void *p, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next_or_id, bool packed)

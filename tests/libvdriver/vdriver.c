@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "hw/virtio/virtio-ring.h"
+#include "hw/virtio/virtio-access.h"
 #include "vdriver.h"
 
 /* Driver state of one buffer, by split head index / packed buffer id. */
@@ -81,31 +82,6 @@ static void violation(VDriverQueue *q, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(q->error, sizeof(q->error), fmt, ap);
     va_end(ap);
-}
-
-static inline uint16_t load16_acquire(const uint16_t *p)
-{
-    return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
-}
-
-static inline uint16_t load16(const uint16_t *p)
-{
-    return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
-}
-
-static inline void store16(uint16_t *p, uint16_t v)
-{
-    __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
-}
-
-static inline void store16_release(uint16_t *p, uint16_t v)
-{
-    __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
-}
-
-static inline void full_fence(void)
-{
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -310,7 +286,7 @@ static int split_add(VDriverQueue *q, const VDriverSeg *out, unsigned out_num,
     q->num_free -= need;
     q->bufs[head] = (VDriverBuf){ token, in_len, (uint16_t)need, last, true };
     /* Visible to the device only when kick_prepare publishes avail->idx. */
-    store16(&q->avail->ring[q->avail_idx & (q->num - 1)], head);
+    vring_store_le16(&q->avail->ring[q->avail_idx & (q->num - 1)], head);
     q->avail_idx++;
     fifo_push(q, head);
     return 0;
@@ -357,7 +333,7 @@ static int packed_add(VDriverQueue *q, const VDriverSeg *out, unsigned out_num,
             if (k == 0) {
                 head_flags = flags;
             } else {
-                store16(&q->pdesc[pos].flags, flags);
+                vring_store_le16(&q->pdesc[pos].flags, flags);
             }
             if (++pos == q->num) {
                 pos = 0;
@@ -366,7 +342,7 @@ static int packed_add(VDriverQueue *q, const VDriverSeg *out, unsigned out_num,
         }
     }
     /* The head's flags go last: the device sees the whole chain or none of it. */
-    store16_release(&q->pdesc[head].flags, head_flags);
+    vring_store_release_le16(&q->pdesc[head].flags, head_flags);
     q->next_avail = pos;
     q->avail_wrap = wrap;
     q->num_free -= need;
@@ -414,9 +390,9 @@ bool vdriver_kick_prepare(VDriverQueue *q)
 
         q->added_since_kick = 0;
         /* Pairs with the device's fence after it writes its event structure. */
-        full_fence();
-        flags = load16(&q->device_evt->flags) & 3;
-        off_wrap = load16(&q->device_evt->off_wrap);
+        vring_mb();
+        flags = vring_load_le16(&q->device_evt->flags) & 3;
+        off_wrap = vring_load_le16(&q->device_evt->off_wrap);
         if (!added || flags == VRING_PACKED_EVENT_FLAG_DISABLE) {
             need = false;
         } else if (flags == VRING_PACKED_EVENT_FLAG_DESC && q->cfg.event_idx) {
@@ -433,16 +409,16 @@ bool vdriver_kick_prepare(VDriverQueue *q)
         uint16_t old = q->kicked_avail_idx, new_idx = q->avail_idx;
 
         /* Pairs with the device's acquire load of avail->idx. */
-        store16_release(&q->avail->idx, new_idx);
+        vring_store_release_le16(&q->avail->idx, new_idx);
         q->kicked_avail_idx = new_idx;
         /* Pairs with the device's fence after it writes avail_event / used->flags. */
-        full_fence();
+        vring_mb();
         if (old == new_idx) {
             need = false;
         } else if (q->cfg.event_idx) {
-            need = vring_need_event(load16(split_avail_event(q)), new_idx, old);
+            need = vring_need_event(vring_load_le16(split_avail_event(q)), new_idx, old);
         } else {
-            need = !(load16(&q->used->flags) & VRING_USED_F_NO_NOTIFY);
+            need = !(vring_load_le16(&q->used->flags) & VRING_USED_F_NO_NOTIFY);
         }
     }
     if (need) {
@@ -546,7 +522,7 @@ static void *take_used(VDriverQueue *q, uint32_t id, uint32_t len, unsigned room
 
 static bool packed_used_at(const VDriverQueue *q, uint16_t *flags)
 {
-    uint16_t f = load16_acquire(&q->pdesc[q->last_used].flags);
+    uint16_t f = vring_load_acquire_le16(&q->pdesc[q->last_used].flags);
     bool avail = f & (1u << VRING_PACKED_DESC_F_AVAIL);
     bool used = f & (1u << VRING_PACKED_DESC_F_USED);
 
@@ -579,7 +555,7 @@ void *vdriver_get_buf(VDriverQueue *q, uint32_t *len, bool *batched)
         /* A packed batch's size is bounded by what is in flight; nothing more to check. */
         return take_used(q, le16toh(d->id), used_len, q->inflight, len, batched);
     } else {
-        uint16_t used_idx = load16_acquire(&q->used->idx);
+        uint16_t used_idx = vring_load_acquire_le16(&q->used->idx);
         uint16_t room = (uint16_t)(used_idx - q->last_used_idx);
         VRingUsedElem e;
 
@@ -605,7 +581,7 @@ bool vdriver_has_used(VDriverQueue *q)
     if (q->cfg.packed) {
         return packed_used_at(q, &flags);
     }
-    return load16_acquire(&q->used->idx) != q->last_used_idx;
+    return vring_load_acquire_le16(&q->used->idx) != q->last_used_idx;
 }
 
 static uint16_t *split_used_event(VDriverQueue *q)
@@ -616,12 +592,12 @@ static uint16_t *split_used_event(VDriverQueue *q)
 void vdriver_disable_cb(VDriverQueue *q)
 {
     if (q->cfg.packed) {
-        store16(&q->driver_evt->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
+        vring_store_le16(&q->driver_evt->flags, VRING_PACKED_EVENT_FLAG_DISABLE);
     } else if (q->cfg.event_idx) {
         /* spec 2.7.7: flags stay 0 with event idx; an index already passed means "not soon" */
-        store16(split_used_event(q), (uint16_t)(q->last_used_idx - 1));
+        vring_store_le16(split_used_event(q), (uint16_t)(q->last_used_idx - 1));
     } else {
-        store16(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT);
+        vring_store_le16(&q->avail->flags, VRING_AVAIL_F_NO_INTERRUPT);
     }
 }
 
@@ -629,19 +605,19 @@ bool vdriver_enable_cb(VDriverQueue *q)
 {
     if (q->cfg.packed) {
         if (q->cfg.event_idx) {
-            store16(&q->driver_evt->off_wrap,
+            vring_store_le16(&q->driver_evt->off_wrap,
                     (uint16_t)(q->last_used | (q->used_wrap << VRING_PACKED_EVENT_F_WRAP_CTR)));
-            store16(&q->driver_evt->flags, VRING_PACKED_EVENT_FLAG_DESC);
+            vring_store_le16(&q->driver_evt->flags, VRING_PACKED_EVENT_FLAG_DESC);
         } else {
-            store16(&q->driver_evt->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
+            vring_store_le16(&q->driver_evt->flags, VRING_PACKED_EVENT_FLAG_ENABLE);
         }
     } else if (q->cfg.event_idx) {
-        store16(split_used_event(q), q->last_used_idx);
+        vring_store_le16(split_used_event(q), q->last_used_idx);
     } else {
-        store16(&q->avail->flags, 0);
+        vring_store_le16(&q->avail->flags, 0);
     }
     /* Pairs with the device's fence between publishing and reading our suppression fields. */
-    full_fence();
+    vring_mb();
     return vdriver_has_used(q);
 }
 
