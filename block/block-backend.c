@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "block/block-backend.h"
+#include "qemu/iov.h"
 
 #ifdef CONFIG_IO_URING
 #include <liburing.h>
@@ -258,16 +259,6 @@ static void req_deliver(BlockBackend *blk, BlkReq *req)
     req_free(blk, req);
     blk->in_flight--;
     cb(opaque, ret);
-}
-
-static size_t iov_total(const struct iovec *iov, int iovcnt)
-{
-    size_t total = 0;
-
-    for (int i = 0; i < iovcnt; i++) {
-        total += iov[i].iov_len;
-    }
-    return total;
 }
 
 /* Drop @n bytes from the front of the request's working iovecs. */
@@ -629,7 +620,7 @@ static bool range_ok(const BlockBackend *blk, uint64_t offset, uint64_t bytes)
 static void submit_rw(BlockBackend *blk, BlkReqType type, uint64_t offset, const struct iovec *iov,
                       int iovcnt, BlockCompletionFunc *cb, void *opaque)
 {
-    size_t bytes = iovcnt > 0 ? iov_total(iov, iovcnt) : 0;
+    size_t bytes = iovcnt > 0 ? iov_size(iov, (unsigned)iovcnt) : 0;
     BlkReq *req = req_new(blk, type, offset, bytes, cb, opaque);
 
     if (iovcnt < 0 || !range_ok(blk, offset, bytes)) {

@@ -21,59 +21,10 @@
 
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio-blk.h"
+#include "qemu/iov.h"
 
 /* ---------------------------------------------------------------------- */
-/* iovec helpers: the guest chooses the layout, so never assume one       */
-
-static size_t iov_size(const struct iovec *iov, unsigned cnt)
-{
-    size_t total = 0;
-
-    for (unsigned i = 0; i < cnt; i++) {
-        total += iov[i].iov_len;
-    }
-    return total;
-}
-
-/* Copy up to @bytes from the front of @iov into @buf. Returns bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, unsigned cnt, void *buf, size_t bytes)
-{
-    size_t done = 0;
-
-    for (unsigned i = 0; i < cnt && done < bytes; i++) {
-        size_t n = MIN(iov[i].iov_len, bytes - done);
-        memcpy((uint8_t *)buf + done, iov[i].iov_base, n);
-        done += n;
-    }
-    return done;
-}
-
-static size_t iov_from_buf(const struct iovec *iov, unsigned cnt, const void *buf, size_t bytes)
-{
-    size_t done = 0;
-
-    for (unsigned i = 0; i < cnt && done < bytes; i++) {
-        size_t n = MIN(iov[i].iov_len, bytes - done);
-        memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
-        done += n;
-    }
-    return done;
-}
-
-/* Drop @bytes from the front of *@iov (in place: the array is the request's own). */
-static void iov_trim_front(struct iovec **iov, unsigned *cnt, size_t bytes)
-{
-    while (*cnt && bytes) {
-        if (bytes < (*iov)[0].iov_len) {
-            (*iov)[0].iov_base = (uint8_t *)(*iov)[0].iov_base + bytes;
-            (*iov)[0].iov_len -= bytes;
-            return;
-        }
-        bytes -= (*iov)[0].iov_len;
-        (*iov)++;
-        (*cnt)--;
-    }
-}
+/* iovec helpers beyond qemu/iov.h                                       */
 
 /* Take the last byte off @iov and return where it was (NULL if @iov holds no bytes). */
 static uint8_t *iov_take_last_byte(struct iovec *iov, unsigned *cnt)
@@ -491,7 +442,7 @@ static void blk_get_id(VirtIOBlockReq *req)
     /* spec 5.2.6: 20 bytes, zero-padded, not NUL-terminated when 20 long. */
     memset(id, 0, sizeof(id));
     memcpy(id, req->dev->conf.serial, strnlen(req->dev->conf.serial, sizeof(id)));
-    req->in_written = (uint32_t)iov_from_buf(req->data, req->data_cnt, id,
+    req->in_written = (uint32_t)iov_from_buf(req->data, req->data_cnt, 0, id,
                                              MIN(req->data_len, sizeof(id)));
     blk_req_complete(req, VIRTIO_BLK_S_OK);
 }
@@ -526,7 +477,7 @@ static void blk_discard_write_zeroes(VirtIOBlockReq *req)
     }
     /* A snapshot: guest memory is read once, then only the copy is checked and used. */
     segs = g_new(VirtIOBlkDiscardWriteZeroes, n);
-    iov_to_buf(req->data, req->data_cnt, segs, n * sizeof(*segs));
+    iov_to_buf(req->data, req->data_cnt, 0, segs, n * sizeof(*segs));
     for (size_t i = 0; i < n; i++) {
         uint32_t flags = le32toh(segs[i].flags);
         uint32_t num = le32toh(segs[i].num_sectors);
@@ -587,7 +538,7 @@ static int blk_handle_request(VirtIOBlock *s, VirtQueue *vq, VirtIOBlockReq *req
      * spec 5.2.6.1 / 2.6.4: the header is the first 16 readable bytes and the
      * status the last writable byte, wherever the descriptors split them.
      */
-    if (iov_to_buf(out, out_num, &hdr, sizeof(hdr)) < sizeof(hdr)) {
+    if (iov_to_buf(out, out_num, 0, &hdr, sizeof(hdr)) < sizeof(hdr)) {
         virtio_error(vdev, "queue %u: request header shorter than %zu bytes",
                      virtio_get_queue_index(vq), sizeof(hdr));
         virtqueue_detach_element(vq, &req->elem, 0);

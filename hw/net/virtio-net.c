@@ -28,106 +28,11 @@
 #include <string.h>
 
 #include "hw/qdev-properties.h"
+#include "qemu/iov.h"
 #include "hw/virtio/virtio-net.h"
 
 #define BIT(b) (1ULL << (b))
 
-/* ---------------------------------------------------------------------- */
-/* iovec helpers: the guest chooses the layout, so never assume one       */
-
-static size_t iov_size(const struct iovec *iov, unsigned cnt)
-{
-    size_t total = 0;
-
-    for (unsigned i = 0; i < cnt; i++) {
-        total += iov[i].iov_len;
-    }
-    return total;
-}
-
-/* Copy up to @bytes from @iov starting at byte @off into @buf. Returns bytes copied. */
-static size_t iov_read(const struct iovec *iov, unsigned cnt, size_t off, void *buf, size_t bytes)
-{
-    size_t done = 0;
-
-    for (unsigned i = 0; i < cnt && done < bytes; i++) {
-        size_t n;
-
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        n = MIN(iov[i].iov_len - off, bytes - done);
-        memcpy((uint8_t *)buf + done, (const uint8_t *)iov[i].iov_base + off, n);
-        done += n;
-        off = 0;
-    }
-    return done;
-}
-
-/* Drop @bytes from the front of *@iov (in place: the array is the element's own). */
-static void iov_trim_front(struct iovec **iov, unsigned *cnt, size_t bytes)
-{
-    while (*cnt && bytes) {
-        if (bytes < (*iov)[0].iov_len) {
-            (*iov)[0].iov_base = (uint8_t *)(*iov)[0].iov_base + bytes;
-            (*iov)[0].iov_len -= bytes;
-            return;
-        }
-        bytes -= (*iov)[0].iov_len;
-        (*iov)++;
-        (*cnt)--;
-    }
-}
-
-/* Where byte @off of @iov lives, or NULL beyond its end. */
-static uint8_t *iov_byte(const struct iovec *iov, unsigned cnt, size_t off)
-{
-    for (unsigned i = 0; i < cnt; i++) {
-        if (off < iov[i].iov_len) {
-            return (uint8_t *)iov[i].iov_base + off;
-        }
-        off -= iov[i].iov_len;
-    }
-    return NULL;
-}
-
-/*
- * Copy from @src (starting at byte @src_off) into @dst (starting at byte
- * @dst_off) until either runs out. memmove: a hostile driver may point an
- * RX buffer at its own TX buffer (loopback copies guest memory to itself).
- * Returns bytes copied.
- */
-static size_t iov_copy(const struct iovec *dst, unsigned dst_cnt, size_t dst_off,
-                       const struct iovec *src, unsigned src_cnt, size_t src_off)
-{
-    unsigned di = 0, si = 0;
-    size_t done = 0;
-
-    while (di < dst_cnt && dst_off >= dst[di].iov_len) {
-        dst_off -= dst[di++].iov_len;
-    }
-    while (si < src_cnt && src_off >= src[si].iov_len) {
-        src_off -= src[si++].iov_len;
-    }
-    while (di < dst_cnt && si < src_cnt) {
-        size_t n = MIN(dst[di].iov_len - dst_off, src[si].iov_len - src_off);
-
-        memmove((uint8_t *)dst[di].iov_base + dst_off, (const uint8_t *)src[si].iov_base + src_off, n);
-        done += n;
-        dst_off += n;
-        src_off += n;
-        if (dst_off == dst[di].iov_len) {
-            di++;
-            dst_off = 0;
-        }
-        if (src_off == src[si].iov_len) {
-            si++;
-            src_off = 0;
-        }
-    }
-    return done;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Properties                                                              */
@@ -702,7 +607,7 @@ static uint8_t ctrl_rx(VirtIONet *n, uint8_t cmd, const CtrlData *d)
     if (!virtio_vdev_has_feature(&n->parent_obj, VIRTIO_NET_F_CTRL_RX) || d->len != 1) {
         return VIRTIO_NET_ERR;
     }
-    iov_read(d->iov, d->cnt, 0, &on, 1);
+    iov_to_buf(d->iov, d->cnt, 0, &on, 1);
     switch (cmd) {
     case VIRTIO_NET_CTRL_RX_PROMISC:
         n->promisc = on != 0;
@@ -728,7 +633,7 @@ static uint8_t ctrl_mac(VirtIONet *n, uint8_t cmd, const CtrlData *d)
         if (!virtio_vdev_has_feature(vdev, VIRTIO_NET_F_CTRL_MAC_ADDR) || d->len != sizeof(mac)) {
             return VIRTIO_NET_ERR;
         }
-        iov_read(d->iov, d->cnt, 0, mac, sizeof(mac));
+        iov_to_buf(d->iov, d->cnt, 0, mac, sizeof(mac));
         memcpy(net_config(n)->mac, mac, sizeof(mac));
         return VIRTIO_NET_OK;
     }
@@ -746,7 +651,7 @@ static uint8_t ctrl_mac(VirtIONet *n, uint8_t cmd, const CtrlData *d)
         if (d->len - off < sizeof(le)) {
             return VIRTIO_NET_ERR;
         }
-        iov_read(d->iov, d->cnt, off, &le, sizeof(le));
+        iov_to_buf(d->iov, d->cnt, off, &le, sizeof(le));
         entries[t] = le32toh(le);
         off += sizeof(le);
         if ((uint64_t)entries[t] * 6 > d->len - off) {
@@ -770,7 +675,7 @@ static uint8_t ctrl_mq(VirtIONet *n, uint8_t cmd, const CtrlData *d)
         d->len != sizeof(pairs)) {
         return VIRTIO_NET_ERR;
     }
-    iov_read(d->iov, d->cnt, 0, &pairs, sizeof(pairs));
+    iov_to_buf(d->iov, d->cnt, 0, &pairs, sizeof(pairs));
     pairs = le16toh(pairs);
     /* spec 5.1.6.5.5: 1..max_virtqueue_pairs. */
     if (pairs < 1 || pairs > n->max_queue_pairs) {
@@ -800,7 +705,7 @@ static void net_handle_ctrl(VirtIODevice *vdev, VirtQueue *vq)
         out_num = e.out_num;
         in_num = e.in_num;
         /* spec 5.1.6.5: class, command, data (readable), then the ack byte (writable). */
-        if (iov_read(out, out_num, 0, cls_cmd, 2) < 2) {
+        if (iov_to_buf(out, out_num, 0, cls_cmd, 2) < 2) {
             virtio_error(vdev, "control queue: command %u shorter than its 2-byte header", e.index);
             break;
         }
