@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sysemu/qdev.h"
+#include "sysemu/blockdev.h"
 #include "sysemu/qmp.h"
 #include "sysemu/sysemu.h"
 

@@ -34,6 +34,7 @@
 
 #include "hw/pci/pci.h"
 #include "sysemu/chardev.h"
+#include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
 #include "sysemu/qmp.h"
 #include "sysemu/qtest.h"

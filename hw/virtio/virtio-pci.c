@@ -9,10 +9,13 @@
  * before enabling the virtqueue"), features once FEATURES_OK is set.
  */
 #include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hw/pci/msix.h"
 #include "hw/virtio/virtio-pci.h"
+#include "sysemu/qdev.h"
 
 /* ---- common configuration (spec 4.1.4.3) ---- */
 
@@ -356,4 +359,82 @@ void virtio_pci_unrealize(VirtIOPCIProxy *proxy)
         proxy->vdev->transport = NULL;
         proxy->vdev = NULL;
     }
+}
+
+void virtio_pci_conf_init(VirtIOPCIConf *c)
+{
+    c->devfn = -1;
+    c->vectors = -1;
+    c->id = NULL;
+}
+
+int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key, const char *val,
+                        char **errp)
+{
+    if (!strcmp(key, "driver")) {
+        return 1;
+    }
+    if (!strcmp(key, "addr")) {
+        c->devfn = qdev_parse_pci_addr(val);
+        if (c->devfn < 0) {
+            *errp = g_strdup_printf("Property '%s.addr' doesn't take value '%s'", type_name, val);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(key, "id")) {
+        c->id = val;
+        return 1;
+    }
+    if (qdev_is_pci_common_prop(key)) {
+        return 1;
+    }
+    if (!strcmp(key, "vectors")) {
+        char *end;
+
+        c->vectors = strtol(val, &end, 0);
+        if (end == val || *end || c->vectors < 0 || c->vectors > VIRTIO_PCI_MAX_VECTORS) {
+            *errp = g_strdup_printf("Property '%s.vectors' doesn't take value '%s' (0..%d)", type_name,
+                                    val, VIRTIO_PCI_MAX_VECTORS);
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(key, "disable-legacy") || !strcmp(key, "disable-modern")) {
+        bool b;
+
+        /* Only the modern interface exists: accept the values that say so. */
+        if (!qdev_str_bool(val, &b) || b != !strcmp(key, "disable-legacy")) {
+            *errp = g_strdup_printf("vdm: %s supports only disable-legacy=on, disable-modern=off",
+                                    type_name);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void virtio_pci_conf_help(void)
+{
+    qdev_print_prop("addr", "int32", "Slot and optional function number, example: 06.0 or 06", NULL);
+    qdev_print_prop("vectors", "uint32", "MSI-X vectors (default num-queues + 1, 0: no MSI-X, max 64)",
+                    NULL);
+    qdev_print_prop("disable-legacy", "OnOffAuto", "on (vdm: modern only)", NULL);
+    qdev_print_prop("disable-modern", "bool", "false (vdm: modern only)", NULL);
+}
+
+bool virtio_pci_realize_conf(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name,
+                             uint32_t class_code, const VirtIOPCIConf *c, unsigned default_vectors,
+                             char **errp)
+{
+    long vectors = c->vectors >= 0 ? c->vectors : MIN(default_vectors, VIRTIO_PCI_MAX_VECTORS);
+
+    if (virtio_pci_realize(proxy, vdev, type_name, c->devfn, class_code, (unsigned)vectors) < 0) {
+        *errp = c->devfn >= 0 ? g_strdup_printf("PCI: slot %d function %d not available for %s",
+                                                PCI_SLOT(c->devfn), PCI_FUNC(c->devfn), type_name)
+                              : g_strdup_printf("PCI: no slot available for %s", type_name);
+        return false;
+    }
+    proxy->pci_dev.id = g_strdup(c->id);
+    return true;
 }

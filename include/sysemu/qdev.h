@@ -1,7 +1,11 @@
 /*
- * Block drives (-drive / -blockdev) and devices (-device) of the device
- * host, in QEMU's syntax. Options arrive parsed into key/value pairs by
- * system/vl.c (QemuOpts rules: later keys override earlier ones).
+ * Devices of the device host (-device TYPE,prop=value,...), in QEMU's
+ * syntax. Options arrive parsed into key/value pairs by system/vl.c
+ * (QemuOpts rules: later keys override earlier ones).
+ *
+ * Each device type lives in its own file (hw/virtio/virtio-blk-pci.c, ...)
+ * and registers a DeviceTypeInfo with device_type_init(); system/qdev.c
+ * looks types up by name, lists them and creates them.
  *
  * Context: main loop thread only.
  */
@@ -15,26 +19,48 @@ typedef struct QDevOpt {
     const char *key, *val;
 } QDevOpt;
 
-/*
- * -drive file=IMG,if=none,id=D[,format=raw][,aio=threads|io_uring|native][,readonly=on]
- * -blockdev driver=file,filename=IMG,node-name=D | driver=null-co,node-name=D[,size=N]
- * Returns false with *@errp (g_free it) set.
- */
-bool drive_new(const QDevOpt *opts, unsigned n, bool blockdev, char **errp);
+typedef struct PCIDevice PCIDevice;
+
+typedef struct DeviceTypeInfo {
+    const char *name;           /* "virtio-blk-pci" */
+    const char *parent;         /* QOM parent for qom-list-types, e.g. "virtio-pci" */
+    const char *category;       /* -device help heading: "Storage devices", "Network devices" */
+    const char *desc;
+    /*
+     * Create and plug the device from @opts (including "driver", "id",
+     * "addr"). Returns the device's PCI function, or NULL with *@errp set.
+     * The device frees itself through PCIDevice.unrealize.
+     */
+    PCIDevice *(*create)(const QDevOpt *opts, unsigned n, char **errp);
+    /* Print "TYPE options:" and one line per property (print_prop). */
+    void (*help)(void);
+} DeviceTypeInfo;
+
+void device_type_register(const DeviceTypeInfo *info);
+/* Register @info at start-up (QEMU's type_init). */
+#define device_type_init(info)                                                  \
+    static void __attribute__((constructor)) device_type_init_##info(void)      \
+    {                                                                           \
+        device_type_register(&(info));                                         \
+    }
 
 /* -device help / -device TYPE,help: print to stdout and return true (the caller exits 0). */
 bool device_help(const QDevOpt *opts, unsigned n);
 /* -device TYPE,prop=value,...: create and plug. Returns false with *@errp set. */
 bool device_new(const QDevOpt *opts, unsigned n, char **errp);
 
-/*
- * QMP block_resize: @device names a -drive id, @node_name a -blockdev
- * node-name (either may be NULL; QEMU's bdrv_lookup_bs). The image is
- * truncated/extended to @size bytes and an attached virtio-blk updates its
- * capacity and sends a configuration change notification. Returns false
- * with *@errp set (QEMU's messages).
- */
-bool qdev_block_resize(const char *device, const char *node_name, int64_t size, char **errp);
+/* ---- helpers for device types ---- */
+
+/* The value of @key (the last one given), or NULL. */
+const char *qdev_opt_get(const QDevOpt *opts, unsigned n, const char *key);
+/* on/off, true/false, yes/no. */
+bool qdev_str_bool(const char *v, bool *out);
+/* "SLOT[.FN]" in hex, as QEMU's PCI "addr" property: devfn, or -1. */
+int qdev_parse_pci_addr(const char *s);
+/* Properties every PCI device takes (addr, bus, id, multifunction). */
+bool qdev_is_pci_common_prop(const char *key);
+/* One `-device TYPE,help` line. */
+void qdev_print_prop(const char *name, const char *type, const char *desc, void *opaque);
 
 void qdev_register_types(void);
 /* Unplug every device, then close every drive. */

@@ -21,6 +21,7 @@
 #ifndef HW_VIRTIO_VIRTIO_PCI_H
 #define HW_VIRTIO_VIRTIO_PCI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hw/pci/pci.h"
@@ -90,5 +91,31 @@ typedef struct VirtIOPCIProxy {
 int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name, int devfn,
                        uint32_t class_code, unsigned nvectors);
 void virtio_pci_unrealize(VirtIOPCIProxy *proxy);
+
+/* Properties every virtio-pci device takes, collected from -device options. */
+typedef struct VirtIOPCIConf {
+    int devfn;                  /* addr=, -1: first free slot */
+    long vectors;               /* vectors=, -1: the device's default */
+    const char *id;             /* id= (borrowed) */
+} VirtIOPCIConf;
+
+void virtio_pci_conf_init(VirtIOPCIConf *c);
+/*
+ * Take @key=@val if it is a PCI or virtio-pci property of @type_name (addr,
+ * bus, id, multifunction, vectors, disable-legacy, disable-modern). Returns
+ * 1 taken, 0 not such a property, -1 bad value (*@errp set).
+ */
+int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key, const char *val,
+                        char **errp);
+/* The -device TYPE,help lines of those properties. */
+void virtio_pci_conf_help(void);
+/*
+ * virtio_pci_realize with @c (@default_vectors when vectors= was not given,
+ * capped at VIRTIO_PCI_MAX_VECTORS); sets the PCI id. Returns false with
+ * *@errp set (QEMU's slot messages).
+ */
+bool virtio_pci_realize_conf(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name,
+                             uint32_t class_code, const VirtIOPCIConf *c, unsigned default_vectors,
+                             char **errp);
 
 #endif
