@@ -15,6 +15,8 @@
 /* Filled by constructors before main, read-only afterwards. */
 static const DeviceTypeInfo *device_types[32];
 static unsigned n_device_types;
+/* Every plugged device, in creation order. */
+static GPtrArray *devices;
 
 void device_type_register(const DeviceTypeInfo *info)
 {
@@ -139,8 +141,9 @@ bool device_help(const QDevOpt *opts, unsigned n)
 
 bool device_new(const QDevOpt *opts, unsigned n, char **errp)
 {
-    const char *driver = qdev_opt_get(opts, n, "driver");
+    const char *driver = qdev_opt_get(opts, n, "driver"), *id;
     const DeviceTypeInfo *t;
+    DeviceState *dev;
 
     if (!driver) {
         *errp = g_strdup("Parameter 'driver' is missing");
@@ -155,7 +158,45 @@ bool device_new(const QDevOpt *opts, unsigned n, char **errp)
         *errp = g_strdup_printf("No 'PCI' bus found for device '%s'", driver);
         return false;
     }
-    return t->create(opts, n, errp) != NULL;
+    id = qdev_opt_get(opts, n, "id");
+    if (id && qdev_find_device(id)) {
+        *errp = g_strdup_printf("Duplicate ID '%s' for device", id);
+        return false;
+    }
+    dev = t->create(opts, n, errp);
+    if (!dev) {
+        return false;
+    }
+    dev->type = t;
+    dev->id = g_strdup(id);
+    if (!devices) {
+        devices = g_ptr_array_new();
+    }
+    g_ptr_array_add(devices, dev);
+    return true;
+}
+
+DeviceState *qdev_find_device(const char *id)
+{
+    for (guint i = 0; devices && i < devices->len; i++) {
+        DeviceState *dev = g_ptr_array_index(devices, i);
+        if (dev->id && !strcmp(dev->id, id)) {
+            return dev;
+        }
+    }
+    return NULL;
+}
+
+void qdev_unplug(DeviceState *dev)
+{
+    char *id = dev->id;
+
+    g_ptr_array_remove(devices, dev);
+    if (dev->unplug) {
+        dev->unplug(dev);
+    }
+    dev->unrealize(dev);
+    g_free(id);
 }
 
 void qdev_register_types(void)
@@ -170,6 +211,13 @@ void qdev_register_types(void)
 
 void qdev_cleanup(void)
 {
+    while (devices && devices->len) {
+        qdev_unplug(g_ptr_array_index(devices, devices->len - 1));
+    }
+    if (devices) {
+        g_ptr_array_free(devices, TRUE);
+        devices = NULL;
+    }
     pci_bus_cleanup();
     drives_cleanup();
 }

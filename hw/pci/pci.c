@@ -235,6 +235,11 @@ void pci_device_remove(PCIDevice *d)
     d->name = NULL;
 }
 
+void pci_device_unplug(DeviceState *dev)
+{
+    pci_device_remove((PCIDevice *)dev);
+}
+
 PCIDevice *pci_find_device(int devfn)
 {
     return bus && devfn >= 0 && devfn < PCI_DEVFN_MAX ? bus->devices[devfn] : NULL;
@@ -341,16 +346,7 @@ void pci_bus_cleanup(void)
     if (!bus) {
         return;
     }
-    for (int devfn = PCI_DEVFN_MAX - 1; devfn > 0; devfn--) {
-        PCIDevice *d = bus->devices[devfn];
-        if (d) {
-            void (*unrealize)(PCIDevice *) = d->unrealize;
-            pci_device_remove(d);
-            if (unrealize) {
-                unrealize(d);
-            }
-        }
-    }
+    /* Devices were unplugged by qdev_cleanup: only the host bridge is left. */
     pci_device_remove(&bus->host_bridge);
     ioport_unregister(PCI_CONFIG_ADDR_PORT, 4);
     ioport_unregister(PCI_CONFIG_DATA_PORT, 4);

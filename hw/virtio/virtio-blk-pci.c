@@ -34,18 +34,17 @@ static void vblk_pci_resized(void *opaque)
     virtio_blk_resize(&s->vblk);
 }
 
-static void vblk_pci_unrealize(PCIDevice *d)
+static void vblk_pci_unrealize(DeviceState *dev)
 {
-    VirtIOBlkPCI *s = (VirtIOBlkPCI *)d;
+    VirtIOBlkPCI *s = (VirtIOBlkPCI *)dev;
 
     virtio_pci_unrealize(&s->proxy);
     virtio_blk_unrealize(&s->vblk);
     drive_detach(s->drive);
-    g_free(d->id);
     g_free(s);
 }
 
-static PCIDevice *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
+static DeviceState *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
 {
     VirtIOBlkConf conf;
     VirtIOPCIConf pconf;
@@ -112,9 +111,9 @@ static PCIDevice *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         return NULL;
     }
     s->proxy.config_write = vblk_pci_config_write;
-    s->proxy.pci_dev.unrealize = vblk_pci_unrealize;
+    s->proxy.pci_dev.qdev.unrealize = vblk_pci_unrealize;
     s->drive = drive;
-    return &s->proxy.pci_dev;
+    return &s->proxy.pci_dev.qdev;
 }
 
 static void vblk_pci_help(void)

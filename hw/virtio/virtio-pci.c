@@ -365,7 +365,6 @@ void virtio_pci_conf_init(VirtIOPCIConf *c)
 {
     c->devfn = -1;
     c->vectors = -1;
-    c->id = NULL;
 }
 
 int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key, const char *val,
@@ -380,10 +379,6 @@ int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key
             *errp = g_strdup_printf("Property '%s.addr' doesn't take value '%s'", type_name, val);
             return -1;
         }
-        return 1;
-    }
-    if (!strcmp(key, "id")) {
-        c->id = val;
         return 1;
     }
     if (qdev_is_pci_common_prop(key)) {
@@ -435,6 +430,6 @@ bool virtio_pci_realize_conf(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const ch
                               : g_strdup_printf("PCI: no slot available for %s", type_name);
         return false;
     }
-    proxy->pci_dev.id = g_strdup(c->id);
+    proxy->pci_dev.qdev.unplug = pci_device_unplug;
     return true;
 }

@@ -19,22 +19,33 @@ typedef struct QDevOpt {
     const char *key, *val;
 } QDevOpt;
 
-typedef struct PCIDevice PCIDevice;
+typedef struct DeviceTypeInfo DeviceTypeInfo;
+typedef struct DeviceState DeviceState;
 
-typedef struct DeviceTypeInfo {
+/* What every device has, whatever its bus (QEMU's DeviceState). */
+struct DeviceState {
+    const DeviceTypeInfo *type;     /* set by device_new */
+    char *id;                       /* id=, or NULL; set by device_new */
+    /* Take the device off its bus (PCI: pci_device_remove); may be NULL. */
+    void (*unplug)(DeviceState *dev);
+    /* Free the device model, after unplug. */
+    void (*unrealize)(DeviceState *dev);
+};
+
+struct DeviceTypeInfo {
     const char *name;           /* "virtio-blk-pci" */
     const char *parent;         /* QOM parent for qom-list-types, e.g. "virtio-pci" */
     const char *category;       /* -device help heading: "Storage devices", "Network devices" */
     const char *desc;
     /*
      * Create and plug the device from @opts (including "driver", "id",
-     * "addr"). Returns the device's PCI function, or NULL with *@errp set.
-     * The device frees itself through PCIDevice.unrealize.
+     * "addr"). Returns the device (with unplug/unrealize set), or NULL
+     * with *@errp set.
      */
-    PCIDevice *(*create)(const QDevOpt *opts, unsigned n, char **errp);
-    /* Print "TYPE options:" and one line per property (print_prop). */
+    DeviceState *(*create)(const QDevOpt *opts, unsigned n, char **errp);
+    /* Print "TYPE options:" and one line per property (qdev_print_prop). */
     void (*help)(void);
-} DeviceTypeInfo;
+};
 
 void device_type_register(const DeviceTypeInfo *info);
 /* Register @info at start-up (QEMU's type_init). */
@@ -48,6 +59,11 @@ void device_type_register(const DeviceTypeInfo *info);
 bool device_help(const QDevOpt *opts, unsigned n);
 /* -device TYPE,prop=value,...: create and plug. Returns false with *@errp set. */
 bool device_new(const QDevOpt *opts, unsigned n, char **errp);
+
+/* The device with id=@id, or NULL. */
+DeviceState *qdev_find_device(const char *id);
+/* Unplug @dev and free it (dev->id with it). */
+void qdev_unplug(DeviceState *dev);
 
 /* ---- helpers for device types ---- */
 

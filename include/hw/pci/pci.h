@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "sysemu/mmio.h"
+#include "sysemu/qdev.h"
 
 #define PCI_CONFIG_SPACE_SIZE   0x100
 #define PCI_DEVFN(slot, fn)     ((((slot) & 0x1f) << 3) | ((fn) & 7))
@@ -73,8 +74,8 @@ typedef struct PCIBar {
 } PCIBar;
 
 struct PCIDevice {
+    DeviceState qdev;           /* first; unplug is pci_device_unplug */
     char *name;                 /* type name, for messages */
-    char *id;                   /* -device id=, may be NULL */
     int devfn;
     uint8_t config[PCI_CONFIG_SPACE_SIZE];
     uint8_t wmask[PCI_CONFIG_SPACE_SIZE];      /* bits the driver may write */
@@ -85,8 +86,6 @@ struct PCIDevice {
     MSIXState *msix;            /* NULL: no MSI-X (hw/pci/msix.h) */
     /* Optional: after config bytes [@addr, @addr + @len) were written. */
     void (*config_written)(PCIDevice *d, uint32_t addr, unsigned len);
-    /* Optional: unrealize (free the device model). */
-    void (*unrealize)(PCIDevice *d);
 };
 
 /* Create bus 0 with the host bridge (i440FX ids) and claim 0xcf8/0xcfc. */
@@ -101,6 +100,8 @@ void pci_bus_cleanup(void);
 int pci_device_init(PCIDevice *d, const char *name, int devfn, uint16_t vendor, uint16_t device,
                     uint32_t class_code, uint8_t revision);
 void pci_device_remove(PCIDevice *d);
+/* DeviceState.unplug of a PCI device: pci_device_remove. */
+void pci_device_unplug(DeviceState *dev);
 PCIDevice *pci_find_device(int devfn);
 
 /* A memory BAR of @size bytes (a power of two >= 16); @type: MEM_TYPE_64 / PREFETCH bits. */

@@ -96,7 +96,6 @@ void virtio_pci_unrealize(VirtIOPCIProxy *proxy);
 typedef struct VirtIOPCIConf {
     int devfn;                  /* addr=, -1: first free slot */
     long vectors;               /* vectors=, -1: the device's default */
-    const char *id;             /* id= (borrowed) */
 } VirtIOPCIConf;
 
 void virtio_pci_conf_init(VirtIOPCIConf *c);
@@ -111,7 +110,7 @@ int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key
 void virtio_pci_conf_help(void);
 /*
  * virtio_pci_realize with @c (@default_vectors when vectors= was not given,
- * capped at VIRTIO_PCI_MAX_VECTORS); sets the PCI id. Returns false with
+ * capped at VIRTIO_PCI_MAX_VECTORS); sets DeviceState.unplug. Returns false with
  * *@errp set (QEMU's slot messages).
  */
 bool virtio_pci_realize_conf(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name,
