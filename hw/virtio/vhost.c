@@ -177,7 +177,7 @@ static int vhost_dev_connect(struct vhost_dev *dev, int retry_ms, char **errp)
                           1ULL << VHOST_USER_PROTOCOL_F_CONFIG |
                           1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
     uint64_t offered, qnum;
-    int ret = vhost_user_connect(&dev->conn, dev->path, retry_ms);
+    int ret = dev->conn.fd >= 0 ? 0 : vhost_user_connect(&dev->conn, dev->path, retry_ms);
 
     if (ret < 0) {
         *errp = g_strdup_printf("Failed to connect to '%s': %s", dev->path, g_strerror(-ret));
@@ -231,7 +231,7 @@ static int check_memory(struct vhost_dev *dev, char **errp)
     return 0;
 }
 
-int vhost_dev_init(struct vhost_dev *dev, const char *path, const int *feature_bits, unsigned nvqs,
+int vhost_dev_init(struct vhost_dev *dev, const char *path, int fd, const int *feature_bits, unsigned nvqs,
                    GuestMemory *mem, VhostRamFdFn *ram_fd, const VhostDevOps *ops, void *opaque,
                    char **errp)
 {
@@ -252,7 +252,11 @@ int vhost_dev_init(struct vhost_dev *dev, const char *path, const int *feature_b
         dev->vqs[i].kick_fd = dev->vqs[i].call_fd = -1;
     }
     ret = check_memory(dev, errp);
+    if (ret < 0 && fd >= 0) {
+        close(fd);
+    }
     if (ret == 0) {
+        dev->conn.fd = fd;      /* -1: vhost_dev_connect connects by path */
         ret = vhost_dev_connect(dev, VHOST_USER_TIMEOUT_MS, errp);
     }
     if (ret < 0) {
@@ -416,9 +420,14 @@ static uint32_t vring_base(struct vhost_dev *dev, VirtIODevice *vdev, unsigned n
     if (vq->base_valid) {
         return vq->last_base;
     }
-    if (!packed) {
+    if (!packed && vq->resync) {
         used = virtio_queue_update_used_idx(vdev, n);
-        return used >= 0 ? (uint32_t)used & 0xffff : 0;
+        if (used >= 0) {
+            return (uint32_t)used & 0xffff;
+        }
+    }
+    if (!packed) {
+        return virtio_queue_get_last_avail_idx(vdev, n) & 0xffff;
     }
     return (virtio_queue_get_last_avail_idx(vdev, n) & 0xffff) |
            (virtio_queue_get_used_idx(vdev, n) & 0xffff) << 16;
@@ -477,6 +486,7 @@ int vhost_dev_start(struct vhost_dev *dev, VirtIODevice *vdev, char **errp)
         if (ret == 0) {
             dev->vqs[n].started = true;
             dev->vqs[n].base_valid = false;
+            dev->vqs[n].resync = false;
             /* kicks sent while no backend listened are in the eventfd already */
         }
     }
@@ -519,6 +529,7 @@ void vhost_dev_reset(struct vhost_dev *dev)
     vhost_dev_stop(dev);
     for (unsigned n = 0; n < dev->nvqs; n++) {
         dev->vqs[n].base_valid = false;
+        dev->vqs[n].resync = false;
     }
     if (dev->inflight_addr) {
         /* a fresh driver: nothing is in flight */
@@ -552,6 +563,7 @@ static void vhost_dev_lost(struct vhost_dev *dev)
     if (dev->started) {
         /* no GET_VRING_BASE possible: the next start resumes from guest memory */
         for (unsigned n = 0; n < dev->nvqs; n++) {
+            dev->vqs[n].resync = dev->vqs[n].started;
             dev->vqs[n].started = false;
             dev->vqs[n].base_valid = false;
         }

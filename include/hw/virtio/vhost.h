@@ -6,7 +6,7 @@
  *
  * Device-neutral: vhost-user-blk-pci uses it, and so can any device type
  * (e.g. -netdev vhost-user). A device model:
- *   1. vhost_dev_init(dev, path, feature_table, nvqs, &ops, opaque): connect,
+ *   1. vhost_dev_init(dev, path, fd, feature_table, nvqs, mem, ram_fd, &ops, opaque): connect,
  *      handshake, learn the backend's features (dev->backend_features);
  *   2. offers the driver vhost_get_features(table, backend, own features);
  *   3. forwards the driver's kicks with vhost_dev_kick(dev, n) (virtio-pci:
@@ -86,6 +86,7 @@ struct vhost_virtqueue {
     unsigned call_watch;        /* main-loop source of call_fd */
     bool started;
     bool base_valid;            /* last_base holds where the backend stopped */
+    bool resync;                /* the backend died with the ring running: resume from guest memory */
     uint32_t last_base;         /* GET_VRING_BASE at the last clean stop */
 };
 
@@ -116,12 +117,13 @@ struct vhost_dev {
 };
 
 /*
- * Connect to the backend at @path (retrying for VHOST_USER_TIMEOUT_MS), do
+ * Use the connected socket @fd (taken; e.g. chardev_take_fd), or with @fd -1
+ * connect to the backend at @path (retrying for VHOST_USER_TIMEOUT_MS); do
  * the handshake (protocol features: MQ, REPLY_ACK, CONFIG, INFLIGHT_SHMFD,
  * as offered) and read its features. @mem / @ram_fd: guest memory and where
  * its fds come from. Returns 0 or -errno with *@errp set (g_free it).
  */
-int vhost_dev_init(struct vhost_dev *dev, const char *path, const int *feature_bits, unsigned nvqs,
+int vhost_dev_init(struct vhost_dev *dev, const char *path, int fd, const int *feature_bits, unsigned nvqs,
                    GuestMemory *mem, VhostRamFdFn *ram_fd, const VhostDevOps *ops, void *opaque,
                    char **errp);
 /* Stop (if started), close everything, free. */
