@@ -1050,12 +1050,15 @@ static void test_inflight_resubmit(Fixture *fx, gconstpointer data)
  * and resends 0x80008000). The backend resumes at the used position it
  * recorded and redoes the held buffers. @data non-NULL: the record is lost
  * as if the daemon died between a flush and its record, so the backend must
- * step over the used descriptors published after it.
+ * step over the used descriptors published after it. @data "garbage": the
+ * frontend scribbled over the region (a position beyond the ring, absurd
+ * descriptor counts): the backend falls back to the base the frontend sent.
  */
 static void test_inflight_packed_restart(Fixture *fx, gconstpointer data)
 {
     static const Layout packed = { "packed", true, false };
-    bool lose_record = data != NULL;
+    bool lose_record = data && !strcmp(data, "lost");
+    bool garbage = data && !strcmp(data, "garbage");
     EchoSession s;
     VhostUserInflight in;
     VhostUserInflightQueue *q;
@@ -1082,6 +1085,12 @@ static void test_inflight_packed_restart(Fixture *fx, gconstpointer data)
     if (lose_record) {
         q->used_idx = 0;        /* the start of the ring, as a zeroed region says */
     }
+    if (garbage) {
+        q->used_idx = 0x7fff;
+        for (unsigned i = 0; i < ECHO_NUM; i++) {
+            q->desc[i].next = 0xffff;
+        }
+    }
 
     g_assert_cmpint(vuf_reconnect(&s.f, fx->path), ==, 0);
     g_assert_cmpint(vuf_negotiate(&s.f, 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_RING_PACKED,
@@ -1089,7 +1098,8 @@ static void test_inflight_packed_restart(Fixture *fx, gconstpointer data)
     g_assert_cmpint(vuf_set_mem_table(&s.f), ==, 0);
     g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE,
                                 &inflight_fd, 1), ==, 0);
-    s.ring.base = 0x80008000;
+    /* Garbage: the right base (avail and used at 8 x 2 descriptors), which the backend must fall back to. */
+    s.ring.base = garbage ? 0x80108010 : 0x80008000;
     g_assert_cmpint(vuf_ring_setup(&s.f, &s.ring), ==, 0);
     echo_reap(&s, &packed, 8, 8);
     /* Across the ring's end and through a full ring: the record follows. */
@@ -1636,6 +1646,8 @@ int main(int argc, char **argv)
     g_test_add("/vhost-user/inflight/packed-restart", Fixture, NULL, fixture_setup,
                test_inflight_packed_restart, fixture_teardown);
     g_test_add("/vhost-user/inflight/packed-restart-record-lost", Fixture, "lost", fixture_setup,
+               test_inflight_packed_restart, fixture_teardown);
+    g_test_add("/vhost-user/hostile/packed-inflight-garbage", Fixture, "garbage", fixture_setup,
                test_inflight_packed_restart, fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
         char *name = g_strdup_printf("/vhost-user/hostile/%s", hostile_tests[i].name);
