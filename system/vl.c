@@ -366,7 +366,7 @@ static uint64_t pc_lowmem(uint64_t ram_size)
 }
 
 /* QEMU's q35 (pc_q35_init): 2 GiB low once RAM reaches 0xb0000000 (the MMCONFIG base), else all low. */
-static G_GNUC_UNUSED uint64_t q35_lowmem(uint64_t ram_size)
+static uint64_t q35_lowmem(uint64_t ram_size)
 {
     return ram_size >= Q35_LOWMEM_SPLIT ? Q35_BELOW_4G : ram_size;
 }
@@ -380,6 +380,8 @@ static G_GNUC_UNUSED uint64_t microvm_lowmem(uint64_t ram_size)
 static const MachineClass machines[] = {
     { "pc", "pc-i440fx-7.2", "Standard PC (i440FX + PIIX, 1996) (vdm: RAM, fw_cfg, PCI bus with an i440FX host bridge)",
       true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem },
+    { "q35", "pc-q35-7.2", "Standard PC (Q35 + ICH9, 2009) (vdm: RAM, fw_cfg, PCIe root bus with MMCONFIG)",
+      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem },
     { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL },
 };
 
@@ -891,7 +893,7 @@ void vdm_init(int argc, char **argv)
         machine_init_fw_cfg();
     }
     if (machine_class->pci != MACHINE_PCI_NONE) {
-        pci_bus_init();
+        pci_bus_init(machine_class->pci == MACHINE_PCI_Q35 ? PCI_HOST_Q35 : PCI_HOST_I440FX);
     }
     for (i = 0; i < drive_args->len; i++) {
         const char *a = g_ptr_array_index(drive_args, i);

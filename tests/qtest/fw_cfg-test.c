@@ -160,6 +160,14 @@ static void test_ram_size_pc(void)
     check_ram("pc", "5G", 5ull << 30, 3ull << 30);
 }
 
+static void test_ram_size_q35(void)
+{
+    check_ram("q35", "64M", 64ull << 20, 64ull << 20);
+    check_ram("q35", "2815M", 2815ull << 20, 2815ull << 20);      /* below 0xb0000000: all low */
+    check_ram("q35", "2816M", 2816ull << 20, 2ull << 30);         /* from 0xb0000000: 2 GiB low */
+    check_ram("q35", "4G", 4ull << 30, 2ull << 30);
+}
+
 static void test_file_dir(void)
 {
     QTestState *s = qtest_init("-machine pc -m 64M -nodefaults");
@@ -281,6 +289,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/fw_cfg/signature-id-cpus", test_signature_and_id);
     g_test_add_func("/fw_cfg/ram-size-e820/pc", test_ram_size_pc);
+    g_test_add_func("/fw_cfg/ram-size-e820/q35", test_ram_size_q35);
     g_test_add_func("/fw_cfg/file-dir", test_file_dir);
     g_test_add_func("/fw_cfg/dma/read-skip-select", test_dma_read_skip_select);
     g_test_add_func("/fw_cfg/dma/hostile", test_dma_hostile);
