@@ -32,13 +32,23 @@
 typedef struct Layout {
     const char *name;
     bool packed, in_order;
+    const char *machine;        /* NULL: pc */
 } Layout;
 
 static const Layout layouts[] = {
-    { "split", false, false },
-    { "packed", true, false },
-    { "split-in-order", false, true },
-    { "packed-in-order", true, true },
+    { "split", false, false, NULL },
+    { "packed", true, false, NULL },
+    { "split-in-order", false, true, NULL },
+    { "packed-in-order", true, true, NULL },
+};
+
+/* The same on q35 (MCH host bridge; INTA of slot 4 is PIRQE, GSI 20). */
+#define Q35_BLK_GSI     (PCI_INTX_GSI_BASE + 4)
+static const Layout q35_layouts[] = {
+    { "split", false, false, "q35" },
+    { "packed", true, false, "q35" },
+    { "split-in-order", false, true, "q35" },
+    { "packed-in-order", true, true, "q35" },
 };
 
 typedef struct Blk {
@@ -88,11 +98,11 @@ static void blk_start_with(Blk *b, const Layout *l, const char *drive, const cha
     } else {
         drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->img_path);
     }
-    b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
+    b->qts = qtest_initf("-machine %s -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults %s "
                          "-device virtio-blk-pci,drive=d0,addr=04.0,packed=%s,in_order=%s,"
                          "event_idx=off,indirect_desc=off,serial=vdm0%s",
-                         b->mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
+                         l->machine ? l->machine : "pc", b->mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
                          dev_extra);
     g_free(drive_opt);
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
@@ -284,9 +294,10 @@ static void test_write_read_data_check(const void *opaque)
     blk_stop(&b);
 }
 
-static void test_intx_and_isr(void)
+static void test_intx_and_isr(const void *opaque)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = opaque;
+    const int gsi = l->machine ? Q35_BLK_GSI : BLK_GSI;
     Blk b;
 
     blk_start(&b, l);
@@ -297,11 +308,11 @@ static void test_intx_and_isr(void)
     blk_reap(&b, 1);
     /* any command after the completion: the IRQ line was sent before its reply */
     (void)qvirtio_pci_get_status(&b.v);
-    g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_true(qtest_get_irq(b.qts, gsi));
     g_assert_true(qpci_config_readw(b.qts, BLK_DEVFN, PCI_STATUS) & PCI_STATUS_INTERRUPT);
     /* spec 4.1.4.5: reading ISR returns the queue bit, clears it, de-asserts INTx */
     g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 1);
-    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_false(qtest_get_irq(b.qts, gsi));
     g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 0);
     g_assert_false(qpci_config_readw(b.qts, BLK_DEVFN, PCI_STATUS) & PCI_STATUS_INTERRUPT);
     blk_stop(&b);
@@ -831,7 +842,15 @@ int main(int argc, char **argv)
         g_test_add_data_func(p, &layouts[i], test_reverse_completions);
         g_free(p);
     }
-    g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
+    for (unsigned i = 0; i < G_N_ELEMENTS(q35_layouts); i++) {
+        char *p = g_strdup_printf("/virtio-blk-pci/q35/%s/write-read-data-check", q35_layouts[i].name);
+        g_test_add_data_func(p, &q35_layouts[i], test_write_read_data_check);
+        g_free(p);
+    }
+    g_test_add_data_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", &layouts[0],
+                         test_intx_and_isr);
+    g_test_add_data_func("/virtio-blk-pci/q35/intx-gsi-20-raised-and-cleared-by-isr-read", &q35_layouts[0],
+                         test_intx_and_isr);
     g_test_add_func("/virtio-blk-pci/hostile-registers-refused", test_hostile_registers);
     g_test_add_func("/virtio-blk-pci/msix/completion-written-to-ram", test_msix_completion_to_ram);
     g_test_add_func("/virtio-blk-pci/msix/mask-pba-unmask", test_msix_mask_pba_unmask);
