@@ -88,6 +88,12 @@ bool virtio_net_conf_set(VirtIONetConf *conf, const char *name, const char *valu
     return qdev_prop_set(conf, net_props, G_N_ELEMENTS(net_props), "virtio-net", name, value, errp);
 }
 
+void virtio_net_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
+                          void *opaque)
+{
+    qdev_prop_list(net_props, G_N_ELEMENTS(net_props), fn, opaque);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Features, configuration space, queue layout                             */
 
