@@ -4,6 +4,7 @@
  *
  * Context: main loop thread only.
  */
+#include <glib-unix.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -166,6 +167,36 @@ NetRxResult net_client_deliver(NetClientState *nc, unsigned queue, const struct 
         break;
     }
     return r;
+}
+
+bool net_client_deliver_buf(NetClientState *nc, uint8_t *buf, size_t len, size_t *held)
+{
+    struct iovec iov = { buf, len };
+
+    if (net_client_deliver(nc, 0, &iov, 1) == NET_RX_BUSY) {
+        *held = len;
+        return false;
+    }
+    *held = 0;
+    return true;
+}
+
+void net_fd_watch(GSource **src, int fd, GIOCondition cond, GSourceFunc fn, void *opaque)
+{
+    if (!*src) {
+        *src = g_unix_fd_source_new(fd, cond);
+        g_source_set_callback(*src, fn, opaque, NULL);
+        g_source_attach(*src, NULL);
+    }
+}
+
+void net_fd_unwatch(GSource **src)
+{
+    if (*src) {
+        g_source_destroy(*src);
+        g_source_unref(*src);
+        *src = NULL;
+    }
 }
 
 void net_client_deliver_flush(NetClientState *nc)

@@ -53,6 +53,7 @@ typedef struct NetSocketState {
     GByteArray *out;            /* stream: bytes not yet written */
     bool *tx_waiting;           /* stream, per queue: the NIC waits for out to drain */
     unsigned tx_waiting_n;
+    char *unix_path;            /* stream server=on, addr.type=unix: unlinked at cleanup */
 } NetSocketState;
 
 static gboolean sock_readable(gint fd, GIOCondition cond, gpointer opaque);
@@ -60,20 +61,12 @@ static gboolean sock_acceptable(gint fd, GIOCondition cond, gpointer opaque);
 
 static void sock_unwatch(NetSocketState *s)
 {
-    if (s->src) {
-        g_source_destroy(s->src);
-        g_source_unref(s->src);
-        s->src = NULL;
-    }
+    net_fd_unwatch(&s->src);
 }
 
 static void sock_unwatch_out(NetSocketState *s)
 {
-    if (s->out_src) {
-        g_source_destroy(s->out_src);
-        g_source_unref(s->out_src);
-        s->out_src = NULL;
-    }
+    net_fd_unwatch(&s->out_src);
 }
 
 /* Watch what there is to watch: the connection, else the listening socket. */
@@ -81,13 +74,11 @@ static void sock_watch(NetSocketState *s)
 {
     int fd = s->fd >= 0 ? s->fd : s->listen_fd;
 
-    if (s->src || fd < 0 || !s->nc.fe) {
+    if (fd < 0 || !s->nc.fe) {
         return;
     }
-    s->src = g_unix_fd_source_new(fd, G_IO_IN);
-    g_source_set_callback(s->src, s->fd >= 0 ? G_SOURCE_FUNC(sock_readable) : G_SOURCE_FUNC(sock_acceptable),
-                          s, NULL);
-    g_source_attach(s->src, NULL);
+    net_fd_watch(&s->src, fd, G_IO_IN, s->fd >= 0 ? G_SOURCE_FUNC(sock_readable) : G_SOURCE_FUNC(sock_acceptable),
+                 s);
 }
 
 static void stream_wake_senders(NetSocketState *s)
@@ -158,14 +149,7 @@ static bool stream_process(NetSocketState *s)
 
 static bool udp_deliver(NetSocketState *s, size_t len)
 {
-    struct iovec iov = { s->buf, len };
-
-    if (net_client_deliver(&s->nc, 0, &iov, 1) == NET_RX_BUSY) {
-        s->held = len;
-        return false;
-    }
-    s->held = 0;
-    return true;
+    return net_client_deliver_buf(&s->nc, s->buf, len, &s->held);
 }
 
 static gboolean sock_readable(gint fd, GIOCondition cond, gpointer opaque)
@@ -303,10 +287,8 @@ static void stream_flush_out(NetSocketState *s)
         }
         g_byte_array_remove_range(s->out, 0, (guint)w);
     }
-    if (s->out->len && !s->out_src) {
-        s->out_src = g_unix_fd_source_new(s->fd, G_IO_OUT);
-        g_source_set_callback(s->out_src, G_SOURCE_FUNC(stream_writable), s, NULL);
-        g_source_attach(s->out_src, NULL);
+    if (s->out->len) {
+        net_fd_watch(&s->out_src, s->fd, G_IO_OUT, G_SOURCE_FUNC(stream_writable), s);
     }
     if (s->out->len < STREAM_OUT_MAX) {
         stream_wake_senders(s);
@@ -394,6 +376,10 @@ static void sock_cleanup(NetClientState *nc)
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
     }
+    if (s->unix_path) {
+        unlink(s->unix_path);   /* the socket file we created (as QEMU does) */
+        g_free(s->unix_path);
+    }
     g_free(s->buf);
     g_free(s->tx_waiting);
     if (s->out) {
@@ -401,25 +387,14 @@ static void sock_cleanup(NetClientState *nc)
     }
 }
 
-static const NetClientInfo socket_info = {
-    .type = "socket",
-    .send = sock_send,
-    .send_done = sock_send_done,
-    .rx_ready = sock_rx_ready,
-    .rx_reset = sock_rx_reset,
-    .attached = sock_attached,
-    .cleanup = sock_cleanup,
-};
-
-static const NetClientInfo stream_info = {
-    .type = "stream",
-    .send = sock_send,
-    .send_done = sock_send_done,
-    .rx_ready = sock_rx_ready,
-    .rx_reset = sock_rx_reset,
-    .attached = sock_attached,
-    .cleanup = sock_cleanup,
-};
+/* UDP and stream differ only in their type name: one set of ops. */
+#define SOCKET_INFO(type_) {                                                    \
+        .type = (type_), .send = sock_send, .send_done = sock_send_done,        \
+        .rx_ready = sock_rx_ready, .rx_reset = sock_rx_reset,                   \
+        .attached = sock_attached, .cleanup = sock_cleanup,                     \
+    }
+static const NetClientInfo socket_info = SOCKET_INFO("socket");
+static const NetClientInfo stream_info = SOCKET_INFO("stream");
 
 static NetSocketState *sock_new(const NetClientInfo *info, const char *id, bool stream)
 {
@@ -548,6 +523,9 @@ NetClientState *net_init_stream(const char *id, const QDevOpt *opts, unsigned n,
     s = sock_new(&stream_info, id, true);
     if (server) {
         s->listen_fd = fd;
+        if (ss.ss_family == AF_UNIX) {
+            s->unix_path = g_strdup(((struct sockaddr_un *)&ss)->sun_path);
+        }
     } else {
         s->fd = fd;
     }

@@ -68,33 +68,20 @@ static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque);
 
 static void tap_watch(TapState *t)
 {
-    if (!t->src && t->nc.fe) {
-        t->src = g_unix_fd_source_new(t->fd, G_IO_IN);
-        g_source_set_callback(t->src, G_SOURCE_FUNC(tap_readable), t, NULL);
-        g_source_attach(t->src, NULL);
+    if (t->nc.fe) {
+        net_fd_watch(&t->src, t->fd, G_IO_IN, G_SOURCE_FUNC(tap_readable), t);
     }
 }
 
 static void tap_unwatch(TapState *t)
 {
-    if (t->src) {
-        g_source_destroy(t->src);
-        g_source_unref(t->src);
-        t->src = NULL;
-    }
+    net_fd_unwatch(&t->src);
 }
 
 /* Deliver the frame in t->buf. Returns false when it must wait for RX buffers. */
 static bool tap_deliver(TapState *t, size_t len)
 {
-    struct iovec iov = { t->buf, len };
-
-    if (net_client_deliver(&t->nc, 0, &iov, 1) == NET_RX_BUSY) {
-        t->held = len;
-        return false;
-    }
-    t->held = 0;
-    return true;
+    return net_client_deliver_buf(&t->nc, t->buf, len, &t->held);
 }
 
 static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)

@@ -443,6 +443,28 @@ static QDevOpt *opts_to_qdev(const Opts *o)
     return q;
 }
 
+/* -OPT ARG for each of @args (@implied: the first key's name): parse, @create, die on failure. */
+static void create_all(GPtrArray *args, const char *opt, const char *implied,
+                       bool (*create)(const QDevOpt *opts, unsigned n, char **errp))
+{
+    char *err = NULL;
+
+    for (guint i = 0; i < args->len; i++) {
+        Opts o;
+        QDevOpt *q;
+
+        cur_opt = opt;
+        cur_arg = g_ptr_array_index(args, i);
+        opts_parse(&o, cur_arg, implied);
+        q = opts_to_qdev(&o);
+        if (!create(q, o.keys->len, &err)) {
+            die("%s", err);
+        }
+        g_free(q);
+        opts_free(&o);
+    }
+}
+
 /* ---- chardevs ---- */
 
 static Chardev *chardev_add(const char *arg)
@@ -829,35 +851,9 @@ void vdm_init(int argc, char **argv)
         opts_free(&o);
     }
     /* netdevs before devices: a NIC's netdev= refers to one */
-    for (i = 0; i < netdev_args->len; i++) {
-        Opts o;
-        QDevOpt *q;
-
-        cur_opt = "netdev";
-        cur_arg = g_ptr_array_index(netdev_args, i);
-        opts_parse(&o, cur_arg, "type");
-        q = opts_to_qdev(&o);
-        if (!netdev_new(q, o.keys->len, &err)) {
-            die("%s", err);
-        }
-        g_free(q);
-        opts_free(&o);
-    }
+    create_all(netdev_args, "netdev", "type", netdev_new);
     g_ptr_array_free(netdev_args, TRUE);
-    for (i = 0; i < device_args->len; i++) {
-        Opts o;
-        QDevOpt *q;
-
-        cur_opt = "device";
-        cur_arg = g_ptr_array_index(device_args, i);
-        opts_parse(&o, cur_arg, "driver");
-        q = opts_to_qdev(&o);
-        if (!device_new(q, o.keys->len, &err)) {
-            die("%s", err);
-        }
-        g_free(q);
-        opts_free(&o);
-    }
+    create_all(device_args, "device", "driver", device_new);
     cur_opt = cur_arg = NULL;
     g_ptr_array_free(device_args, TRUE);
     g_ptr_array_free(drive_args, TRUE);

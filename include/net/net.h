@@ -125,8 +125,18 @@ void net_client_rx_reset(NetClientState *nc);
 /* ---- called by the backend ---- */
 /* Deliver one frame to the NIC's RX on @queue (no NIC: dropped). Counts it. */
 NetRxResult net_client_deliver(NetClientState *nc, unsigned queue, const struct iovec *iov, unsigned iovcnt);
+/*
+ * The same for one frame of @len bytes at @buf on queue 0: when the NIC has
+ * no RX buffer, *@held = @len and false (keep buf, stop reading until
+ * rx_ready); else *@held = 0 and true.
+ */
+bool net_client_deliver_buf(NetClientState *nc, uint8_t *buf, size_t len, size_t *held);
 void net_client_deliver_flush(NetClientState *nc);
 void net_client_tx_resume(NetClientState *nc, unsigned queue);
+
+/* An fd watch on the main loop in *@src (no-op when there is one), and its removal. */
+void net_fd_watch(GSource **src, int fd, GIOCondition cond, GSourceFunc fn, void *opaque);
+void net_fd_unwatch(GSource **src);
 
 /* ---- -netdev ---- */
 

@@ -29,18 +29,6 @@
 #define BLK_DEVFN       PCI_DEVFN(4, 0)
 #define BLK_GSI         (PCI_INTX_GSI_BASE + 0)    /* slot 4, INTA: PIRQ (4 + 0) & 3 = A */
 
-typedef struct Layout {
-    const char *name;
-    bool packed, in_order;
-} Layout;
-
-static const Layout layouts[] = {
-    { "split", false, false },
-    { "packed", true, false },
-    { "split-in-order", false, true },
-    { "packed-in-order", true, true },
-};
-
 typedef struct Blk {
     QTestState *qts;
     char *dir, *img_path, *mem_path;
@@ -58,7 +46,7 @@ typedef struct Blk {
  * stands for the image's path), @dev_extra
  * appended to the -device properties ("" for none).
  */
-static void blk_start_with(Blk *b, const Layout *l, const char *drive, const char *dev_extra)
+static void blk_start_with(Blk *b, const VDriverLayout *l, const char *drive, const char *dev_extra)
 {
     char *drive_opt;
 
@@ -101,7 +89,7 @@ static void blk_start_with(Blk *b, const Layout *l, const char *drive, const cha
     g_assert_cmpuint(b->v.notify_mult, ==, 4);
 }
 
-static void blk_start(Blk *b, const Layout *l)
+static void blk_start(Blk *b, const VDriverLayout *l)
 {
     blk_start_with(b, l, NULL, "");
 }
@@ -123,7 +111,7 @@ static void blk_stop(Blk *b)
 }
 
 /* The driver initialisation sequence (spec 3.1.1) with queue 0 set up. */
-static void blk_init_device(Blk *b, const Layout *l)
+static void blk_init_device(Blk *b, const VDriverLayout *l)
 {
     QVirtioPCI *v = &b->v;
     uint64_t f, want;
@@ -219,7 +207,7 @@ static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
 
 static void test_config_capacity(const void *opaque)
 {
-    const Layout *l = opaque;
+    const VDriverLayout *l = opaque;
     Blk b;
     char serial[VIRTIO_BLK_ID_BYTES + 1] = { 0 };
 
@@ -240,7 +228,7 @@ static void test_config_capacity(const void *opaque)
 
 static void test_write_read_data_check(const void *opaque)
 {
-    const Layout *l = opaque;
+    const VDriverLayout *l = opaque;
     enum { NREQ = 8, LEN = 4096 };
     uint8_t *want = g_malloc(LEN), *file = g_malloc(LEN);
     Blk b;
@@ -286,7 +274,7 @@ static void test_write_read_data_check(const void *opaque)
 
 static void test_intx_and_isr(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     Blk b;
 
     blk_start(&b, l);
@@ -309,7 +297,7 @@ static void test_intx_and_isr(void)
 
 static void test_hostile_registers(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     QTestState *s;
     uint64_t common;
     Blk b;
@@ -459,7 +447,7 @@ static void one_request(Blk *b)
 
 static void test_msix_completion_to_ram(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     Msix m;
     Blk b;
 
@@ -499,7 +487,7 @@ static void test_msix_completion_to_ram(void)
 
 static void test_msix_mask_pba_unmask(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     uint64_t ctrl0;
     Msix m;
     Blk b;
@@ -547,7 +535,7 @@ static void test_msix_mask_pba_unmask(void)
 
 static void test_msix_bad_vector(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     Msix m;
     Blk b;
 
@@ -584,7 +572,7 @@ static void test_msix_bad_vector(void)
 /* vectors= (QEMU's property): 0 means no MSI-X at all; the default follows num-queues. */
 static void test_msix_vectors_property(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     Msix m;
     Blk b;
 
@@ -646,7 +634,7 @@ static void assert_resize_error(Blk *b, const char *args, const char *want_desc)
 
 static void test_resize_intx(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     uint8_t gen;
     Blk b;
 
@@ -684,7 +672,7 @@ static void test_resize_intx(void)
 
 static void test_resize_msix_config_vector(void)
 {
-    const Layout *l = &layouts[0];
+    const VDriverLayout *l = &vdriver_layouts[0];
     uint8_t gen;
     Msix m;
     Blk b;
@@ -747,7 +735,7 @@ static void blk_reap_order(Blk *b, unsigned n, unsigned *order)
  */
 static void test_reverse_completions(const void *opaque)
 {
-    const Layout *l = opaque;
+    const VDriverLayout *l = opaque;
     enum { LEN = 4096, ROUNDS = 3 };
     unsigned order[REVERSE_GROUP];
     uint8_t *want = g_malloc(LEN), *file = g_malloc(LEN);
@@ -800,7 +788,7 @@ static void test_reverse_completions(const void *opaque)
 /* The same on a null-co node: reads complete newest first, IN_ORDER keeps avail order. */
 static void test_reverse_completions_null(void)
 {
-    const Layout *l = &layouts[2];      /* split-in-order */
+    const VDriverLayout *l = &vdriver_layouts[2];      /* split-in-order */
     unsigned order[8];
     Blk b;
 
@@ -820,15 +808,15 @@ static void test_reverse_completions_null(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
-        char *p = g_strdup_printf("/virtio-blk-pci/%s/write-read-data-check", layouts[i].name);
-        g_test_add_data_func(p, &layouts[i], test_write_read_data_check);
+    for (unsigned i = 0; i < VDRIVER_NUM_LAYOUTS; i++) {
+        char *p = g_strdup_printf("/virtio-blk-pci/%s/write-read-data-check", vdriver_layouts[i].name);
+        g_test_add_data_func(p, &vdriver_layouts[i], test_write_read_data_check);
         g_free(p);
-        p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", layouts[i].name);
-        g_test_add_data_func(p, &layouts[i], test_config_capacity);
+        p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", vdriver_layouts[i].name);
+        g_test_add_data_func(p, &vdriver_layouts[i], test_config_capacity);
         g_free(p);
-        p = g_strdup_printf("/virtio-blk-pci/%s/reverse-completions", layouts[i].name);
-        g_test_add_data_func(p, &layouts[i], test_reverse_completions);
+        p = g_strdup_printf("/virtio-blk-pci/%s/reverse-completions", vdriver_layouts[i].name);
+        g_test_add_data_func(p, &vdriver_layouts[i], test_reverse_completions);
         g_free(p);
     }
     g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
