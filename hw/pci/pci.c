@@ -90,6 +90,9 @@ uint32_t pci_config_read(PCIDevice *d, uint32_t addr, unsigned len)
 {
     uint32_t v = 0;
 
+    if (d->config_read) {
+        d->config_read(d, addr, len);
+    }
     for (unsigned i = 0; i < len && addr + i < PCI_CONFIG_SPACE_SIZE; i++) {
         v |= (uint32_t)d->config[addr + i] << (8 * i);
     }
@@ -274,19 +277,15 @@ uint8_t pci_add_capability(PCIDevice *d, uint8_t cap_id, uint8_t size)
     if (size < 2 || off + size > PCI_CONFIG_SPACE_SIZE) {
         return 0;
     }
-    /* appended at the end of the list, so the list reads in creation order */
+    /*
+     * Space is taken upwards from 0x40 but the new capability goes to the
+     * head of the list, as QEMU's pci_add_capability: the list reads newest
+     * first (a virtio-pci device: MSI-X at 0x98 first, common cfg at 0x40 last).
+     */
     d->config[off] = cap_id;
-    d->config[off + 1] = 0;
-    if (!(d->config[PCI_STATUS] & PCI_STATUS_CAP_LIST)) {
-        d->config[PCI_CAPABILITY_LIST] = off;
-        d->config[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
-    } else {
-        uint8_t p = d->config[PCI_CAPABILITY_LIST];
-        while (d->config[p + 1]) {
-            p = d->config[p + 1];
-        }
-        d->config[p + 1] = off;
-    }
+    d->config[off + 1] = d->config[PCI_CAPABILITY_LIST];
+    d->config[PCI_CAPABILITY_LIST] = off;
+    d->config[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
     d->cap_next_free = (uint8_t)((off + size + 3) & ~3);
     if (off + size + 3 > 0xff) {
         d->cap_next_free = 0xff;

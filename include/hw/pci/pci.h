@@ -88,6 +88,8 @@ struct PCIDevice {
     MSIXState *msix;            /* NULL: no MSI-X (hw/pci/msix.h) */
     /* Optional: after config bytes [@addr, @addr + @len) were written. */
     void (*config_written)(PCIDevice *d, uint32_t addr, unsigned len);
+    /* Optional: before config bytes [@addr, @addr + @len) are read (may update them). */
+    void (*config_read)(PCIDevice *d, uint32_t addr, unsigned len);
 };
 
 /* Q35 MCH: PCIEXBAR (QEMU include/hw/pci-host/q35.h). */
@@ -122,7 +124,11 @@ PCIDevice *pci_find_device(int devfn);
 
 /* A memory BAR of @size bytes (a power of two >= 16); @type: MEM_TYPE_64 / PREFETCH bits. */
 void pci_register_bar(PCIDevice *d, int n, uint8_t type, uint64_t size, const MMIOOps *ops, void *opaque);
-/* Append a capability of @size bytes: returns its offset (id and next set), or 0 when full. */
+/*
+ * Add a capability of @size bytes at the next free offset (from 0x40) and
+ * put it at the head of the list, as QEMU does: returns its offset (id and
+ * next set), or 0 when full.
+ */
 uint8_t pci_add_capability(PCIDevice *d, uint8_t cap_id, uint8_t size);
 /* Set the INTx line level (pin INTA). Honours INTX_DISABLE and updates the status bit. */
 void pci_set_irq(PCIDevice *d, int level);
