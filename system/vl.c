@@ -434,6 +434,23 @@ const char *vdm_guest_name(void)
     return guest_name;
 }
 
+/* QEMU's default-ram-id of @mc (also the name of its RAM mapping). */
+static const char *machine_ram_id(const MachineClass *mc)
+{
+    return mc->pci != MACHINE_PCI_NONE ? "pc.ram" : mc->virtio_mmio ? "microvm.ram" : "ram";
+}
+
+void vdm_machine_foreach(MachineForeachFn *fn, void *opaque)
+{
+    for (size_t k = 0; k < G_N_ELEMENTS(machines); k++) {
+        const MachineClass *mc = &machines[k];
+
+        /* QEMU lists the versioned name with its short alias */
+        fn(mc->alias_of ? mc->alias_of : mc->name, mc->alias_of ? mc->name : NULL, mc->is_default,
+           machine_ram_id(mc), opaque);
+    }
+}
+
 /* The machine class for -machine type=@type: a name, its versioned alias, or any pc-i440fx-X / pc-q35-X. */
 static const MachineClass *machine_find(const char *type)
 {
@@ -484,8 +501,7 @@ static void machine_init_ram(const char *backend_id, uint64_t m_size)
     if (ram_size == 0) {
         return;
     }
-    host = b ? b->host : map_ram(machine_class->pci != MACHINE_PCI_NONE ? "pc.ram" : "ram", -1, ram_size,
-                                 false);
+    host = b ? b->host : map_ram(machine_ram_id(machine_class), -1, ram_size, false);
     add_ram(0, ram_below_4g, host);
     if (ram_size > ram_below_4g) {
         add_ram(FOUR_GIB, ram_size - ram_below_4g, host + ram_below_4g);
