@@ -61,7 +61,9 @@ static void reply(Pair *p, uint32_t request, uint32_t flags, uint32_t size, cons
 
     g_assert_cmpuint(len, <=, 512);
     memcpy(buf, &hdr, sizeof(hdr));
-    memcpy(buf + sizeof(hdr), payload, len);
+    if (len) {
+        memcpy(buf + sizeof(hdr), payload, len);
+    }
     for (unsigned i = 0; i < nfds; i++) {
         fds[i] = eventfd(0, EFD_CLOEXEC);
     }
