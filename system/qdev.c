@@ -97,6 +97,16 @@ bool qdev_is_pci_common_prop(const char *key)
     return false;
 }
 
+char *qdev_prop_error(const char *type, const char *key, GError *gerr)
+{
+    char *msg = !gerr || g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)
+                ? g_strdup_printf("Property '%s.%s' not found", type, key)
+                : g_strdup(gerr->message);
+
+    g_clear_error(&gerr);
+    return msg;
+}
+
 void qdev_print_prop(const char *name, const char *type, const char *desc, void *opaque)
 {
     int pad = 24 - (int)strlen(name) - (int)strlen(type);
@@ -123,7 +133,7 @@ bool device_help(const QDevOpt *opts, unsigned n)
                 printf("%s%s:\n", category ? "\n" : "", t->category);
                 category = t->category;
             }
-            printf("name \"%s\", bus PCI, desc \"%s\"\n", t->name, t->desc);
+            printf("name \"%s\", bus %s, desc \"%s\"\n", t->name, t->bus ? t->bus : "PCI", t->desc);
         }
         g_ptr_array_free(sorted, TRUE);
         return true;

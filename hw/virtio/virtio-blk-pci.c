@@ -71,31 +71,17 @@ static DeviceState *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
             continue;
         }
         if (!virtio_blk_conf_set(&conf, k, v, &gerr)) {
-            if (g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)) {
-                *errp = g_strdup_printf("Property 'virtio-blk-pci.%s' not found", k);
-            } else {
-                *errp = g_strdup(gerr->message);
-            }
-            g_error_free(gerr);
+            *errp = qdev_prop_error("virtio-blk-pci", k, gerr);
             return NULL;
         }
     }
-    if (!drive_id) {
-        *errp = g_strdup("drive property not set");
-        return NULL;
-    }
-    drive = drive_find(drive_id);
-    if (!drive) {
-        *errp = g_strdup_printf("Property 'virtio-blk-pci.drive' can't find value '%s'", drive_id);
-        return NULL;
-    }
-    conf.blk = drive_get_blk(drive);
     s = g_new0(VirtIOBlkPCI, 1);
-    if (!drive_attach(drive, vblk_pci_resized, s)) {
-        *errp = g_strdup_printf("Drive '%s' is already in use by another device", drive_id);
+    drive = drive_claim("virtio-blk-pci", drive_id, vblk_pci_resized, s, errp);
+    if (!drive) {
         g_free(s);
         return NULL;
     }
+    conf.blk = drive_get_blk(drive);
     if (!virtio_blk_realize(&s->vblk, &conf, vdm_guest_memory(), &gerr)) {
         *errp = g_strdup(gerr->message);
         g_error_free(gerr);

@@ -645,3 +645,10 @@ void vdriver_get_stats(const VDriverQueue *q, VDriverStats *stats)
 {
     *stats = q->stats;
 }
+
+const VDriverLayout vdriver_layouts[4] = {
+    { "split", false, false },
+    { "packed", true, false },
+    { "split-in-order", false, true },
+    { "packed-in-order", true, true },
+};
