@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-mmio.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
 #include "sysemu/sysemu.h"
@@ -149,6 +150,18 @@ bool device_help(const QDevOpt *opts, unsigned n)
     return true;
 }
 
+/* The machine's bus of kind @bus (NULL: PCI). Buses devices provide (SCSI) are the device's to find. */
+static bool bus_present(const char *bus)
+{
+    if (!bus) {
+        return pci_bus_present();
+    }
+    if (!strcmp(bus, "virtio-bus")) {
+        return virtio_mmio_bus_present();
+    }
+    return true;
+}
+
 bool device_new(const QDevOpt *opts, unsigned n, char **errp)
 {
     const char *driver = qdev_opt_get(opts, n, "driver"), *id;
@@ -164,8 +177,8 @@ bool device_new(const QDevOpt *opts, unsigned n, char **errp)
         *errp = g_strdup_printf("'%s' is not a valid device model name", driver);
         return false;
     }
-    if (!pci_bus_present()) {
-        *errp = g_strdup_printf("No 'PCI' bus found for device '%s'", driver);
+    if (!bus_present(t->bus)) {
+        *errp = g_strdup_printf("No '%s' bus found for device '%s'", t->bus ? t->bus : "PCI", driver);
         return false;
     }
     id = qdev_opt_get(opts, n, "id");
@@ -214,6 +227,7 @@ void qdev_register_types(void)
     type_register_simple("device", "object", true);
     type_register_simple("pci-device", "device", true);
     type_register_simple("virtio-pci", "pci-device", true);
+    type_register_simple("virtio-device", "device", true);
     for (unsigned i = 0; i < n_device_types; i++) {
         type_register_simple(device_types[i]->name, device_types[i]->parent, false);
     }

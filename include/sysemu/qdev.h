@@ -47,7 +47,11 @@ struct DeviceTypeInfo {
     DeviceState *(*create)(const QDevOpt *opts, unsigned n, char **errp);
     /* Print "TYPE options:" and one line per property (qdev_print_prop). */
     void (*help)(void);
-    /* QEMU bus type the device plugs into: NULL = "PCI"; "virtio-bus" = a virtio-mmio transport. */
+    /*
+     * QEMU bus type the device plugs into: NULL = "PCI"; "virtio-bus" = a
+     * virtio-mmio transport; "SCSI" = a virtio-scsi-pci adapter's (scsi-hd
+     * finds it itself).
+     */
     const char *bus;
 };
 
