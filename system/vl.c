@@ -1,7 +1,7 @@
 /*
  * Command line and machine construction, in QEMU's syntax and meaning:
  *
- *   -machine|-M [type=]none|pc|pc-i440fx-X.Y[,memory-backend=ID][,accel=qtest]   (help lists)
+ *   -machine|-M [type=]none|pc|pc-i440fx-X.Y|q35|pc-q35-X.Y|microvm[,memory-backend=ID][,accel=qtest]
  *   -accel [accel=]qtest        -m [size=]SIZE (MiB without suffix)
  *   -object memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on|off][,mem-path=P]
  *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
@@ -18,8 +18,11 @@
  * Guest RAM layout (docs/device-host.md): "none" maps all RAM at gpa 0
  * (default size 0); "pc" (default 128 MiB) maps RAM at 0 up to 3.5 GiB of
  * RAM, and with 3.5 GiB or more puts 3 GiB below 4 GiB and the rest at
- * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment. pc
- * machines have fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820.
+ * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment; "q35"
+ * keeps RAM below 0xb0000000 low and otherwise puts 2 GiB low; "microvm"
+ * puts at most 3 GiB low. The rest goes to 4 GiB. pc, q35 and microvm have
+ * fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820; microvm has
+ * virtio-mmio transports (hw/virtio/virtio-mmio.c) instead of PCI.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +39,7 @@
 
 #include "hw/nvram/fw_cfg.h"
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-mmio.h"
 #include "net/net.h"
 #include "sysemu/chardev.h"
 #include "sysemu/blockdev.h"
@@ -356,6 +360,7 @@ typedef struct MachineClass {
     bool fw_cfg;
     /* Bytes of RAM mapped below 4 GiB for @ram_size (the rest goes to 4 GiB); NULL: all at 0. */
     uint64_t (*lowmem)(uint64_t ram_size);
+    bool virtio_mmio;           /* virtio-mmio transports as QEMU's microvm has them */
 } MachineClass;
 
 /*
@@ -374,17 +379,19 @@ static uint64_t q35_lowmem(uint64_t ram_size)
 }
 
 /* QEMU's microvm (microvm_memory_init): at most 3 GiB low. */
-static G_GNUC_UNUSED uint64_t microvm_lowmem(uint64_t ram_size)
+static uint64_t microvm_lowmem(uint64_t ram_size)
 {
     return MIN(ram_size, MICROVM_BELOW_4G);
 }
 
 static const MachineClass machines[] = {
     { "pc", "pc-i440fx-7.2", "Standard PC (i440FX + PIIX, 1996) (vdm: RAM, fw_cfg, PCI bus with an i440FX host bridge)",
-      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem },
+      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem, false },
     { "q35", "pc-q35-7.2", "Standard PC (Q35 + ICH9, 2009) (vdm: RAM, fw_cfg, PCIe root bus with MMCONFIG)",
-      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem },
-    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL },
+      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem, false },
+    { "microvm", NULL, "microvm (i386) (vdm: RAM, fw_cfg, 24 virtio-mmio transports; no PCI)",
+      false, 128ull << 20, MACHINE_PCI_NONE, true, microvm_lowmem, true },
+    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL, false },
 };
 
 static const MachineClass *machine_class;
@@ -411,6 +418,23 @@ const char *vdm_machine_name(void)
 const char *vdm_guest_name(void)
 {
     return guest_name;
+}
+
+/* QEMU's default-ram-id of @mc (also the name of its RAM mapping). */
+static const char *machine_ram_id(const MachineClass *mc)
+{
+    return mc->pci != MACHINE_PCI_NONE ? "pc.ram" : mc->virtio_mmio ? "microvm.ram" : "ram";
+}
+
+void vdm_machine_foreach(MachineForeachFn *fn, void *opaque)
+{
+    for (size_t k = 0; k < G_N_ELEMENTS(machines); k++) {
+        const MachineClass *mc = &machines[k];
+
+        /* QEMU lists the versioned name with its short alias */
+        fn(mc->alias_of ? mc->alias_of : mc->name, mc->alias_of ? mc->name : NULL, mc->is_default,
+           machine_ram_id(mc), opaque);
+    }
 }
 
 /* The machine class for -machine type=@type: a name, its versioned alias, or any pc-i440fx-X / pc-q35-X. */
@@ -463,8 +487,7 @@ static void machine_init_ram(const char *backend_id, uint64_t m_size)
     if (ram_size == 0) {
         return;
     }
-    host = b ? b->host : map_ram(machine_class->pci != MACHINE_PCI_NONE ? "pc.ram" : "ram", -1, ram_size,
-                                 false);
+    host = b ? b->host : map_ram(machine_ram_id(machine_class), -1, ram_size, false);
     add_ram(0, ram_below_4g, host);
     if (ram_size > ram_below_4g) {
         add_ram(FOUR_GIB, ram_size - ram_below_4g, host + ram_below_4g);
@@ -662,7 +685,7 @@ typedef struct VdmOption {
 } VdmOption;
 
 static const VdmOption options[] = {
-    { "machine", true, OPT_MACHINE, "[type=]none|pc[,memory-backend=ID]  select the machine" },
+    { "machine", true, OPT_MACHINE, "[type=]pc|q35|microvm|none[,memory-backend=ID]  select the machine" },
     { "M", true, OPT_MACHINE, NULL },
     { "accel", true, OPT_ACCEL, "qtest                   the accelerator (the only one)" },
     { "m", true, OPT_M, "[size=]SIZE[M|G]             guest RAM size (MiB without suffix)" },
@@ -935,6 +958,9 @@ void vdm_init(int argc, char **argv)
     if (machine_class->pci != MACHINE_PCI_NONE) {
         pci_bus_init(machine_class->pci == MACHINE_PCI_Q35 ? PCI_HOST_Q35 : PCI_HOST_I440FX);
     }
+    if (machine_class->virtio_mmio) {
+        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, VIRTIO_MMIO_MAX_TRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
+    }
     for (i = 0; i < drive_args->len; i++) {
         const char *a = g_ptr_array_index(drive_args, i);
         Opts o;
@@ -1045,6 +1071,9 @@ void vdm_cleanup(void)
 
     chardev_cleanup_all();
     qdev_cleanup();         /* devices drain their requests before RAM goes away */
+    if (virtio_mmio_bus_present()) {
+        virtio_mmio_transports_cleanup();
+    }
     net_cleanup();          /* after the NICs that used them */
     fw_cfg_destroy(fw_cfg);
     fw_cfg = NULL;

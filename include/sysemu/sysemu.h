@@ -38,6 +38,10 @@ void vdm_set_main_loop(GMainLoop *loop);
 GuestMemory *vdm_guest_memory(void);
 uint64_t vdm_ram_size(void);
 const char *vdm_machine_name(void);
+/* Every machine type, as query-machines lists it (@alias NULL when none). */
+typedef void MachineForeachFn(const char *name, const char *alias, bool is_default, const char *ram_id,
+                              void *opaque);
+void vdm_machine_foreach(MachineForeachFn *fn, void *opaque);
 const char *vdm_guest_name(void);      /* -name, or NULL */
 
 /*
