@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-mmio.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
 #include "sysemu/sysemu.h"
@@ -123,7 +124,7 @@ bool device_help(const QDevOpt *opts, unsigned n)
                 printf("%s%s:\n", category ? "\n" : "", t->category);
                 category = t->category;
             }
-            printf("name \"%s\", bus PCI, desc \"%s\"\n", t->name, t->desc);
+            printf("name \"%s\", bus %s, desc \"%s\"\n", t->name, t->bus ? t->bus : "PCI", t->desc);
         }
         g_ptr_array_free(sorted, TRUE);
         return true;
@@ -154,8 +155,8 @@ bool device_new(const QDevOpt *opts, unsigned n, char **errp)
         *errp = g_strdup_printf("'%s' is not a valid device model name", driver);
         return false;
     }
-    if (!pci_bus_present()) {
-        *errp = g_strdup_printf("No 'PCI' bus found for device '%s'", driver);
+    if (t->bus ? !virtio_mmio_bus_present() : !pci_bus_present()) {
+        *errp = g_strdup_printf("No '%s' bus found for device '%s'", t->bus ? t->bus : "PCI", driver);
         return false;
     }
     id = qdev_opt_get(opts, n, "id");
@@ -204,6 +205,7 @@ void qdev_register_types(void)
     type_register_simple("device", "object", true);
     type_register_simple("pci-device", "device", true);
     type_register_simple("virtio-pci", "pci-device", true);
+    type_register_simple("virtio-device", "device", true);
     for (unsigned i = 0; i < n_device_types; i++) {
         type_register_simple(device_types[i]->name, device_types[i]->parent, false);
     }

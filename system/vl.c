@@ -1,14 +1,15 @@
 /*
  * Command line and machine construction, in QEMU's syntax and meaning:
  *
- *   -machine|-M [type=]none|pc|pc-i440fx-X.Y[,memory-backend=ID][,accel=qtest]   (help lists)
+ *   -machine|-M [type=]none|pc|pc-i440fx-X.Y|q35|pc-q35-X.Y|microvm[,memory-backend=ID][,accel=qtest]
  *   -accel [accel=]qtest        -m [size=]SIZE (MiB without suffix)
  *   -object memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on|off][,mem-path=P]
- *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
+ *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off][,reconnect=S|reconnect-ms=MS]
  *   -qtest unix:PATH[,server=on[,wait=off]] | chardev:ID      -qtest-log FILE
  *   -qmp unix:PATH[,server=on[,wait=off]] | chardev:ID        -mon chardev=ID,mode=control
  *   -drive file=IMG,if=none,id=D[,format=raw][,aio=..]   -blockdev driver=file|null-co,node-name=D,...
  *   -device TYPE[,addr=SLOT[.FN]][,prop=value...]   (-device help, -device TYPE,help)
+ *   -netdev TYPE,id=ID[,prop=value...]   (tap, socket, stream, hubport: net/; -netdev help)
  *   -display none  -nodefaults  -nographic  -S  -name [guest=]NAME  -version  -help
  *
  * Errors are reported like QEMU's error_report() with the option as location
@@ -17,8 +18,11 @@
  * Guest RAM layout (docs/device-host.md): "none" maps all RAM at gpa 0
  * (default size 0); "pc" (default 128 MiB) maps RAM at 0 up to 3.5 GiB of
  * RAM, and with 3.5 GiB or more puts 3 GiB below 4 GiB and the rest at
- * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment. pc
- * machines have fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820.
+ * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment; "q35"
+ * keeps RAM below 0xb0000000 low and otherwise puts 2 GiB low; "microvm"
+ * puts at most 3 GiB low. The rest goes to 4 GiB. pc, q35 and microvm have
+ * fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820; microvm has
+ * virtio-mmio transports (hw/virtio/virtio-mmio.c) instead of PCI.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +39,8 @@
 
 #include "hw/nvram/fw_cfg.h"
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-mmio.h"
+#include "net/net.h"
 #include "sysemu/chardev.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
@@ -354,6 +360,7 @@ typedef struct MachineClass {
     bool fw_cfg;
     /* Bytes of RAM mapped below 4 GiB for @ram_size (the rest goes to 4 GiB); NULL: all at 0. */
     uint64_t (*lowmem)(uint64_t ram_size);
+    bool virtio_mmio;           /* virtio-mmio transports as QEMU's microvm has them */
 } MachineClass;
 
 /*
@@ -372,17 +379,19 @@ static uint64_t q35_lowmem(uint64_t ram_size)
 }
 
 /* QEMU's microvm (microvm_memory_init): at most 3 GiB low. */
-static G_GNUC_UNUSED uint64_t microvm_lowmem(uint64_t ram_size)
+static uint64_t microvm_lowmem(uint64_t ram_size)
 {
     return MIN(ram_size, MICROVM_BELOW_4G);
 }
 
 static const MachineClass machines[] = {
     { "pc", "pc-i440fx-7.2", "Standard PC (i440FX + PIIX, 1996) (vdm: RAM, fw_cfg, PCI bus with an i440FX host bridge)",
-      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem },
+      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem, false },
     { "q35", "pc-q35-7.2", "Standard PC (Q35 + ICH9, 2009) (vdm: RAM, fw_cfg, PCIe root bus with MMCONFIG)",
-      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem },
-    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL },
+      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem, false },
+    { "microvm", NULL, "microvm (i386) (vdm: RAM, fw_cfg, 24 virtio-mmio transports; no PCI)",
+      false, 128ull << 20, MACHINE_PCI_NONE, true, microvm_lowmem, true },
+    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL, false },
 };
 
 static const MachineClass *machine_class;
@@ -390,6 +399,20 @@ static GuestMemory guest_memory;
 static uint64_t ram_size, ram_below_4g;
 static char *guest_name;
 static FWCfgState *fw_cfg;
+
+int vdm_ram_fd(const void *host, uint64_t *offset)
+{
+    for (guint i = 0; backends && i < backends->len; i++) {
+        HostMemoryBackend *b = g_ptr_array_index(backends, i);
+        const uint8_t *p = host;
+
+        if (b->share && b->fd >= 0 && p >= (uint8_t *)b->host && p < (uint8_t *)b->host + b->size) {
+            *offset = (uint64_t)(p - (uint8_t *)b->host);
+            return b->fd;
+        }
+    }
+    return -1;
+}
 
 GuestMemory *vdm_guest_memory(void)
 {
@@ -409,6 +432,23 @@ const char *vdm_machine_name(void)
 const char *vdm_guest_name(void)
 {
     return guest_name;
+}
+
+/* QEMU's default-ram-id of @mc (also the name of its RAM mapping). */
+static const char *machine_ram_id(const MachineClass *mc)
+{
+    return mc->pci != MACHINE_PCI_NONE ? "pc.ram" : mc->virtio_mmio ? "microvm.ram" : "ram";
+}
+
+void vdm_machine_foreach(MachineForeachFn *fn, void *opaque)
+{
+    for (size_t k = 0; k < G_N_ELEMENTS(machines); k++) {
+        const MachineClass *mc = &machines[k];
+
+        /* QEMU lists the versioned name with its short alias */
+        fn(mc->alias_of ? mc->alias_of : mc->name, mc->alias_of ? mc->name : NULL, mc->is_default,
+           machine_ram_id(mc), opaque);
+    }
 }
 
 /* The machine class for -machine type=@type: a name, its versioned alias, or any pc-i440fx-X / pc-q35-X. */
@@ -461,8 +501,7 @@ static void machine_init_ram(const char *backend_id, uint64_t m_size)
     if (ram_size == 0) {
         return;
     }
-    host = b ? b->host : map_ram(machine_class->pci != MACHINE_PCI_NONE ? "pc.ram" : "ram", -1, ram_size,
-                                 false);
+    host = b ? b->host : map_ram(machine_ram_id(machine_class), -1, ram_size, false);
     add_ram(0, ram_below_4g, host);
     if (ram_size > ram_below_4g) {
         add_ram(FOUR_GIB, ram_size - ram_below_4g, host + ram_below_4g);
@@ -539,12 +578,35 @@ static QDevOpt *opts_to_qdev(const Opts *o)
     return q;
 }
 
+/* -OPT ARG for each of @args (@implied: the first key's name): parse, @create, die on failure. */
+static void create_all(GPtrArray *args, const char *opt, const char *implied,
+                       bool (*create)(const QDevOpt *opts, unsigned n, char **errp))
+{
+    char *err = NULL;
+
+    for (guint i = 0; i < args->len; i++) {
+        Opts o;
+        QDevOpt *q;
+
+        cur_opt = opt;
+        cur_arg = g_ptr_array_index(args, i);
+        opts_parse(&o, cur_arg, implied);
+        q = opts_to_qdev(&o);
+        if (!create(q, o.keys->len, &err)) {
+            die("%s", err);
+        }
+        g_free(q);
+        opts_free(&o);
+    }
+}
+
 /* ---- chardevs ---- */
 
 static Chardev *chardev_add(const char *arg)
 {
-    static const char *const props[] = { "backend", "id", "path", "server", "wait", NULL };
-    const char *backend, *id, *path, *server, *wait;
+    static const char *const props[] = { "backend", "id", "path", "server", "wait", "reconnect",
+                                         "reconnect-ms", NULL };
+    const char *backend, *id, *path, *server, *wait, *reconnect;
     Chardev *chr;
     char *err = NULL;
     Opts o;
@@ -572,6 +634,20 @@ static Chardev *chardev_add(const char *arg)
                              !wait || parse_bool("wait", wait), &err);
     if (!chr) {
         die("%s", err);
+    }
+    /* reconnect=SECONDS (QEMU), reconnect-ms=MS (QEMU 9.2): a client retries after a disconnect */
+    reconnect = opts_get(&o, "reconnect-ms");
+    if (reconnect || (reconnect = opts_get(&o, "reconnect"))) {
+        char *end;
+        unsigned long v = strtoul(reconnect, &end, 10);
+
+        if (end == reconnect || *end || v > 3600000 || reconnect[0] == '-') {
+            die("Parameter '%s' expects uint64", opts_get(&o, "reconnect-ms") ? "reconnect-ms" : "reconnect");
+        }
+        if (!opts_get(&o, "reconnect-ms")) {
+            v = v > 3600 ? 3600000 : v * 1000;
+        }
+        chardev_set_reconnect_ms(chr, (unsigned)v);
     }
     if (server && parse_bool("server", server) && (!wait || parse_bool("wait", wait)) &&
         !chardev_wait_connected(chr, &err)) {
@@ -627,7 +703,7 @@ static Chardev *chardev_compat(const char *spec, const char *id)
 
 typedef enum OptIndex {
     OPT_MACHINE, OPT_ACCEL, OPT_M, OPT_OBJECT, OPT_CHARDEV, OPT_QTEST, OPT_QTEST_LOG, OPT_QMP,
-    OPT_MON, OPT_DEVICE, OPT_DRIVE, OPT_BLOCKDEV, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
+    OPT_MON, OPT_DEVICE, OPT_NETDEV, OPT_DRIVE, OPT_BLOCKDEV, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
 } OptIndex;
 
 typedef struct VdmOption {
@@ -638,17 +714,18 @@ typedef struct VdmOption {
 } VdmOption;
 
 static const VdmOption options[] = {
-    { "machine", true, OPT_MACHINE, "[type=]none|pc[,memory-backend=ID]  select the machine" },
+    { "machine", true, OPT_MACHINE, "[type=]pc|q35|microvm|none[,memory-backend=ID]  select the machine" },
     { "M", true, OPT_MACHINE, NULL },
     { "accel", true, OPT_ACCEL, "qtest                   the accelerator (the only one)" },
     { "m", true, OPT_M, "[size=]SIZE[M|G]             guest RAM size (MiB without suffix)" },
     { "object", true, OPT_OBJECT, "memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on][,mem-path=P]" },
-    { "chardev", true, OPT_CHARDEV, "socket,id=ID,path=PATH[,server=on][,wait=off]" },
+    { "chardev", true, OPT_CHARDEV, "socket,id=ID,path=PATH[,server=on][,wait=off][,reconnect-ms=MS]" },
     { "qtest", true, OPT_QTEST, "unix:PATH[,server=on,wait=off]|chardev:ID  the qtest socket" },
     { "qtest-log", true, OPT_QTEST_LOG, "FILE                 log qtest traffic" },
     { "qmp", true, OPT_QMP, "unix:PATH[,server=on,wait=off]|chardev:ID    a QMP monitor" },
     { "mon", true, OPT_MON, "chardev=ID,mode=control        a QMP monitor on a chardev" },
     { "device", true, OPT_DEVICE, "TYPE[,addr=SLOT[.FN]][,prop=value...]  add a device (help lists)" },
+    { "netdev", true, OPT_NETDEV, "TYPE,id=ID[,prop=value...]  a net backend (tap, socket, stream, hubport)" },
     { "drive", true, OPT_DRIVE, "file=IMG,if=none,id=ID[,format=raw][,aio=threads|io_uring][,readonly=on]" },
     { "blockdev", true, OPT_BLOCKDEV, "driver=file|null-co,node-name=ID[,filename=IMG][,size=N]" },
     { "display", true, OPT_DISPLAY, "none               (the only display)" },
@@ -692,6 +769,7 @@ void vdm_init(int argc, char **argv)
     GPtrArray *objects = g_ptr_array_new(), *chardevs_args = g_ptr_array_new();
     GPtrArray *qmp_args = g_ptr_array_new(), *mon_args = g_ptr_array_new();
     GPtrArray *device_args = g_ptr_array_new(), *drive_args = g_ptr_array_new_with_free_func(g_free);
+    GPtrArray *netdev_args = g_ptr_array_new();
     const char *machine_arg = NULL, *m_arg = NULL, *qtest_arg = NULL, *qtest_log = NULL;
     char *backend_id = NULL;
     bool autostart = true;
@@ -836,6 +914,20 @@ void vdm_init(int argc, char **argv)
             g_ptr_array_add(device_args, (gpointer)oarg);
             break;
         }
+        case OPT_NETDEV: {
+            Opts o;
+            QDevOpt *q;
+
+            opts_parse(&o, oarg, "type");
+            q = opts_to_qdev(&o);
+            if (netdev_help(q, o.keys->len)) {
+                exit(0);
+            }
+            g_free(q);
+            opts_free(&o);
+            g_ptr_array_add(netdev_args, (gpointer)oarg);
+            break;
+        }
         case OPT_DRIVE:
         case OPT_BLOCKDEV:
             /* the option name travels with the argument: "d" drive, "b" blockdev */
@@ -895,6 +987,15 @@ void vdm_init(int argc, char **argv)
     if (machine_class->pci != MACHINE_PCI_NONE) {
         pci_bus_init(machine_class->pci == MACHINE_PCI_Q35 ? PCI_HOST_Q35 : PCI_HOST_I440FX);
     }
+    if (machine_class->virtio_mmio) {
+        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, VIRTIO_MMIO_MAX_TRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
+    }
+    /* chardevs before devices: vhost-user devices name one (chardev=ID), as in QEMU */
+    for (i = 0; i < chardevs_args->len; i++) {
+        cur_opt = "chardev";
+        cur_arg = g_ptr_array_index(chardevs_args, i);
+        chardev_add(cur_arg);
+    }
     for (i = 0; i < drive_args->len; i++) {
         const char *a = g_ptr_array_index(drive_args, i);
         Opts o;
@@ -910,29 +1011,14 @@ void vdm_init(int argc, char **argv)
         g_free(q);
         opts_free(&o);
     }
-    for (i = 0; i < device_args->len; i++) {
-        Opts o;
-        QDevOpt *q;
-
-        cur_opt = "device";
-        cur_arg = g_ptr_array_index(device_args, i);
-        opts_parse(&o, cur_arg, "driver");
-        q = opts_to_qdev(&o);
-        if (!device_new(q, o.keys->len, &err)) {
-            die("%s", err);
-        }
-        g_free(q);
-        opts_free(&o);
-    }
+    /* netdevs before devices: a NIC's netdev= refers to one */
+    create_all(netdev_args, "netdev", "type", netdev_new);
+    g_ptr_array_free(netdev_args, TRUE);
+    create_all(device_args, "device", "driver", device_new);
     cur_opt = cur_arg = NULL;
     g_ptr_array_free(device_args, TRUE);
     g_ptr_array_free(drive_args, TRUE);
 
-    for (i = 0; i < chardevs_args->len; i++) {
-        cur_opt = "chardev";
-        cur_arg = g_ptr_array_index(chardevs_args, i);
-        chardev_add(cur_arg);
-    }
     if (qtest_log) {
         cur_opt = "qtest-log";
         cur_arg = qtest_log;
@@ -1015,6 +1101,10 @@ void vdm_cleanup(void)
 
     chardev_cleanup_all();
     qdev_cleanup();         /* devices drain their requests before RAM goes away */
+    if (virtio_mmio_bus_present()) {
+        virtio_mmio_transports_cleanup();
+    }
+    net_cleanup();          /* after the NICs that used them */
     fw_cfg_destroy(fw_cfg);
     fw_cfg = NULL;
     if (qtest_log_fp) {

@@ -45,6 +45,8 @@ struct DeviceTypeInfo {
     DeviceState *(*create)(const QDevOpt *opts, unsigned n, char **errp);
     /* Print "TYPE options:" and one line per property (qdev_print_prop). */
     void (*help)(void);
+    /* QEMU bus type the device plugs into: NULL = "PCI"; "virtio-bus" = a virtio-mmio transport. */
+    const char *bus;
 };
 
 void device_type_register(const DeviceTypeInfo *info);
