@@ -98,6 +98,16 @@ bool qdev_is_pci_common_prop(const char *key)
     return false;
 }
 
+char *qdev_prop_error(const char *type, const char *key, GError *gerr)
+{
+    char *msg = !gerr || g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)
+                ? g_strdup_printf("Property '%s.%s' not found", type, key)
+                : g_strdup(gerr->message);
+
+    g_clear_error(&gerr);
+    return msg;
+}
+
 void qdev_print_prop(const char *name, const char *type, const char *desc, void *opaque)
 {
     int pad = 24 - (int)strlen(name) - (int)strlen(type);
@@ -140,6 +150,18 @@ bool device_help(const QDevOpt *opts, unsigned n)
     return true;
 }
 
+/* The machine's bus of kind @bus (NULL: PCI). Buses devices provide (SCSI) are the device's to find. */
+static bool bus_present(const char *bus)
+{
+    if (!bus) {
+        return pci_bus_present();
+    }
+    if (!strcmp(bus, "virtio-bus")) {
+        return virtio_mmio_bus_present();
+    }
+    return true;
+}
+
 bool device_new(const QDevOpt *opts, unsigned n, char **errp)
 {
     const char *driver = qdev_opt_get(opts, n, "driver"), *id;
@@ -155,7 +177,7 @@ bool device_new(const QDevOpt *opts, unsigned n, char **errp)
         *errp = g_strdup_printf("'%s' is not a valid device model name", driver);
         return false;
     }
-    if (t->bus ? !virtio_mmio_bus_present() : !pci_bus_present()) {
+    if (!bus_present(t->bus)) {
         *errp = g_strdup_printf("No '%s' bus found for device '%s'", t->bus ? t->bus : "PCI", driver);
         return false;
     }
