@@ -778,7 +778,7 @@ static void test_fua_and_write_through(gconstpointer data)
     c = do_write(&t, WRITE_10, 10, buf, 2, 0);
     assert_good(&t, &c);
     g_assert_cmpuint(t.disk.stats.stable_writes, ==, 0);
-    rw_cdb(cdb, WRITE_16, 20, 2);
+    scsi_cdb_rw(cdb, WRITE_16, 20, 2);
     cdb[1] = 0x08;                              /* FUA */
     c = cmd_build(&t, cdb, 16, sizeof(buf), 0);
     memcpy(host(&t, c.dout), buf, sizeof(buf));
