@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz-input.h"
 #include "hw/nvram/fw_cfg.h"
 #include "sysemu/ioport.h"
 
@@ -30,34 +31,6 @@
 #define C_GPA   0x30000ull          /* read-only */
 #define C_SIZE  0x1000ull
 #define FZ_MAX_OPS 512
-
-typedef struct Input {
-    const uint8_t *p;
-    size_t left;
-} Input;
-
-static uint8_t in_u8(Input *in)
-{
-    if (!in->left) {
-        return 0;
-    }
-    in->left--;
-    return *in->p++;
-}
-
-static uint16_t in_u16(Input *in)
-{
-    uint16_t lo = in_u8(in);
-
-    return (uint16_t)(lo | in_u8(in) << 8);
-}
-
-static uint32_t in_u32(Input *in)
-{
-    uint32_t lo = in_u16(in);
-
-    return lo | (uint32_t)in_u16(in) << 16;
-}
 
 /* A guest-physical place: inside A, B, C, in a hole, straddling an end, or near 2^64. */
 static uint64_t place(uint8_t kind, uint32_t off)
