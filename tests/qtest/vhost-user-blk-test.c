@@ -369,22 +369,30 @@ static void test_in_order_masked_by_backend(const void *opaque)
     vub_stop(&b);
 }
 
+/*
+ * Start for a crash test, or skip on packed layouts: a killed backend leaves
+ * no packed ring position anywhere the frontend can read it back (no used
+ * index in memory, no GET_VRING_BASE), the same gap as QEMU's (docs/vhost-user.md).
+ */
+static bool vub_start_crashable(VuBlk *b, const Layout *l)
+{
+    if (l->packed) {
+        g_test_skip("packed ring reconnect after a backend crash: known gap");
+        return false;
+    }
+    vub_start(b, l, PEER_VDM, ",vectors=0");
+    vub_init_device(b, l->packed, l->in_order);
+    return true;
+}
+
 static void test_reconnect(const void *opaque)
 {
     const Layout *l = opaque;
     VuBlk b;
 
-    if (l->packed) {
-        /*
-         * A killed backend leaves no packed ring position anywhere the frontend
-         * can read it back (no used index in memory, no GET_VRING_BASE): the
-         * same gap as QEMU's (docs/vhost-user.md).
-         */
-        g_test_skip("packed ring reconnect after a backend crash: known gap");
+    if (!vub_start_crashable(&b, l)) {
         return;
     }
-    vub_start(&b, l, PEER_VDM, ",vectors=0");
-    vub_init_device(&b, l->packed, l->in_order);
     check_features(&b, l, true);
     write_read_check(&b, 8, 3);
 
@@ -444,12 +452,9 @@ static void test_reconnect_under_load(const void *opaque)
     uint8_t want[LEN], file[LEN];
     VuBlk b;
 
-    if (l->packed) {
-        g_test_skip("packed ring reconnect after a backend crash: known gap");
+    if (!vub_start_crashable(&b, l)) {
         return;
     }
-    vub_start(&b, l, PEER_VDM, ",vectors=0");
-    vub_init_device(&b, l->packed, l->in_order);
     for (unsigned i = 0; i < NREQ; i++) {
         qblk_fill_pattern(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, 60 + i);
         qblk_add(&b.h, b.vq, i, VIRTIO_BLK_T_OUT, 400 + i * 8, LEN, false);
