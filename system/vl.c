@@ -913,8 +913,10 @@ void vdm_cleanup(void)
 {
     guint i;
 
+    /* devices first: they drain their requests before RAM goes away, and may still
+     * use a chardev while unplugging (an INTx lowered towards the qtest socket) */
+    qdev_cleanup();
     chardev_cleanup_all();
-    qdev_cleanup();         /* devices drain their requests before RAM goes away */
     if (qtest_log_fp) {
         fclose(qtest_log_fp);
     }

@@ -6,6 +6,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "hw/acpi/pcihp.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "sysemu/ioport.h"
@@ -334,6 +335,7 @@ void pci_bus_init(void)
         ioport_register(PCI_CONFIG_DATA_PORT, 4, &cfc_ops, NULL) < 0) {
         g_error("pci: cannot claim ports 0xcf8/0xcfc");
     }
+    acpi_pcihp_init();      /* the pc machine's ACPI PCI hotplug of bus 0 */
 }
 
 bool pci_bus_present(void)
@@ -348,6 +350,7 @@ void pci_bus_cleanup(void)
     }
     /* Devices were unplugged by qdev_cleanup: only the host bridge is left. */
     pci_device_remove(&bus->host_bridge);
+    acpi_pcihp_cleanup();
     ioport_unregister(PCI_CONFIG_ADDR_PORT, 4);
     ioport_unregister(PCI_CONFIG_DATA_PORT, 4);
     g_free(bus);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
@@ -20,6 +21,7 @@ typedef struct VirtIOBlkPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VirtIOBlock vblk;
     Drive *drive;
+    char *drive_name;           /* drive= as given, for QOM */
 } VirtIOBlkPCI;
 
 static int vblk_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
@@ -41,6 +43,7 @@ static void vblk_pci_unrealize(DeviceState *dev)
     virtio_pci_unrealize(&s->proxy);
     virtio_blk_unrealize(&s->vblk);
     drive_detach(s->drive);
+    g_free(s->drive_name);
     g_free(s);
 }
 
@@ -113,6 +116,7 @@ static DeviceState *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     s->proxy.config_write = vblk_pci_config_write;
     s->proxy.pci_dev.qdev.unrealize = vblk_pci_unrealize;
     s->drive = drive;
+    s->drive_name = g_strdup(drive_id);
     return &s->proxy.pci_dev.qdev;
 }
 
@@ -124,6 +128,17 @@ static void vblk_pci_help(void)
     virtio_blk_conf_list(qdev_print_prop, NULL);
 }
 
+static void vblk_pci_list_props(DeviceState *dev, QDevPropFn *fn, void *opaque)
+{
+    VirtIOBlkPCI *s = (VirtIOBlkPCI *)dev;
+    char vectors[16];
+
+    fn("drive", "str", s->drive_name, opaque);
+    g_snprintf(vectors, sizeof(vectors), "%u", msix_nr_vectors(&s->proxy.pci_dev));
+    fn("vectors", "uint32", vectors, opaque);
+    virtio_blk_conf_list_values(&s->vblk.conf, fn, opaque);
+}
+
 static const DeviceTypeInfo virtio_blk_pci_info = {
     .name = "virtio-blk-pci",
     .parent = "virtio-pci",
@@ -131,5 +146,7 @@ static const DeviceTypeInfo virtio_blk_pci_info = {
     .desc = "virtio block device on PCI (modern)",
     .create = vblk_pci_new,
     .help = vblk_pci_help,
+    .list_props = vblk_pci_list_props,
+    .virtio_backend = "virtio-blk-device",
 };
 device_type_init(virtio_blk_pci_info)

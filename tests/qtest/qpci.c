@@ -197,3 +197,10 @@ void qvirtio_pci_notify(QVirtioPCI *v, uint16_t q)
     off = qtest_readw(v->qts, v->common + VIRTIO_PCI_COMMON_Q_NOFF);
     qtest_writew(v->qts, v->notify + (uint64_t)off * v->notify_mult, q);
 }
+
+JSONValue *qpci_unplug_acpi_device_test(QTestState *s, const char *id, uint8_t slot)
+{
+    qtest_qmp_device_del_send(s, id);
+    qtest_outl(s, QPCI_ACPI_PCIHP_ADDR + QPCI_ACPI_PCIHP_EJ, 1u << slot);
+    return qtest_qmp_eventwait(s, "DEVICE_DELETED");
+}

@@ -16,6 +16,7 @@
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
+#include "qguest-ram.h"
 #include "qpci.h"
 #include "vdriver.h"
 
@@ -29,24 +30,11 @@
 #define BLK_DEVFN       PCI_DEVFN(4, 0)
 #define BLK_GSI         (PCI_INTX_GSI_BASE + 0)    /* slot 4, INTA: PIRQ (4 + 0) & 3 = A */
 
-typedef struct Layout {
-    const char *name;
-    bool packed, in_order;
-} Layout;
-
-static const Layout layouts[] = {
-    { "split", false, false },
-    { "packed", true, false },
-    { "split-in-order", false, true },
-    { "packed-in-order", true, true },
-};
+typedef QVirtioLayout Layout;
 
 typedef struct Blk {
     QTestState *qts;
-    char *dir, *img_path, *mem_path;
-    int img_fd;
-    uint8_t *ram;
-    GuestMemory gm;
+    QGuestRam g;
     QVirtioPCI v;
     VDriverQueueConfig cfg;
     VDriverQueue *vq;
@@ -62,37 +50,21 @@ static void blk_start_with(Blk *b, const Layout *l, const char *drive, const cha
 {
     char *drive_opt;
 
-    int fd;
-
     memset(b, 0, sizeof(*b));
-    b->dir = g_dir_make_tmp("vdm-blk-XXXXXX", NULL);
-    g_assert_nonnull(b->dir);
-    b->img_path = g_build_filename(b->dir, "disk.img", NULL);
-    b->mem_path = g_build_filename(b->dir, "ram", NULL);
-    b->img_fd = open(b->img_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(b->img_fd, >=, 0);
-    g_assert_cmpint(ftruncate(b->img_fd, IMG_SIZE), ==, 0);
-    fd = open(b->mem_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, RAM_SIZE), ==, 0);
-    b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    g_assert_true(b->ram != MAP_FAILED);
-    close(fd);
-    guest_memory_init(&b->gm);
-    g_assert_cmpint(guest_memory_add(&b->gm, 0, RAM_SIZE, b->ram, true), ==, 0);
+    qguest_ram_init(&b->g, "vdm-blk", RAM_SIZE, IMG_SIZE);
 
     if (drive) {
         char **parts = g_strsplit(drive, "@IMG@", -1);     /* @IMG@: the image's path */
-        drive_opt = g_strjoinv(b->img_path, parts);
+        drive_opt = g_strjoinv(b->g.img_path, parts);
         g_strfreev(parts);
     } else {
-        drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->img_path);
+        drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->g.img_path);
     }
     b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults %s "
                          "-device virtio-blk-pci,drive=d0,addr=04.0,packed=%s,in_order=%s,"
                          "event_idx=off,indirect_desc=off,serial=vdm0%s",
-                         b->mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
+                         b->g.mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
                          dev_extra);
     g_free(drive_opt);
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
@@ -112,14 +84,7 @@ static void blk_stop(Blk *b)
     if (b->vq) {
         vdriver_queue_free(b->vq);
     }
-    munmap(b->ram, RAM_SIZE);
-    close(b->img_fd);
-    unlink(b->img_path);
-    unlink(b->mem_path);
-    rmdir(b->dir);
-    g_free(b->img_path);
-    g_free(b->mem_path);
-    g_free(b->dir);
+    qguest_ram_cleanup(&b->g);
 }
 
 /* The driver initialisation sequence (spec 3.1.1) with queue 0 set up. */
@@ -148,7 +113,7 @@ static void blk_init_device(Blk *b, const Layout *l)
 
     b->cfg = (VDriverQueueConfig){ .num = QUEUE_NUM, .packed = l->packed, .in_order = l->in_order };
     vdriver_layout_rings(&b->cfg, RING_BASE);
-    b->vq = vdriver_queue_new(&b->gm, &b->cfg);
+    b->vq = vdriver_queue_new(&b->g.gm, &b->cfg);
     g_assert_nonnull(b->vq);
     qvirtio_pci_set_rings(v, b->cfg.desc, b->cfg.driver, b->cfg.device);
     g_assert_cmphex(qtest_readq(b->qts, v->common + VIRTIO_PCI_COMMON_Q_USEDLO), ==, b->cfg.device);
@@ -171,8 +136,8 @@ static void blk_add(Blk *b, unsigned slot, uint32_t type, uint64_t sector, uint3
     VDriverSeg out[2] = { { base, sizeof(hdr) } }, in[2];
     unsigned nout = 1, nin = 0;
 
-    memcpy(b->ram + base, &hdr, sizeof(hdr));
-    b->ram[base + 0x10] = 0xff;     /* status, overwritten by the device */
+    memcpy(b->g.ram + base, &hdr, sizeof(hdr));
+    b->g.ram[base + 0x10] = 0xff;     /* status, overwritten by the device */
     if (type == VIRTIO_BLK_T_OUT) {
         out[nout++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
     } else if (len) {
@@ -205,7 +170,7 @@ static void blk_reap(Blk *b, unsigned n)
             g_usleep(200);
             continue;
         }
-        g_assert_cmphex(b->ram[slot_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
+        g_assert_cmphex(b->g.ram[slot_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
         got++;
     }
 }
@@ -233,7 +198,7 @@ static void test_config_capacity(const void *opaque)
     blk_add(&b, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES);
     blk_kick(&b);
     blk_reap(&b, 1);
-    memcpy(serial, b.ram + slot_gpa(0) + REQ_DATA_OFF, VIRTIO_BLK_ID_BYTES);
+    memcpy(serial, b.g.ram + slot_gpa(0) + REQ_DATA_OFF, VIRTIO_BLK_ID_BYTES);
     g_assert_cmpstr(serial, ==, "vdm0");
     blk_stop(&b);
 }
@@ -249,26 +214,26 @@ static void test_write_read_data_check(const void *opaque)
     blk_init_device(&b, l);
     /* several writes in flight at once, completing in whatever order the backend finishes them */
     for (unsigned i = 0; i < NREQ; i++) {
-        fill_pattern(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i);
+        fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i);
         blk_add(&b, i, VIRTIO_BLK_T_OUT, i * 16 + 1, LEN);
     }
     blk_kick(&b);
     blk_reap(&b, NREQ);
     for (unsigned i = 0; i < NREQ; i++) {
         fill_pattern(want, LEN, i);
-        g_assert_cmpint(pread(b.img_fd, file, LEN, (off_t)(i * 16 + 1) * 512), ==, LEN);
+        g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)(i * 16 + 1) * 512), ==, LEN);
         g_assert_cmpmem(file, LEN, want, LEN);
     }
     /* read back into cleared buffers */
     for (unsigned i = 0; i < NREQ; i++) {
-        memset(b.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+        memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
         blk_add(&b, i, VIRTIO_BLK_T_IN, i * 16 + 1, LEN);
     }
     blk_kick(&b);
     blk_reap(&b, NREQ);
     for (unsigned i = 0; i < NREQ; i++) {
         fill_pattern(want, LEN, i);
-        g_assert_cmpmem(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+        g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
     }
     /* more requests than fit at once: the ring wraps */
     for (unsigned round = 0; round < 3 * QUEUE_NUM / NREQ; round++) {
@@ -286,7 +251,7 @@ static void test_write_read_data_check(const void *opaque)
 
 static void test_intx_and_isr(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     Blk b;
 
     blk_start(&b, l);
@@ -309,7 +274,7 @@ static void test_intx_and_isr(void)
 
 static void test_hostile_registers(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     QTestState *s;
     uint64_t common;
     Blk b;
@@ -413,7 +378,7 @@ static void msix_setup(Blk *b, Msix *m)
         qtest_writel(s, e + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
         qtest_writel(s, e + PCI_MSIX_ENTRY_DATA, MSI_DATA(v));
         g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_DATA), ==, MSI_DATA(v));
-        memset(b->ram + msi_target(v), 0, 4);
+        memset(b->g.ram + msi_target(v), 0, 4);
     }
 }
 
@@ -437,7 +402,7 @@ static uint32_t msi_word(Blk *b, unsigned v)
 {
     uint32_t w;
 
-    memcpy(&w, b->ram + msi_target(v), 4);
+    memcpy(&w, b->g.ram + msi_target(v), 4);
     return GUINT32_FROM_LE(w);
 }
 
@@ -459,7 +424,7 @@ static void one_request(Blk *b)
 
 static void test_msix_completion_to_ram(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     Msix m;
     Blk b;
 
@@ -476,7 +441,7 @@ static void test_msix_completion_to_ram(void)
     qvirtio_pci_queue_select(&b.v, 0);
     g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, 0);
     for (unsigned round = 0; round < 3; round++) {
-        memset(b.ram + msi_target(0), 0, 4);
+        memset(b.g.ram + msi_target(0), 0, 4);
         one_request(&b);
         g_assert_cmphex(msi_word(&b, 0), ==, MSI_DATA(0));
         g_assert_cmphex(msi_word(&b, 1), ==, 0);        /* not the config vector */
@@ -484,7 +449,7 @@ static void test_msix_completion_to_ram(void)
     }
     /* with MSI-X disabled again the device falls back to INTx */
     msix_control(&b, &m, false, false);
-    memset(b.ram + msi_target(0), 0, 4);
+    memset(b.g.ram + msi_target(0), 0, 4);
     one_request(&b);
     g_assert_cmphex(msi_word(&b, 0), ==, 0);
     g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
@@ -499,7 +464,7 @@ static void test_msix_completion_to_ram(void)
 
 static void test_msix_mask_pba_unmask(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     uint64_t ctrl0;
     Msix m;
     Blk b;
@@ -528,7 +493,7 @@ static void test_msix_mask_pba_unmask(void)
     g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
 
     /* function mask: the same, released by clearing MASKALL */
-    memset(b.ram + msi_target(0), 0, 4);
+    memset(b.g.ram + msi_target(0), 0, 4);
     msix_control(&b, &m, true, true);
     one_request(&b);
     g_assert_cmphex(msi_word(&b, 0), ==, 0);
@@ -538,7 +503,7 @@ static void test_msix_mask_pba_unmask(void)
     g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
 
     /* unmasked and nothing pending: unmasking again sends nothing */
-    memset(b.ram + msi_target(0), 0, 4);
+    memset(b.g.ram + msi_target(0), 0, 4);
     msix_mask(&b, &m, 0, true);
     msix_mask(&b, &m, 0, false);
     g_assert_cmphex(msi_word(&b, 0), ==, 0);
@@ -547,7 +512,7 @@ static void test_msix_mask_pba_unmask(void)
 
 static void test_msix_bad_vector(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     Msix m;
     Blk b;
 
@@ -584,7 +549,7 @@ static void test_msix_bad_vector(void)
 /* vectors= (QEMU's property): 0 means no MSI-X at all; the default follows num-queues. */
 static void test_msix_vectors_property(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     Msix m;
     Blk b;
 
@@ -646,7 +611,7 @@ static void assert_resize_error(Blk *b, const char *args, const char *want_desc)
 
 static void test_resize_intx(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     uint8_t gen;
     Blk b;
 
@@ -660,7 +625,7 @@ static void test_resize_intx(void)
     g_assert_null(block_resize(&b, "\"node-name\": \"d0\", \"size\": 2097152", NULL));
     g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, 2 * IMG_SIZE / 512);
     g_assert_cmpuint(qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION), !=, gen);
-    g_assert_cmpint(lseek(b.img_fd, 0, SEEK_END), ==, 2 * IMG_SIZE);
+    g_assert_cmpint(lseek(b.g.img_fd, 0, SEEK_END), ==, 2 * IMG_SIZE);
     /* the configuration change interrupt: INTx with ISR bit 1 */
     g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
     g_assert_cmphex(qtest_readb(b.qts, b.v.isr) & 2, ==, 2);
@@ -684,7 +649,7 @@ static void test_resize_intx(void)
 
 static void test_resize_msix_config_vector(void)
 {
-    const Layout *l = &layouts[0];
+    const Layout *l = &qvirtio_layouts[0];
     uint8_t gen;
     Msix m;
     Blk b;
@@ -734,7 +699,7 @@ static void blk_reap_order(Blk *b, unsigned n, unsigned *order)
             continue;
         }
         order[got] = GPOINTER_TO_UINT(tok) - 1;
-        g_assert_cmphex(b->ram[slot_gpa(order[got]) + 0x10], ==, VIRTIO_BLK_S_OK);
+        g_assert_cmphex(b->g.ram[slot_gpa(order[got]) + 0x10], ==, VIRTIO_BLK_S_OK);
         got++;
     }
 }
@@ -759,7 +724,7 @@ static void test_reverse_completions(const void *opaque)
     blk_init_device(&b, l);
     for (unsigned round = 0; round < ROUNDS; round++) {
         for (unsigned i = 0; i < REVERSE_GROUP; i++) {
-            fill_pattern(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + round * 16);
+            fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + round * 16);
             blk_add(&b, i, VIRTIO_BLK_T_OUT, i * 8 + round * 64, LEN);
         }
         blk_kick(&b);
@@ -774,12 +739,12 @@ static void test_reverse_completions(const void *opaque)
                 g_assert_cmpuint(order[i], ==, i);
             }
             fill_pattern(want, LEN, i + round * 16);
-            g_assert_cmpint(pread(b.img_fd, file, LEN, (off_t)(i * 8 + round * 64) * 512), ==, LEN);
+            g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)(i * 8 + round * 64) * 512), ==, LEN);
             g_assert_cmpmem(file, LEN, want, LEN);
         }
         /* read back: reads complete newest first; IN_ORDER still uses them in avail order */
         for (unsigned i = 0; i < REVERSE_GROUP; i++) {
-            memset(b.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+            memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
             blk_add(&b, i, VIRTIO_BLK_T_IN, i * 8 + round * 64, LEN);
         }
         blk_kick(&b);
@@ -787,7 +752,7 @@ static void test_reverse_completions(const void *opaque)
         for (unsigned i = 0; i < REVERSE_GROUP; i++) {
             g_assert_cmpuint(order[i], ==, (l->in_order ? i : REVERSE_GROUP - 1 - i));
             fill_pattern(want, LEN, i + round * 16);
-            g_assert_cmpmem(b.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+            g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
         }
     }
     g_assert_cmpuint(vdriver_inflight(b.vq), ==, 0);
@@ -800,7 +765,7 @@ static void test_reverse_completions(const void *opaque)
 /* The same on a null-co node: reads complete newest first, IN_ORDER keeps avail order. */
 static void test_reverse_completions_null(void)
 {
-    const Layout *l = &layouts[2];      /* split-in-order */
+    const Layout *l = &qvirtio_layouts[2];      /* split-in-order */
     unsigned order[8];
     Blk b;
 
@@ -820,15 +785,15 @@ static void test_reverse_completions_null(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
-        char *p = g_strdup_printf("/virtio-blk-pci/%s/write-read-data-check", layouts[i].name);
-        g_test_add_data_func(p, &layouts[i], test_write_read_data_check);
+    for (unsigned i = 0; i < G_N_ELEMENTS(qvirtio_layouts); i++) {
+        char *p = g_strdup_printf("/virtio-blk-pci/%s/write-read-data-check", qvirtio_layouts[i].name);
+        g_test_add_data_func(p, &qvirtio_layouts[i], test_write_read_data_check);
         g_free(p);
-        p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", layouts[i].name);
-        g_test_add_data_func(p, &layouts[i], test_config_capacity);
+        p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", qvirtio_layouts[i].name);
+        g_test_add_data_func(p, &qvirtio_layouts[i], test_config_capacity);
         g_free(p);
-        p = g_strdup_printf("/virtio-blk-pci/%s/reverse-completions", layouts[i].name);
-        g_test_add_data_func(p, &layouts[i], test_reverse_completions);
+        p = g_strdup_printf("/virtio-blk-pci/%s/reverse-completions", qvirtio_layouts[i].name);
+        g_test_add_data_func(p, &qvirtio_layouts[i], test_reverse_completions);
         g_free(p);
     }
     g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
