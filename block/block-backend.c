@@ -56,7 +56,7 @@ struct BlkReq {
     void *opaque;
     /* Working copy of the caller's iovecs, advanced past short transfers. */
     struct iovec *iov;
-    int iovcnt;
+    unsigned iovcnt;
     struct iovec *iov_heap;     /* the array to free when more than fit inline */
     struct iovec iov_inline[BLK_INLINE_IOV];
     BlkReq *next;
@@ -262,23 +262,9 @@ static void req_deliver(BlockBackend *blk, BlkReq *req)
 }
 
 /* Drop @n bytes from the front of the request's working iovecs. */
-static void req_iov_advance(BlkReq *req, size_t n)
-{
-    while (n && req->iovcnt) {
-        if (n < req->iov[0].iov_len) {
-            req->iov[0].iov_base = (uint8_t *)req->iov[0].iov_base + n;
-            req->iov[0].iov_len -= n;
-            return;
-        }
-        n -= req->iov[0].iov_len;
-        req->iov++;
-        req->iovcnt--;
-    }
-}
-
 static void req_iov_zero(BlkReq *req)
 {
-    for (int i = 0; i < req->iovcnt; i++) {
+    for (unsigned i = 0; i < req->iovcnt; i++) {
         memset(req->iov[i].iov_base, 0, req->iov[i].iov_len);
     }
 }
@@ -319,7 +305,7 @@ static int pool_rw(BlkReq *req, int fd)
     bool is_write = req->type == BLK_REQ_WRITE;
 
     while (req->bytes) {
-        int cnt = MIN(req->iovcnt, IOV_MAX);
+        int cnt = (int)MIN(req->iovcnt, (unsigned)IOV_MAX);
         ssize_t n = is_write ? pwritev(fd, req->iov, cnt, (off_t)req->offset)
                              : preadv(fd, req->iov, cnt, (off_t)req->offset);
         if (n < 0) {
@@ -335,7 +321,7 @@ static int pool_rw(BlkReq *req, int fd)
             req_iov_zero(req);          /* past the end of a shrunk file: zeros */
             return 0;
         }
-        req_iov_advance(req, (size_t)n);
+        iov_trim_front(&req->iov, &req->iovcnt, (size_t)n);
         req->offset += (uint64_t)n;
         req->bytes -= MIN((uint64_t)n, req->bytes);
     }
@@ -429,10 +415,10 @@ static bool uring_prep(BlockBackend *blk, BlkReq *req)
     }
     switch (req->type) {
     case BLK_REQ_READ:
-        io_uring_prep_readv(sqe, blk->fd, req->iov, (unsigned)MIN(req->iovcnt, IOV_MAX), req->offset);
+        io_uring_prep_readv(sqe, blk->fd, req->iov, MIN(req->iovcnt, (unsigned)IOV_MAX), req->offset);
         break;
     case BLK_REQ_WRITE:
-        io_uring_prep_writev(sqe, blk->fd, req->iov, (unsigned)MIN(req->iovcnt, IOV_MAX), req->offset);
+        io_uring_prep_writev(sqe, blk->fd, req->iov, MIN(req->iovcnt, (unsigned)IOV_MAX), req->offset);
         break;
     case BLK_REQ_FLUSH:
         io_uring_prep_fsync(sqe, blk->fd, IORING_FSYNC_DATASYNC);
@@ -443,9 +429,9 @@ static bool uring_prep(BlockBackend *blk, BlkReq *req)
         break;
     case BLK_REQ_ZEROES:
         if (req->zero_by_write) {
-            req->iovcnt = zero_iov_fill(req->iov_inline, req->bytes);
+            req->iovcnt = (unsigned)zero_iov_fill(req->iov_inline, req->bytes);
             req->iov = req->iov_inline;
-            io_uring_prep_writev(sqe, blk->fd, req->iov, (unsigned)req->iovcnt, req->offset);
+            io_uring_prep_writev(sqe, blk->fd, req->iov, req->iovcnt, req->offset);
         } else {
             io_uring_prep_fallocate(sqe, blk->fd, zero_range_mode(req),
                                     (off_t)req->offset, (off_t)req->bytes);
@@ -506,7 +492,7 @@ static void uring_complete(BlockBackend *blk, BlkReq *req, int res)
             }
             break;
         }
-        req_iov_advance(req, (size_t)res);
+        iov_trim_front(&req->iov, &req->iovcnt, (size_t)res);
         req->offset += (uint64_t)res;
         req->bytes -= MIN((uint64_t)res, req->bytes);
         if (req->bytes) {
@@ -640,7 +626,7 @@ static void submit_rw(BlockBackend *blk, BlkReqType type, uint64_t offset, const
         req->iov = req->iov_heap;
     }
     memcpy(req->iov, iov, sizeof(*iov) * (size_t)iovcnt);
-    req->iovcnt = iovcnt;
+    req->iovcnt = (unsigned)iovcnt;
     req_submit(blk, req);
 }
 

@@ -195,6 +195,11 @@ static DeviceState *device_create(const QDevOpt *opts, unsigned n, bool hotplugg
         *errp = g_strdup_printf("No 'PCI' bus found for device '%s'", driver);
         return NULL;
     }
+    if (hotplugged && !acpi_pcihp_present()) {
+        /* q35's root bus has no hotplug controller (in QEMU, PCIe root ports have) */
+        *errp = g_strdup("Bus 'pcie.0' does not support hotplugging");
+        return NULL;
+    }
     id = qdev_opt_get(opts, n, "id");
     if (id && qdev_find_device(id)) {
         *errp = g_strdup_printf("Duplicate ID '%s' for device", id);
@@ -238,7 +243,7 @@ bool qdev_device_add(const QDevOpt *opts, unsigned n, char **errp)
     if (!dev) {
         return false;
     }
-    if (dev->unplug == pci_device_unplug && acpi_pcihp_present()) {
+    if (dev->unplug == pci_device_unplug) {
         acpi_pcihp_device_plugged(PCI_SLOT(((PCIDevice *)dev)->devfn));
     }
     return true;
@@ -370,7 +375,11 @@ bool qdev_device_del(const char *id, const char **err_class, char **errp)
         *errp = g_strdup_printf("Device %s is already in the process of unplug", id);
         return false;
     }
-    if (dev->unplug == pci_device_unplug && acpi_pcihp_present()) {
+    if (dev->unplug == pci_device_unplug && !acpi_pcihp_present()) {
+        *errp = g_strdup("Bus 'pcie.0' does not support hotplugging");
+        return false;
+    }
+    if (dev->unplug == pci_device_unplug) {
         /* pc: ask the guest; the device goes when it ejects the slot */
         e->pending_delete = true;
         acpi_pcihp_unplug_request(PCI_SLOT(((PCIDevice *)dev)->devfn));

@@ -177,45 +177,86 @@ static void build_device(QomNode *container, DeviceState *dev, const char *bus_p
     }
 }
 
-/* The whole tree, from "/". */
+typedef struct MachineTypeCtx {
+    const char *prefix;
+    char *found;
+} MachineTypeCtx;
+
+static void find_machine_type(const char *name, const char *parent, bool abstract, void *opaque)
+{
+    MachineTypeCtx *ctx = opaque;
+
+    if (!ctx->found && g_str_has_prefix(name, ctx->prefix) && g_str_has_suffix(name, "-machine")) {
+        ctx->found = g_strdup(name);
+    }
+}
+
+/* The machine's QOM type as vl registered it ("pc-i440fx-7.2-machine", ...). */
+static char *machine_type(bool q35)
+{
+    MachineTypeCtx ctx = { pci_bus_present() ? (q35 ? "pc-q35-" : "pc-i440fx-") : "none-", NULL };
+
+    type_foreach(find_machine_type, &ctx);
+    return ctx.found ? ctx.found : g_strdup_printf("%s-machine", vdm_machine_name());
+}
+
+/*
+ * The whole tree, from "/". QEMU's pc: /machine/i440fx (host) with pci.0
+ * and ioapic, the i440FX function in unattached; q35: /machine/q35 with
+ * pcie.0, mch and ioapic, the ICH9 LPC function in unattached.
+ */
 static QomNode *build_tree(void)
 {
     QomNode *root = node_new(NULL, "", "container");
-    bool pc = pci_bus_present();
-    QomNode *machine = node_new(root, "machine", pc ? "pc-machine" : "none-machine");
+    bool pc = pci_bus_present(), q35 = pc && !strcmp(vdm_machine_name(), "q35");
+    char *mtype = machine_type(q35);
+    QomNode *machine = node_new(root, "machine", mtype);
     QomNode *periph = node_new(machine, "peripheral", "container");
     QomNode *anon = node_new(machine, "peripheral-anon", "container");
     QomNode *unattached = node_new(machine, "unattached", "container");
     DeviceState *dev;
 
+    g_free(mtype);
     if (pc) {
-        QomNode *host = node_new(machine, "i440fx", "i440FX-pcihost");
-        QomNode *bus = node_new(host, "pci.0", "PCI");
-        QomNode *hb = node_new(unattached, "device[0]", "i440FX");
-        char *bus_path = node_path(bus), *hb_path = node_path(hb);
+        QomNode *host = node_new(machine, q35 ? "q35" : "i440fx", q35 ? "q35-pcihost" : "i440FX-pcihost");
+        QomNode *bus = node_new(host, q35 ? "pcie.0" : "pci.0", q35 ? "PCIE" : "PCI");
+        /* the built-in functions: host bridge (and q35's LPC bridge at 1f.0) */
+        QomNode *fns[2] = {
+            q35 ? node_new(host, "mch", "mch") : node_new(unattached, "device[0]", "i440FX"),
+            q35 ? node_new(unattached, "device[0]", "ICH9-LPC") : NULL,
+        };
+        int nfns = q35 ? 2 : 1;
+        char *bus_path = node_path(bus);
 
         add_realized(host);
         add_realized(bus);
-        add_realized(hb);
-        prop_add(hb, "parent_bus", "link<bus>", bus_path, QOM_PROP_LINK);
-        prop_add(hb, "addr", "int32", "0", QOM_PROP_DEVICE);
-        add_realized(node_new(machine, "ioapic", "ioapic"));
-        prop_add(bus, "child[0]", "link<i440FX>", hb_path, QOM_PROP_LINK);
+        add_realized(node_new(host, "ioapic", "ioapic"));
+        for (int i = 0; i < nfns; i++) {
+            char *name = g_strdup_printf("child[%d]", i), *type = g_strdup_printf("link<%s>", fns[i]->type);
+            char *path = node_path(fns[i]);
+
+            add_realized(fns[i]);
+            prop_add(fns[i], "parent_bus", "link<bus>", bus_path, QOM_PROP_LINK);
+            prop_add(fns[i], "addr", "int32", i ? "248" : "0", QOM_PROP_DEVICE);   /* 00.0, 1f.0 */
+            prop_add(bus, name, type, path, QOM_PROP_LINK);
+            g_free(name);
+            g_free(type);
+            g_free(path);
+        }
         for (unsigned i = 0; (dev = qdev_nth_device(i)) != NULL; i++) {
             QDevInfo info;
             char *name, *type = g_strdup_printf("link<%s>", dev->type->name), *path = qdev_qom_path(dev);
 
             qdev_get_info(dev, &info);
             build_device(info.anonymous ? anon : periph, dev, bus_path);
-            /* the bus's own index counts from 1: its child[0] is the host bridge */
-            name = g_strdup_printf("child[%d]", info.bus_index + 1);
+            /* the bus's child[] numbering starts with the built-in functions */
+            name = g_strdup_printf("child[%d]", info.bus_index + nfns);
             prop_add(bus, name, type, path, QOM_PROP_LINK);
             g_free(name);
             g_free(type);
             g_free(path);
         }
         g_free(bus_path);
-        g_free(hb_path);
     }
     return root;
 }

@@ -46,6 +46,7 @@ typedef struct QTestState {
     gint64 start_us;
     char *irq_intercept_path;   /* canonical QOM path of the intercepted device */
     bool irq_intercept_out;
+    bool irq_intercept_ioapic;  /* that device is the IOAPIC */
     int irq_levels[QTEST_MAX_IRQS];
 } QTestState;
 
@@ -344,10 +345,10 @@ static void cmd_clock_set(QTestState *s, char **words)
 }
 
 /*
- * The only device with GPIO lines is the pc machine's IOAPIC (24 inputs,
+ * The only device with GPIO lines is the IOAPIC of pc/q35 (24 inputs,
  * "unnamed-gpio-in"); PCI INTx and the ACPI SCI arrive at its inputs.
  */
-#define IOAPIC_PATH     "/machine/ioapic"
+#define IOAPIC_TYPE     "ioapic"
 #define IOAPIC_NUM_PINS 24
 
 /*
@@ -357,9 +358,9 @@ static void cmd_clock_set(QTestState *s, char **words)
  */
 static void cmd_irq_intercept(QTestState *s, char **words)
 {
-    char *canon = NULL;
+    char *canon = NULL, *type = NULL;
 
-    if (!qom_resolve(words[1], NULL, &canon)) {
+    if (!qom_resolve(words[1], &type, &canon)) {
         qtest_send(s, "FAIL Unknown device\n");
         return;
     }
@@ -367,9 +368,12 @@ static void cmd_irq_intercept(QTestState *s, char **words)
         qtest_send(s, strcmp(s->irq_intercept_path, canon) == 0 ? "OK\n"
                    : "FAIL IRQ intercept already enabled\n");
         g_free(canon);
+        g_free(type);
         return;
     }
     s->irq_intercept_path = canon;
+    s->irq_intercept_ioapic = !strcmp(type, IOAPIC_TYPE);
+    g_free(type);
     s->irq_intercept_out = strcmp(words[0], "irq_intercept_out") == 0;
     qtest_send(s, "OK\n");
 }
@@ -377,32 +381,35 @@ static void cmd_irq_intercept(QTestState *s, char **words)
 /* Interrupt lines reach the test only through an input intercept on the IOAPIC. */
 static bool intercepting_ioapic(const QTestState *s)
 {
-    return s->irq_intercept_path && !s->irq_intercept_out && !strcmp(s->irq_intercept_path, IOAPIC_PATH);
+    return s->irq_intercept_ioapic && !s->irq_intercept_out;
 }
 
 static void cmd_set_irq_in(QTestState *s, char **words)
 {
     int64_t num, level;
-    char *canon = NULL;
+    char *canon = NULL, *type = NULL;
+    bool ok, same;
 
     if (!parse_i64(words[3], &num) || !parse_i64(words[4], &level)) {
         qtest_send(s, "ERR invalid argument\n");
         return;
     }
-    if (!qom_resolve(words[1], NULL, &canon)) {
+    if (!qom_resolve(words[1], &type, &canon)) {
         qtest_send(s, "FAIL Unknown device\n");
         return;
     }
+    ok = !strcmp(type, IOAPIC_TYPE) && !strcmp(words[2], "unnamed-gpio-in") && num >= 0 &&
+         num < IOAPIC_NUM_PINS;
+    same = s->irq_intercept_path && !strcmp(canon, s->irq_intercept_path);
+    g_free(canon);
+    g_free(type);
     /* QEMU asserts on a GPIO the device lacks; vdm answers ERR */
-    if (strcmp(canon, IOAPIC_PATH) || strcmp(words[2], "unnamed-gpio-in") || num < 0 ||
-        num >= IOAPIC_NUM_PINS) {
+    if (!ok) {
         qtest_sendf(s, "ERR no GPIO input %s[%" PRIi64 "]\n", words[2], num);
-        g_free(canon);
         return;
     }
-    g_free(canon);
     /* an intercepted input is reported back, as QEMU's qtest_irq_handler */
-    if (intercepting_ioapic(s)) {
+    if (same && intercepting_ioapic(s)) {
         qtest_set_irq_out((int)num, level != 0);
     }
     qtest_send(s, "OK\n");

@@ -1,7 +1,7 @@
 /*
  * Command line and machine construction, in QEMU's syntax and meaning:
  *
- *   -machine|-M [type=]none|pc[,memory-backend=ID][,accel=qtest]   (help lists)
+ *   -machine|-M [type=]none|pc|pc-i440fx-X.Y[,memory-backend=ID][,accel=qtest]   (help lists)
  *   -accel [accel=]qtest        -m [size=]SIZE (MiB without suffix)
  *   -object memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on|off][,mem-path=P]
  *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
@@ -17,7 +17,8 @@
  * Guest RAM layout (docs/device-host.md): "none" maps all RAM at gpa 0
  * (default size 0); "pc" (default 128 MiB) maps RAM at 0 up to 3.5 GiB of
  * RAM, and with 3.5 GiB or more puts 3 GiB below 4 GiB and the rest at
- * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment.
+ * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment. pc
+ * machines have fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hw/nvram/fw_cfg.h"
 #include "hw/pci/pci.h"
 #include "sysemu/chardev.h"
 #include "sysemu/blockdev.h"
@@ -40,8 +42,11 @@
 #include "sysemu/qtest.h"
 #include "sysemu/sysemu.h"
 
-#define PC_LOWMEM_SPLIT 0xe0000000ull   /* RAM at or above this size is split ... */
+#define PC_LOWMEM_SPLIT 0xe0000000ull   /* pc: RAM at or above this size is split ... */
 #define PC_BELOW_4G     0xc0000000ull   /* ... 3 GiB below 4 GiB (gigabyte aligned) */
+#define Q35_LOWMEM_SPLIT 0xb0000000ull  /* q35: RAM at or above this size is split ... */
+#define Q35_BELOW_4G    0x80000000ull   /* ... 2 GiB below 4 GiB */
+#define MICROVM_BELOW_4G 0xc0000000ull  /* microvm: at most 3 GiB below 4 GiB */
 #define FOUR_GIB        0x100000000ull
 
 static const char *progname = "vdm";
@@ -333,23 +338,58 @@ static void object_add(const char *arg)
 
 /* ---- machine ---- */
 
+typedef enum MachinePCI {
+    MACHINE_PCI_NONE,
+    MACHINE_PCI_I440FX,
+    MACHINE_PCI_Q35,
+} MachinePCI;
+
 typedef struct MachineClass {
     const char *name;
+    const char *alias_of;       /* the versioned QEMU name "name" stands for, or NULL */
     const char *desc;
     bool is_default;
     uint64_t default_ram_size;
+    MachinePCI pci;
+    bool fw_cfg;
+    /* Bytes of RAM mapped below 4 GiB for @ram_size (the rest goes to 4 GiB); NULL: all at 0. */
+    uint64_t (*lowmem)(uint64_t ram_size);
 } MachineClass;
 
+/*
+ * QEMU's i440fx pc: RAM below 0xe0000000 stays below 4 GiB; more is split
+ * with gigabyte alignment (3 GiB low), as pc_init1 with gigabyte_align.
+ */
+static uint64_t pc_lowmem(uint64_t ram_size)
+{
+    return ram_size >= PC_LOWMEM_SPLIT ? PC_BELOW_4G : ram_size;
+}
+
+/* QEMU's q35 (pc_q35_init): 2 GiB low once RAM reaches 0xb0000000 (the MMCONFIG base), else all low. */
+static uint64_t q35_lowmem(uint64_t ram_size)
+{
+    return ram_size >= Q35_LOWMEM_SPLIT ? Q35_BELOW_4G : ram_size;
+}
+
+/* QEMU's microvm (microvm_memory_init): at most 3 GiB low. */
+static G_GNUC_UNUSED uint64_t microvm_lowmem(uint64_t ram_size)
+{
+    return MIN(ram_size, MICROVM_BELOW_4G);
+}
+
 static const MachineClass machines[] = {
-    { "pc", "Standard PC (vdm: RAM and a PCI bus with an i440FX host bridge; no fw_cfg yet)", true,
-      128ull << 20 },
-    { "none", "empty machine", false, 0 },
+    { "pc", "pc-i440fx-7.2", "Standard PC (i440FX + PIIX, 1996) (vdm: RAM, fw_cfg, PCI bus with an i440FX host bridge)",
+      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem },
+    { "q35", "pc-q35-7.2", "Standard PC (Q35 + ICH9, 2009) (vdm: RAM, fw_cfg, PCIe root bus with MMCONFIG)",
+      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem },
+    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL },
 };
 
 static const MachineClass *machine_class;
 static GuestMemory guest_memory;
-static uint64_t ram_size;
+static uint64_t ram_size, ram_below_4g;
 static char *guest_name;
+static FWCfgState *fw_cfg;
 
 GuestMemory *vdm_guest_memory(void)
 {
@@ -369,6 +409,23 @@ const char *vdm_machine_name(void)
 const char *vdm_guest_name(void)
 {
     return guest_name;
+}
+
+/* The machine class for -machine type=@type: a name, its versioned alias, or any pc-i440fx-X / pc-q35-X. */
+static const MachineClass *machine_find(const char *type)
+{
+    for (size_t k = 0; k < G_N_ELEMENTS(machines); k++) {
+        const MachineClass *mc = &machines[k];
+
+        if (!strcmp(mc->name, type) || (mc->alias_of && !strcmp(mc->alias_of, type))) {
+            return mc;
+        }
+        if (mc->alias_of && g_str_has_prefix(type, "pc-") &&
+            !strncmp(type, mc->alias_of, strrchr(mc->alias_of, '-') + 1 - mc->alias_of)) {
+            return mc;      /* another machine version: the same hardware here */
+        }
+    }
+    return NULL;
 }
 
 static void add_ram(hwaddr gpa, uint64_t size, uint8_t *host)
@@ -400,16 +457,50 @@ static void machine_init_ram(const char *backend_id, uint64_t m_size)
         ram_size = b->size;
         b->used = true;
     }
+    ram_below_4g = machine_class->lowmem ? machine_class->lowmem(ram_size) : ram_size;
     if (ram_size == 0) {
         return;
     }
-    host = b ? b->host : map_ram(strcmp(machine_class->name, "pc") ? "ram" : "pc.ram", -1, ram_size, false);
-    if (strcmp(machine_class->name, "pc") == 0 && ram_size >= PC_LOWMEM_SPLIT) {
-        add_ram(0, PC_BELOW_4G, host);
-        add_ram(FOUR_GIB, ram_size - PC_BELOW_4G, host + PC_BELOW_4G);
-    } else {
-        add_ram(0, ram_size, host);
+    host = b ? b->host : map_ram(machine_class->pci != MACHINE_PCI_NONE ? "pc.ram" : "ram", -1, ram_size,
+                                 false);
+    add_ram(0, ram_below_4g, host);
+    if (ram_size > ram_below_4g) {
+        add_ram(FOUR_GIB, ram_size - ram_below_4g, host + ram_below_4g);
     }
+}
+
+static void e820_put(uint8_t *e, uint64_t addr, uint64_t len, uint32_t type)
+{
+    for (int i = 0; i < 8; i++) {
+        e[i] = (uint8_t)(addr >> (8 * i));
+        e[8 + i] = (uint8_t)(len >> (8 * i));
+    }
+    for (int i = 0; i < 4; i++) {
+        e[16 + i] = (uint8_t)(type >> (8 * i));
+    }
+}
+
+/* fw_cfg with the items QEMU's x86 machines give (fw_cfg_arch_create, pc_memory_init). */
+static void machine_init_fw_cfg(void)
+{
+    uint8_t e820[2 * E820_ENTRY_SIZE];
+    size_t n = 0;
+
+    fw_cfg = fw_cfg_init_io_dma(&guest_memory);
+    fw_cfg_add_i16(fw_cfg, FW_CFG_NB_CPUS, 1);
+    fw_cfg_add_i16(fw_cfg, FW_CFG_MAX_CPUS, 1);
+    fw_cfg_add_i64(fw_cfg, FW_CFG_RAM_SIZE, ram_size);
+    fw_cfg_add_i32(fw_cfg, FW_CFG_IRQ0_OVERRIDE, 1);
+    if (ram_below_4g) {
+        e820_put(e820, 0, ram_below_4g, E820_RAM);
+        n++;
+    }
+    if (ram_size > ram_below_4g) {
+        e820_put(e820 + n * E820_ENTRY_SIZE, FOUR_GIB, ram_size - ram_below_4g, E820_RAM);
+        n++;
+    }
+    fw_cfg_add_file(fw_cfg, "etc/e820", e820, n * E820_ENTRY_SIZE);
+    fw_cfg_add_file(fw_cfg, "bootorder", "", 0);    /* no boot devices: empty, as QEMU */
 }
 
 static void register_types(void)
@@ -417,7 +508,14 @@ static void register_types(void)
     type_register_simple("object", NULL, true);
     type_register_simple("machine", "object", true);
     type_register_simple("none-machine", "machine", false);
-    type_register_simple("pc-machine", "machine", false);
+    for (size_t k = 0; k < G_N_ELEMENTS(machines); k++) {
+        char *t = g_strdup_printf("%s-machine", machines[k].alias_of ? machines[k].alias_of
+                                                                    : machines[k].name);
+        if (strcmp(machines[k].name, "none")) {
+            type_register_simple(t, "machine", false);
+        }
+        g_free(t);
+    }
     type_register_simple("accel", "object", true);
     type_register_simple("qtest-accel", "accel", false);
     type_register_simple("memory-backend", "object", true);
@@ -644,20 +742,19 @@ void vdm_init(int argc, char **argv)
             if (type && is_help(type)) {
                 printf("Supported machines are:\n");
                 for (k = 0; k < G_N_ELEMENTS(machines); k++) {
-                    printf("%-20s %s%s\n", machines[k].name, machines[k].desc,
-                           machines[k].is_default ? " (default)" : "");
+                    if (machines[k].alias_of) {
+                        printf("%-20s %s (alias of %s)\n", machines[k].name, machines[k].desc,
+                               machines[k].alias_of);
+                    }
+                    printf("%-20s %s%s\n", machines[k].alias_of ? machines[k].alias_of : machines[k].name,
+                           machines[k].desc, machines[k].is_default ? " (default)" : "");
                 }
                 exit(0);
             }
             opts_check(&o, props, NULL);
             if (type) {
                 machine_arg = oarg;
-                machine_class = NULL;
-                for (k = 0; k < G_N_ELEMENTS(machines); k++) {
-                    if (strcmp(machines[k].name, type) == 0) {
-                        machine_class = &machines[k];
-                    }
-                }
+                machine_class = machine_find(type);
                 if (!machine_class) {
                     die("unsupported machine type\nUse -machine help to list supported machines");
                 }
@@ -792,8 +889,11 @@ void vdm_init(int argc, char **argv)
     machine_init_ram(backend_id, m_arg ? ram_size : 0);
     g_free(backend_id);
     backend_id = NULL;
-    if (strcmp(machine_class->name, "pc") == 0) {
-        pci_bus_init();
+    if (machine_class->fw_cfg) {
+        machine_init_fw_cfg();
+    }
+    if (machine_class->pci != MACHINE_PCI_NONE) {
+        pci_bus_init(machine_class->pci == MACHINE_PCI_Q35 ? PCI_HOST_Q35 : PCI_HOST_I440FX);
     }
     for (i = 0; i < drive_args->len; i++) {
         const char *a = g_ptr_array_index(drive_args, i);
@@ -917,6 +1017,8 @@ void vdm_cleanup(void)
      * use a chardev while unplugging (an INTx lowered towards the qtest socket) */
     qdev_cleanup();
     chardev_cleanup_all();
+    fw_cfg_destroy(fw_cfg);
+    fw_cfg = NULL;
     if (qtest_log_fp) {
         fclose(qtest_log_fp);
     }

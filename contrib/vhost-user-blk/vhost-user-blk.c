@@ -172,11 +172,13 @@ static void log_features(Daemon *d)
 /*
  * INFLIGHT_SHMFD: every popped split head is recorded in the frontend's
  * inflight region until its completion is published, so a daemon killed and
- * restarted resubmits exactly the requests that had not completed.
+ * restarted resubmits exactly the requests that had not completed. Packed
+ * rings record the device's used position instead (the backend then uses
+ * buffers in order and a restart redoes everything after it).
  */
-static void track_popped(void *opaque, unsigned queue, unsigned head)
+static void track_popped(void *opaque, unsigned queue, const VirtQueueElement *elem)
 {
-    vhost_user_inflight_begin(((Daemon *)opaque)->be, queue, head);
+    vhost_user_inflight_begin(((Daemon *)opaque)->be, queue, elem);
 }
 
 static void track_publishing(void *opaque, unsigned queue, unsigned head)

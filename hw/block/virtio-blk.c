@@ -626,7 +626,7 @@ static void blk_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         virtio_queue_set_notification(vq, 0);
         while ((req = req_pop(s, vq))) {
             if (blk_tracked(s)) {
-                s->tracker->popped(s->tracker_opaque, virtio_get_queue_index(vq), req->elem.index);
+                s->tracker->popped(s->tracker_opaque, virtio_get_queue_index(vq), &req->elem);
             }
             if (blk_handle_request(s, vq, req) < 0) {
                 break;

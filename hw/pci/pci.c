@@ -15,9 +15,13 @@
 #define PCI_DEVFN_MAX 256
 
 typedef struct PCIBus {
+    PCIHostKind kind;
     PCIDevice *devices[PCI_DEVFN_MAX];
     uint32_t config_addr;       /* 0xcf8 latch */
     PCIDevice host_bridge;
+    PCIDevice lpc;              /* q35: the ICH9 LPC bridge at 1f.0 (ids only) */
+    uint64_t ecam_base;         /* q35: mapped MMCONFIG window, or PCI_BAR_UNMAPPED */
+    uint64_t ecam_size;
 } PCIBus;
 
 static PCIBus *bus;
@@ -87,6 +91,9 @@ uint32_t pci_config_read(PCIDevice *d, uint32_t addr, unsigned len)
 {
     uint32_t v = 0;
 
+    if (d->config_read) {
+        d->config_read(d, addr, len);
+    }
     for (unsigned i = 0; i < len && addr + i < PCI_CONFIG_SPACE_SIZE; i++) {
         v |= (uint32_t)d->config[addr + i] << (8 * i);
     }
@@ -271,19 +278,15 @@ uint8_t pci_add_capability(PCIDevice *d, uint8_t cap_id, uint8_t size)
     if (size < 2 || off + size > PCI_CONFIG_SPACE_SIZE) {
         return 0;
     }
-    /* appended at the end of the list, so the list reads in creation order */
+    /*
+     * Space is taken upwards from 0x40 but the new capability goes to the
+     * head of the list, as QEMU's pci_add_capability: the list reads newest
+     * first (a virtio-pci device: MSI-X at 0x98 first, common cfg at 0x40 last).
+     */
     d->config[off] = cap_id;
-    d->config[off + 1] = 0;
-    if (!(d->config[PCI_STATUS] & PCI_STATUS_CAP_LIST)) {
-        d->config[PCI_CAPABILITY_LIST] = off;
-        d->config[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
-    } else {
-        uint8_t p = d->config[PCI_CAPABILITY_LIST];
-        while (d->config[p + 1]) {
-            p = d->config[p + 1];
-        }
-        d->config[p + 1] = off;
-    }
+    d->config[off + 1] = d->config[PCI_CAPABILITY_LIST];
+    d->config[PCI_CAPABILITY_LIST] = off;
+    d->config[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
     d->cap_next_free = (uint8_t)((off + size + 3) & ~3);
     if (off + size + 3 > 0xff) {
         d->cap_next_free = 0xff;
@@ -294,8 +297,10 @@ uint8_t pci_add_capability(PCIDevice *d, uint8_t cap_id, uint8_t size)
 int pci_intx_gsi(const PCIDevice *d)
 {
     int pin = d->config[PCI_INTERRUPT_PIN] ? d->config[PCI_INTERRUPT_PIN] : 1;
+    int pirq = (PCI_SLOT(d->devfn) + pin - 1) & 3;
 
-    return PCI_INTX_GSI_BASE + ((PCI_SLOT(d->devfn) + pin - 1) & 3);
+    /* q35: ICH9's default routing sends INTA-D of the slots to PIRQ E-H (GSI 20-23) */
+    return PCI_INTX_GSI_BASE + (bus && bus->kind == PCI_HOST_Q35 ? pirq + 4 : pirq);
 }
 
 /* Drive the line from the device's level, the status bit and INTX_DISABLE. */
@@ -320,22 +325,136 @@ void pci_set_irq(PCIDevice *d, int level)
     update_irq(d);
 }
 
+/* ---- q35: MMCONFIG (ECAM) through the MCH's PCIEXBAR ---- */
+
+/* The function ECAM offset @off addresses and its register, or NULL (no bus 1+, empty devfn). */
+static PCIDevice *ecam_target(hwaddr off, uint32_t *reg)
+{
+    if ((off >> 20) != 0) {
+        return NULL;
+    }
+    *reg = (uint32_t)(off & 0xfff);
+    return bus->devices[(off >> 12) & 0xff];
+}
+
+/*
+ * Every function here is conventional PCI (QEMU's MCH and virtio-pci on the
+ * root bus are), so its space is 256 bytes: the extended space reads as
+ * all-ones and ignores writes, as QEMU's pcie_mmcfg_data_read/write do.
+ */
+static uint64_t ecam_read(void *opaque, hwaddr off, unsigned size)
+{
+    uint32_t reg;
+    PCIDevice *d;
+
+    if (size == 8) {
+        return ecam_read(opaque, off, 4) | ecam_read(opaque, off + 4, 4) << 32;
+    }
+    d = ecam_target(off, &reg);
+    if (!d || reg >= PCI_CONFIG_SPACE_SIZE) {
+        return size >= 4 ? UINT32_MAX : (1u << (8 * size)) - 1;
+    }
+    return pci_config_read(d, reg, size);
+}
+
+static void ecam_write(void *opaque, hwaddr off, uint64_t val, unsigned size)
+{
+    uint32_t reg;
+    PCIDevice *d;
+
+    if (size == 8) {
+        ecam_write(opaque, off, (uint32_t)val, 4);
+        ecam_write(opaque, off + 4, val >> 32, 4);
+        return;
+    }
+    d = ecam_target(off, &reg);
+    if (d && reg < PCI_CONFIG_SPACE_SIZE) {
+        pci_config_write(d, reg, (uint32_t)val, size);
+    }
+}
+
+static const MMIOOps ecam_ops = { .read = ecam_read, .write = ecam_write };
+
+/* Map or unmap the MMCONFIG window from PCIEXBAR (QEMU's mch_update_pciexbar). */
+static void mch_update_pciexbar(PCIDevice *hb)
+{
+    uint64_t bar = (uint64_t)pci_get_long(hb->config + MCH_PCIEXBAR) |
+                   (uint64_t)pci_get_long(hb->config + MCH_PCIEXBAR + 4) << 32;
+    uint64_t size, base = PCI_BAR_UNMAPPED;
+
+    switch (bar & MCH_PCIEXBAR_LENGTH_MASK) {
+    case MCH_PCIEXBAR_LENGTH_256M:
+        size = 256ull << 20;
+        break;
+    case MCH_PCIEXBAR_LENGTH_128M:
+        size = 128ull << 20;
+        break;
+    case MCH_PCIEXBAR_LENGTH_64M:
+        size = 64ull << 20;
+        break;
+    default:
+        size = 0;           /* reserved encoding: no window (QEMU aborts here) */
+        break;
+    }
+    if ((bar & MCH_PCIEXBAREN) && size) {
+        /* address bits 35:26 as the length allows (ADMSK, 128ADMSK, 64ADMSK) */
+        base = bar & 0xffc000000ull & ~(size - 1);
+    }
+    if (base == bus->ecam_base && size == bus->ecam_size) {
+        return;
+    }
+    if (bus->ecam_base != PCI_BAR_UNMAPPED) {
+        mmio_region_del(bus->ecam_base, bus);
+    }
+    bus->ecam_base = base;
+    bus->ecam_size = size;
+    if (base != PCI_BAR_UNMAPPED && mmio_region_add(base, size, &ecam_ops, bus) < 0) {
+        g_warning("q35: cannot map MMCONFIG at 0x%" G_GINT64_MODIFIER "x: MMIO table full", base);
+        bus->ecam_base = PCI_BAR_UNMAPPED;
+    }
+}
+
+static void mch_config_written(PCIDevice *hb, uint32_t addr, unsigned len)
+{
+    if (addr < MCH_PCIEXBAR + 8 && addr + len > MCH_PCIEXBAR) {
+        mch_update_pciexbar(hb);
+    }
+}
+
 /* ---- the bus ---- */
 
-void pci_bus_init(void)
+void pci_bus_init(PCIHostKind kind)
 {
     PCIDevice *hb;
 
     g_assert(!bus);
     bus = g_new0(PCIBus, 1);
+    bus->kind = kind;
+    bus->ecam_base = PCI_BAR_UNMAPPED;
     hb = &bus->host_bridge;
-    /* i440FX host bridge, as QEMU's "pc" machine has at 00.0 */
-    pci_device_init(hb, "i440FX-pcihost", PCI_DEVFN(0, 0), 0x8086, 0x1237, 0x060000, 0x02);
+    if (kind == PCI_HOST_Q35) {
+        /*
+         * Q35 MCH at 00.0 (revision 0) with PCIEXBAR at 0x60: reset value
+         * 0xb0000000, 256 MiB, disabled until firmware sets the enable bit,
+         * as QEMU's mch_reset. The ICH9 LPC bridge sits at 1f.0.
+         */
+        pci_device_init(hb, "mch", PCI_DEVFN(0, 0), 0x8086, 0x29c0, 0x060000, 0x00);
+        pci_set_long(hb->config + MCH_PCIEXBAR, (uint32_t)MCH_PCIEXBAR_DEFAULT);
+        memset(hb->wmask + MCH_PCIEXBAR, 0xff, 8);
+        hb->config_written = mch_config_written;
+        pci_device_init(&bus->lpc, "ICH9-LPC", PCI_DEVFN(0x1f, 0), 0x8086, 0x2918, 0x060100, 0x02);
+        bus->lpc.config[PCI_HEADER_TYPE] |= PCI_HEADER_TYPE_MULTI_FUNCTION;
+    } else {
+        /* i440FX host bridge, as QEMU's "pc" machine has at 00.0 */
+        pci_device_init(hb, "i440FX-pcihost", PCI_DEVFN(0, 0), 0x8086, 0x1237, 0x060000, 0x02);
+    }
     if (ioport_register(PCI_CONFIG_ADDR_PORT, 4, &cf8_ops, NULL) < 0 ||
         ioport_register(PCI_CONFIG_DATA_PORT, 4, &cfc_ops, NULL) < 0) {
         g_error("pci: cannot claim ports 0xcf8/0xcfc");
     }
-    acpi_pcihp_init();      /* the pc machine's ACPI PCI hotplug of bus 0 */
+    if (kind == PCI_HOST_I440FX) {
+        acpi_pcihp_init();  /* the pc machine's ACPI PCI hotplug of bus 0 (PIIX4 PM) */
+    }
 }
 
 bool pci_bus_present(void)
@@ -348,7 +467,13 @@ void pci_bus_cleanup(void)
     if (!bus) {
         return;
     }
-    /* Devices were unplugged by qdev_cleanup: only the host bridge is left. */
+    /* Devices were unplugged by qdev_cleanup: only the host bridge (and q35's LPC) are left. */
+    if (bus->ecam_base != PCI_BAR_UNMAPPED) {
+        mmio_region_del(bus->ecam_base, bus);
+    }
+    if (bus->lpc.name) {
+        pci_device_remove(&bus->lpc);
+    }
     pci_device_remove(&bus->host_bridge);
     acpi_pcihp_cleanup();
     ioport_unregister(PCI_CONFIG_ADDR_PORT, 4);

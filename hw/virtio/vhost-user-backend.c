@@ -563,15 +563,24 @@ static void inflight_unmap(VhostUserBackend *be)
     be->inflight_queue_size = 0;
 }
 
-/* Queue @n's inflight area when split tracking applies, else NULL. */
-static VhostUserInflightQueue *inflight_queue(VhostUserBackend *be, unsigned n)
+/* Queue @n's inflight area (either layout), or NULL. */
+static VhostUserInflightQueue *inflight_area(VhostUserBackend *be, unsigned n)
 {
-    if (!be->inflight_addr || n >= be->inflight_num_queues || vdev_packed(be)) {
+    if (!be->inflight_addr || n >= be->inflight_num_queues) {
         return NULL;
     }
     return (VhostUserInflightQueue *)(be->inflight_addr +
                                       n * vhost_user_inflight_queue_size(be->inflight_queue_size));
 }
+
+/* Queue @n's inflight area when split tracking applies, else NULL. */
+static VhostUserInflightQueue *inflight_queue(VhostUserBackend *be, unsigned n)
+{
+    return vdev_packed(be) ? NULL : inflight_area(be, n);
+}
+
+/* Packed tracking: the used position is stored as pos | !wrap << 15 (a zeroed region = the start). */
+#define INFLIGHT_PACKED_WRAP_FLIP 0x8000
 
 /* Heads a queue's inflight area may name: within it, and within the ring. */
 static unsigned inflight_heads(VhostUserBackend *be, unsigned n)
@@ -580,11 +589,17 @@ static unsigned inflight_heads(VhostUserBackend *be, unsigned n)
     return MIN(num, be->inflight_queue_size);
 }
 
-void vhost_user_inflight_begin(VhostUserBackend *be, unsigned n, unsigned head)
+void vhost_user_inflight_begin(VhostUserBackend *be, unsigned n, const VirtQueueElement *elem)
 {
-    VhostUserInflightQueue *q = inflight_queue(be, n);
+    VhostUserInflightQueue *q = inflight_area(be, n);
+    unsigned head = elem->index;
 
     if (!q || head >= inflight_heads(be, n)) {
+        return;
+    }
+    if (vdev_packed(be)) {
+        /* Before its completion can be published: a restart steps over its used descriptor by this. */
+        __atomic_store_n(&q->desc[head].next, (uint16_t)elem->ndescs, __ATOMIC_RELEASE);
         return;
     }
     q->desc[head].counter = be->vrings[n].inflight_counter++;
@@ -604,9 +619,14 @@ void vhost_user_inflight_pre_put(VhostUserBackend *be, unsigned n, unsigned head
 
 void vhost_user_inflight_put(VhostUserBackend *be, unsigned n, unsigned head)
 {
-    VhostUserInflightQueue *q = inflight_queue(be, n);
+    VhostUserInflightQueue *q = inflight_area(be, n);
 
     if (!q || head >= inflight_heads(be, n)) {
+        return;
+    }
+    if (vdev_packed(be)) {
+        unsigned used = virtio_queue_get_used_idx(be->vdev, n);
+        __atomic_store_n(&q->used_idx, (uint16_t)(used ^ INFLIGHT_PACKED_WRAP_FLIP), __ATOMIC_RELEASE);
         return;
     }
     __atomic_store_n(&q->desc[head].inflight, 0, __ATOMIC_RELEASE);
@@ -812,6 +832,56 @@ static int vring_restore_split(VhostUserBackend *be, unsigned n)
     return 0;
 }
 
+typedef struct PackedWalk {
+    VhostUserBackend *be;
+    VhostUserInflightQueue *q;
+    unsigned n;
+} PackedWalk;
+
+static unsigned packed_recorded_ndescs(void *opaque, uint16_t id)
+{
+    PackedWalk *w = opaque;
+
+    return id < inflight_heads(w->be, w->n) ? __atomic_load_n(&w->q->desc[id].next, __ATOMIC_ACQUIRE) : 0;
+}
+
+/*
+ * Packed with an inflight region and without IN_ORDER: buffers were used in
+ * order (ordered use), so the recorded used position, stepped over whatever
+ * was published after the record, is a contiguous completion boundary:
+ * resume popping there and redo everything after it. The frontend's base
+ * (QEMU 7.2 resends the ring's start after a backend crash) is not needed.
+ * The region is frontend-shared memory: a position beyond the ring falls
+ * back to the base.
+ */
+static int vring_restore_packed_tracked(VhostUserBackend *be, unsigned n)
+{
+    VirtIODevice *vdev = be->vdev;
+    PackedWalk w = { be, inflight_area(be, n), n };
+    unsigned rec = __atomic_load_n(&w.q->used_idx, __ATOMIC_ACQUIRE) ^ INFLIGHT_PACKED_WRAP_FLIP;
+    unsigned base = virtio_queue_get_last_avail_idx(vdev, n);
+    int pos = virtio_queue_packed_skip_used(vdev, n, rec, packed_recorded_ndescs, &w);
+
+    if (pos == -EINVAL) {
+        vu_log(be, "queue %u: recorded used position 0x%x is outside the ring: using base 0x%x",
+               n, rec, base);
+        return 0;
+    }
+    if (pos < 0) {
+        return pos;
+    }
+    if ((unsigned)pos != base) {
+        vu_log(be, "queue %u: resuming at used position 0x%x (base 0x%x, recorded 0x%x)", n,
+               (unsigned)pos, base, rec);
+    }
+    if (virtio_queue_set_last_avail_idx(vdev, n, (unsigned)pos) < 0 ||
+        virtio_queue_set_used_idx(vdev, n, (unsigned)pos) < 0) {
+        return -EBUSY;
+    }
+    __atomic_store_n(&w.q->used_idx, (uint16_t)(pos ^ INFLIGHT_PACKED_WRAP_FLIP), __ATOMIC_RELEASE);
+    return 0;
+}
+
 /*
  * Start queue @n if everything it needs is there: memory, addresses, a kick
  * fd, enabled, features accepted. Returns 0 (started or not ready yet) or
@@ -841,11 +911,15 @@ static int vring_try_start(VhostUserBackend *be, unsigned n)
         return -EFAULT;
     }
     ret = virtio_queue_set_rings(vdev, n, desc, driver, device);
+    /* Packed tracking needs in-order use; split tracking resubmits by head. */
+    virtio_queue_set_ordered_use(virtio_get_queue(vdev, n), packed && inflight_area(be, n));
     if (ret == 0 && !packed) {
         ret = vring_restore_split(be, n);
     } else if (ret == 0 && virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
         /* Packed in-order: the used position is a contiguous completion boundary. */
         virtio_queue_restore_last_avail_idx(vdev, n);
+    } else if (ret == 0 && inflight_area(be, n)) {
+        ret = vring_restore_packed_tracked(be, n);
     }
     if (ret == 0) {
         ret = virtio_queue_set_enabled(vdev, n, true);

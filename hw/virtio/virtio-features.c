@@ -15,6 +15,7 @@
 /* Device ids (spec 5): the registry keeps device bits apart by them. */
 #define ID_NET 1
 #define ID_BLOCK 2
+#define ID_SCSI 8
 
 const VirtIOFeatureInfo virtio_feature_table[] = {
     SHARED(VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_FEATURE_RING, true, "NOTIFY_ON_EMPTY"),
@@ -45,6 +46,11 @@ const VirtIOFeatureInfo virtio_feature_table[] = {
     DEVICE(ID_BLOCK, 12, true, "MQ"),
     DEVICE(ID_BLOCK, 13, true, "DISCARD"),
     DEVICE(ID_BLOCK, 14, true, "WRITE_ZEROES"),
+    /* virtio-scsi, spec 5.6.3 (VIRTIO_SCSI_F_* in hw/virtio/virtio-scsi.h) */
+    DEVICE(ID_SCSI, 0, false, "INOUT"),         /* bidirectional commands are refused */
+    DEVICE(ID_SCSI, 1, false, "HOTPLUG"),       /* no hotplug events are generated */
+    DEVICE(ID_SCSI, 2, true, "CHANGE"),         /* PARAM_CHANGE on capacity change */
+    DEVICE(ID_SCSI, 3, false, "T10_PI"),
     /* virtio-net, spec 5.1.3 (VIRTIO_NET_F_* in hw/virtio/virtio-net.h) */
     DEVICE(ID_NET, 0, false, "CSUM"),
     DEVICE(ID_NET, 1, false, "GUEST_CSUM"),

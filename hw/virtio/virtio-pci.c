@@ -266,6 +266,85 @@ static void bar_write(void *opaque, hwaddr off, uint64_t val, unsigned size)
 
 static const MMIOOps virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };
 
+/* ---- PCI configuration access capability (spec 4.1.4.9) ---- */
+
+/*
+ * The access the cfg cap's bar/offset/length describe, or false when it is
+ * not one the device performs: the bar must be the modern BAR, the length
+ * 1, 2 or 4, the offset a multiple of it (spec 4.1.4.9.1: the driver MUST
+ * NOT do otherwise) and the whole access inside the BAR. QEMU ignores the
+ * bar field and aligns the offset down; vdm ignores such accesses instead.
+ */
+static bool cfg_cap_target(VirtIOPCIProxy *p, uint32_t *off, unsigned *len)
+{
+    const uint8_t *c = p->pci_dev.config + p->cfg_cap;
+    uint32_t o = pci_get_long(c + VIRTIO_PCI_CFG_CAP_OFFSET), l = pci_get_long(c + VIRTIO_PCI_CFG_CAP_LENGTH);
+
+    if (c[VIRTIO_PCI_CFG_CAP_BAR] != VIRTIO_PCI_BAR || (l != 1 && l != 2 && l != 4) || o % l ||
+        o >= VIRTIO_PCI_BAR_SIZE || l > VIRTIO_PCI_BAR_SIZE - o) {
+        return false;
+    }
+    *off = o;
+    *len = l;
+    return true;
+}
+
+/* Whether config access [@addr, @addr + @len) touches the first byte of pci_cfg_data (QEMU's trigger). */
+static bool cfg_cap_data_access(const VirtIOPCIProxy *p, uint32_t addr, unsigned len)
+{
+    uint32_t data = p->cfg_cap + VIRTIO_PCI_CFG_CAP_DATA;
+
+    return p->cfg_cap && addr <= data && data < addr + len;
+}
+
+/* Context: main loop; a read of pci_cfg_data reads the BAR into it first. */
+static void virtio_pci_config_read(PCIDevice *d, uint32_t addr, unsigned len)
+{
+    VirtIOPCIProxy *p = (VirtIOPCIProxy *)d;
+    uint32_t off;
+    unsigned n;
+
+    if (p->vdev && cfg_cap_data_access(p, addr, len) && cfg_cap_target(p, &off, &n)) {
+        uint64_t v = bar_read(p, off, n);
+
+        for (unsigned i = 0; i < n; i++) {
+            d->config[p->cfg_cap + VIRTIO_PCI_CFG_CAP_DATA + i] = (uint8_t)(v >> (8 * i));
+        }
+    }
+}
+
+/* Context: main loop; a write of pci_cfg_data writes its first cap.length bytes to the BAR. */
+static void virtio_pci_config_written(PCIDevice *d, uint32_t addr, unsigned len)
+{
+    VirtIOPCIProxy *p = (VirtIOPCIProxy *)d;
+    uint64_t v = 0;
+    uint32_t off;
+    unsigned n;
+
+    if (p->vdev && cfg_cap_data_access(p, addr, len) && cfg_cap_target(p, &off, &n)) {
+        for (unsigned i = 0; i < n; i++) {
+            v |= (uint64_t)d->config[p->cfg_cap + VIRTIO_PCI_CFG_CAP_DATA + i] << (8 * i);
+        }
+        bar_write(p, off, v, n);
+    }
+}
+
+/* struct virtio_pci_cfg_cap: bar, offset, length and pci_cfg_data writable, all 0 at first (as QEMU). */
+static void add_cfg_cap(VirtIOPCIProxy *p)
+{
+    PCIDevice *d = &p->pci_dev;
+    uint8_t c = pci_add_capability(d, PCI_CAP_ID_VNDR, VIRTIO_PCI_CFG_CAP_SIZE);
+
+    g_assert(c);        /* host bug: the config space has room for it */
+    d->config[c + 2] = VIRTIO_PCI_CFG_CAP_SIZE;
+    d->config[c + 3] = VIRTIO_PCI_CAP_PCI_CFG;
+    d->wmask[c + VIRTIO_PCI_CFG_CAP_BAR] = 0xff;
+    memset(d->wmask + c + VIRTIO_PCI_CFG_CAP_OFFSET, 0xff, 12);    /* offset, length, pci_cfg_data */
+    p->cfg_cap = c;
+    d->config_read = virtio_pci_config_read;
+    d->config_written = virtio_pci_config_written;
+}
+
 /* ---- transport ops: MSI-X when enabled, else INTx ---- */
 
 static void virtio_pci_notify_vector(VirtIOPCIProxy *p, uint16_t vector)
@@ -331,11 +410,16 @@ int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *ty
     pci_set_word(d->config + PCI_SUBSYSTEM_VENDOR_ID, PCI_SUBVENDOR_ID_REDHAT_QUMRANET);
     pci_set_word(d->config + PCI_SUBSYSTEM_ID, 0x1100);     /* QEMU's subsystem id */
     d->config[PCI_INTERRUPT_PIN] = 1;                        /* INTA */
-    /* QEMU's order: common, ISR, device, notify */
+    /*
+     * QEMU's order: common, ISR, device, notify, PCI cfg access, then MSI-X;
+     * each goes to the head of the list, so it reads MSI-X (0x98), cfg
+     * (0x84), notify (0x70), device (0x60), ISR (0x50), common (0x40).
+     */
     add_virtio_cap(d, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFFSET, VIRTIO_PCI_REGION_SIZE);
     add_virtio_cap(d, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_REGION_SIZE);
     add_virtio_cap(d, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, VIRTIO_PCI_REGION_SIZE);
     add_virtio_cap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET, VIRTIO_PCI_REGION_SIZE);
+    add_cfg_cap(proxy);
     pci_register_bar(d, VIRTIO_PCI_BAR, PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH,
                      VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, proxy);
     proxy->config_vector = VIRTIO_NO_VECTOR;

@@ -62,7 +62,10 @@ struct VirtQueue {
     /* Running state, produced by virtio_queue_activate() from cfg. */
     bool running;
     bool packed;
-    bool in_order;
+    bool in_order;              /* IN_ORDER negotiated, or ordered_use */
+    bool in_order_negotiated;
+    bool ordered_use;           /* the host's choice: use in order even without IN_ORDER */
+    bool batch_active;          /* batch, and IN_ORDER negotiated (batching needs the feature) */
     bool event_idx;
     bool indirect;
     bool notify_on_empty;
@@ -570,7 +573,7 @@ static unsigned virtqueue_split_ordered_flush(VirtQueue *vq)
         }
         entry_id = u->id;
         entry_len = u->len;
-        open = vq->batch && u->len == u->in_len;
+        open = vq->batch_active && u->len == u->in_len;
         slot_release(vq, u);
         pos++;
         n++;
@@ -838,7 +841,7 @@ static unsigned virtqueue_packed_ordered_flush(VirtQueue *vq)
         /* spec 2.8.21: a batch entry carries the last buffer's id and length */
         entry_id = u->id;
         entry_len = u->len;
-        open = vq->batch && u->len == u->in_len;
+        open = vq->batch_active && u->len == u->in_len;
         descs += u->ndescs;
         n++;
         packed_advance(vq, &pos, &wrap, u->ndescs);
@@ -1131,6 +1134,12 @@ void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, unsigned int le
 void virtio_queue_set_batch(VirtQueue *vq, bool enable)
 {
     vq->batch = enable;
+    vq->batch_active = enable && vq->in_order_negotiated;
+}
+
+void virtio_queue_set_ordered_use(VirtQueue *vq, bool enable)
+{
+    vq->ordered_use = enable;
 }
 
 void virtqueue_detach_element(VirtQueue *vq, const VirtQueueElement *elem, unsigned int len)
@@ -1477,7 +1486,10 @@ int virtio_queue_activate(VirtIODevice *vdev, unsigned n)
         return -EINVAL;
     }
     vq->num = num;
-    vq->in_order = virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER);
+    vq->in_order_negotiated = virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER);
+    /* spec 2.7.9 / 2.8.21: a device may always use buffers in order; batching needs the feature. */
+    vq->in_order = vq->in_order_negotiated || vq->ordered_use;
+    vq->batch_active = vq->batch && vq->in_order_negotiated;
     vq->event_idx = virtio_vdev_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX);
     vq->indirect = virtio_vdev_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC);
     vq->notify_on_empty = virtio_vdev_has_feature(vdev, VIRTIO_F_NOTIFY_ON_EMPTY);
@@ -1518,7 +1530,7 @@ int virtio_device_memory_changed(VirtIODevice *vdev)
 static void queue_reset_state(VirtQueue *vq)
 {
     vq->running = false;
-    /* vq->batch is the device's choice (a property), not ring state: it survives resets. */
+    /* vq->batch and ordered_use are the host's choice, not ring state: they survive resets. */
     vq->notification = true;
     vq->last_avail_idx = 0;
     vq->shadow_avail_idx = 0;
@@ -1640,6 +1652,54 @@ int virtio_queue_update_used_idx(VirtIODevice *vdev, unsigned n)
     }
     vq->used_idx = le16toh(idx);
     return vq->used_idx;
+}
+
+int virtio_queue_packed_skip_used(VirtIODevice *vdev, unsigned n, unsigned pos_wrap,
+                                  unsigned (*ndescs)(void *opaque, uint16_t id), void *opaque)
+{
+    VirtQueue *vq = queue_at(vdev, n);
+    unsigned pos = pos_wrap & 0x7fff, num;
+    bool wrap = pos_wrap & 0x8000;
+
+    if (!vq || !vdev_packed(vdev)) {
+        return -EINVAL;
+    }
+    if (vq->running) {
+        return -EBUSY;
+    }
+    num = vq->cfg.num;
+    if (num == 0 || pos >= num) {
+        return -EINVAL;
+    }
+    /* At most one lap: every step moves at least one descriptor. */
+    for (unsigned seen = 0; seen < num;) {
+        VRingPackedDesc d;
+        uint16_t flags;
+        unsigned count;
+        bool avail, used;
+
+        if (guest_memory_read(vdev->mem, vq->cfg.desc + (hwaddr)pos * sizeof(d), &d, sizeof(d)) < 0) {
+            return -EFAULT;
+        }
+        /* spec 2.8.1: a used descriptor has AVAIL == USED == the device's wrap counter. */
+        flags = le16toh(d.flags);
+        avail = flags & (1 << VRING_PACKED_DESC_F_AVAIL);
+        used = flags & (1 << VRING_PACKED_DESC_F_USED);
+        if (avail != wrap || used != wrap) {
+            break;
+        }
+        count = ndescs(opaque, le16toh(d.id));
+        if (count == 0 || count > num - seen) {
+            break;          /* no record of that buffer: not one of ours */
+        }
+        seen += count;
+        pos += count;
+        if (pos >= num) {
+            pos -= num;
+            wrap = !wrap;
+        }
+    }
+    return (int)encode_packed_idx((uint16_t)pos, wrap);
 }
 
 void virtio_queue_restore_last_avail_idx(VirtIODevice *vdev, unsigned n)

@@ -2,12 +2,13 @@
  * The QOM tree as QEMU shows it to QMP and qtest clients, built on demand
  * from the machine and the plugged devices (system/qom.c):
  *
- *   /machine                          pc-machine | none-machine
+ *   /machine                          pc-i440fx-7.2-machine | pc-q35-7.2-machine | none-machine
  *   /machine/peripheral/ID            devices with id=
  *   /machine/peripheral-anon/device[N] devices without (N never reused)
- *   /machine/unattached/device[0]     pc: the i440FX host bridge function
  *   /machine/i440fx, .../i440fx/pci.0 pc: host bridge, bus 0 ("child[N]" links)
- *   /machine/ioapic                   pc: the IOAPIC (qtest "ioapic")
+ *   /machine/i440fx/ioapic            pc: the IOAPIC (qtest "ioapic")
+ *   /machine/unattached/device[0]     pc: the i440FX function at 00.0
+ *   /machine/q35, q35/pcie.0, q35/mch, q35/ioapic, unattached/device[0] (ICH9-LPC): q35
  *   DEV/virtio-bus, DEV/virtio-backend virtio-pci devices
  *
  * Every object has "type"; children are child<TYPE> properties, references

@@ -113,14 +113,14 @@ static void test_machine_tree(void)
     char *img;
     QTestState *s = start_two(&img);
 
-    assert_list_type(s, "/", "machine", "child<pc-machine>");
-    assert_get_string(s, "/machine", "type", "pc-machine");
+    assert_list_type(s, "/", "machine", "child<pc-i440fx-7.2-machine>");
+    assert_get_string(s, "/machine", "type", "pc-i440fx-7.2-machine");
     assert_list_type(s, "/machine", "type", "string");
     assert_list_type(s, "/machine", "peripheral", "child<container>");
     assert_list_type(s, "/machine", "peripheral-anon", "child<container>");
     assert_list_type(s, "/machine", "unattached", "child<container>");
     assert_list_type(s, "/machine", "i440fx", "child<i440FX-pcihost>");
-    assert_list_type(s, "/machine", "ioapic", "child<ioapic>");
+    assert_list_type(s, "/machine/i440fx", "ioapic", "child<ioapic>");
     assert_list_type(s, "/machine/i440fx", "pci.0", "child<PCI>");
     assert_get_string(s, "/machine/i440fx/pci.0", "type", "PCI");
     assert_get_string(s, "/machine/unattached/device[0]", "type", "i440FX");
@@ -134,6 +134,7 @@ static void test_machine_tree(void)
     assert_get_string(s, "//machine//i440fx/", "type", "i440FX-pcihost");
     assert_get_string(s, "/machine/peripheral/blk0/parent_bus", "type", "PCI");
     assert_get_string(s, "ioapic", "type", "ioapic");
+    assert_get_string(s, "/machine/i440fx/ioapic", "type", "ioapic");
     assert_get_string(s, "blk0/virtio-backend", "type", "virtio-blk-device");
     assert_error(qom_list(s, "device[0]"), "GenericError", "Path 'device[0]' is ambiguous");
     /* machine none: only the containers */
@@ -141,8 +142,38 @@ static void test_machine_tree(void)
     s = qtest_init("-machine none");
     assert_get_string(s, "/machine", "type", "none-machine");
     g_assert_null(list_type(s, "/machine", "i440fx"));
-    assert_error(qom_list(s, "/machine/ioapic"), "DeviceNotFound", "Device '/machine/ioapic' not found");
+    assert_error(qom_list(s, "ioapic"), "DeviceNotFound", "Device 'ioapic' not found");
     qtest_quit(s);
+}
+
+/* q35: host bridge, PCIe root bus, MCH and LPC functions; no hotplug on the root bus */
+static void test_q35_tree(void)
+{
+    char *img;
+    int fd = g_file_open_tmp("vdm-qom-XXXXXX", &img, NULL);
+    QTestState *s;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1 << 20), ==, 0);
+    close(fd);
+    s = qtest_initf("-machine q35 -m 64M -nodefaults -drive file=%s,if=none,id=d0,format=raw "
+                    "-device virtio-blk-pci,drive=d0,id=blk0,addr=04.0", img);
+    assert_get_string(s, "/machine", "type", "pc-q35-7.2-machine");
+    assert_list_type(s, "/machine", "q35", "child<q35-pcihost>");
+    assert_get_string(s, "/machine/q35/pcie.0", "type", "PCIE");
+    assert_get_string(s, "/machine/q35/mch", "type", "mch");
+    assert_get_string(s, "/machine/q35/ioapic", "type", "ioapic");
+    assert_get_string(s, "/machine/unattached/device[0]", "type", "ICH9-LPC");
+    assert_get_int(s, "/machine/unattached/device[0]", "addr", 0xf8);
+    assert_get_string(s, "/machine/q35/pcie.0", "child[2]", "/machine/peripheral/blk0");
+    assert_get_string(s, "/machine/peripheral/blk0", "parent_bus", "/machine/q35/pcie.0");
+    qtest_irq_intercept_in(s, "ioapic");
+    assert_error(qtest_qmp(s, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
+                              "\"drive\": \"d0\"}}"),
+                 "GenericError", "Bus 'pcie.0' does not support hotplugging");
+    assert_error(qtest_qmp(s, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"blk0\"}}"),
+                 "GenericError", "Bus 'pcie.0' does not support hotplugging");
+    stop_two(s, img);
 }
 
 static void test_peripheral(void)
@@ -245,7 +276,7 @@ static void test_set(void)
     assert_error(qom_set(s, "/machine/peripheral/blk0", "type", "\"x\""), "GenericError",
                  "Property 'virtio-blk-pci.type' is not writable");
     assert_error(qom_set(s, "/machine", "peripheral", "\"x\""), "GenericError",
-                 "Property 'pc-machine.peripheral' is not writable");
+                 "Property 'pc-i440fx-7.2-machine.peripheral' is not writable");
     assert_error(qom_set(s, "/machine/peripheral/blk0", "nope", "1"), "GenericError",
                  "Property 'virtio-blk-pci.nope' not found");
     assert_error(qom_set(s, "/nope", "type", "1"), "DeviceNotFound", "Device '/nope' not found");
@@ -265,6 +296,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/qom/machine-tree", test_machine_tree);
+    g_test_add_func("/qom/q35-tree", test_q35_tree);
     g_test_add_func("/qom/peripheral", test_peripheral);
     g_test_add_func("/qom/device-props", test_device_props);
     g_test_add_func("/qom/errors", test_errors);

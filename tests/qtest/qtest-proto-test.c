@@ -224,7 +224,7 @@ static void test_irq_intercept_and_misc(void)
     g_assert_false(qtest_get_irq(s, 0));
     expect_reply(s, "irq_intercept_in /machine/nothing", "FAIL Unknown device");
     qtest_irq_intercept_in(s, "ioapic");
-    qtest_irq_intercept_in(s, "/machine/ioapic");   /* same device again: OK */
+    qtest_irq_intercept_in(s, "/machine/i440fx/ioapic");   /* same device again: OK */
     expect_reply(s, "irq_intercept_out /machine/other", "FAIL Unknown device");
     expect_reply(s, "irq_intercept_out /machine/i440fx", "FAIL IRQ intercept already enabled");
     expect_reply(s, "set_irq_in /machine/nothing unnamed-gpio-in 0 1", "FAIL Unknown device");

@@ -30,7 +30,27 @@
 #define BLK_DEVFN       PCI_DEVFN(4, 0)
 #define BLK_GSI         (PCI_INTX_GSI_BASE + 0)    /* slot 4, INTA: PIRQ (4 + 0) & 3 = A */
 
-typedef QVirtioLayout Layout;
+typedef struct Layout {
+    const char *name;
+    bool packed, in_order;
+    const char *machine;        /* NULL: pc */
+} Layout;
+
+static const Layout layouts[] = {
+    { "split", false, false, NULL },
+    { "packed", true, false, NULL },
+    { "split-in-order", false, true, NULL },
+    { "packed-in-order", true, true, NULL },
+};
+
+/* The same on q35 (MCH host bridge; INTA of slot 4 is PIRQE, GSI 20). */
+#define Q35_BLK_GSI     (PCI_INTX_GSI_BASE + 4)
+static const Layout q35_layouts[] = {
+    { "split", false, false, "q35" },
+    { "packed", true, false, "q35" },
+    { "split-in-order", false, true, "q35" },
+    { "packed-in-order", true, true, "q35" },
+};
 
 typedef struct Blk {
     QTestState *qts;
@@ -60,11 +80,11 @@ static void blk_start_with(Blk *b, const Layout *l, const char *drive, const cha
     } else {
         drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->g.img_path);
     }
-    b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
+    b->qts = qtest_initf("-machine %s -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults %s "
                          "-device virtio-blk-pci,drive=d0,addr=04.0,packed=%s,in_order=%s,"
                          "event_idx=off,indirect_desc=off,serial=vdm0%s",
-                         b->g.mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
+                         l->machine ? l->machine : "pc", b->g.mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
                          dev_extra);
     g_free(drive_opt);
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
@@ -128,8 +148,12 @@ static uint64_t slot_gpa(unsigned slot)
     return REQ_BASE + slot * REQ_STRIDE;
 }
 
-/* Queue one request in slot @slot: header, @len data bytes at the slot's data area, status. */
-static void blk_add(Blk *b, unsigned slot, uint32_t type, uint64_t sector, uint32_t len)
+/*
+ * Queue one request on @vq in slot @slot: header, @len data bytes at the
+ * slot's data area, status; @indirect puts the chain in an indirect table.
+ */
+static void blk_add_to(Blk *b, VDriverQueue *vq, unsigned slot, uint32_t type, uint64_t sector, uint32_t len,
+                       bool indirect)
 {
     uint64_t base = slot_gpa(slot);
     VirtIOBlkOutHdr hdr = { .type = type, .sector = sector };       /* x86 test: little-endian */
@@ -144,7 +168,12 @@ static void blk_add(Blk *b, unsigned slot, uint32_t type, uint64_t sector, uint3
         in[nin++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
     }
     in[nin++] = (VDriverSeg){ base + 0x10, 1 };
-    g_assert_cmpint(vdriver_add(b->vq, out, nout, in, nin, GUINT_TO_POINTER(slot + 1), false), ==, 0);
+    g_assert_cmpint(vdriver_add(vq, out, nout, in, nin, GUINT_TO_POINTER(slot + 1), indirect), ==, 0);
+}
+
+static void blk_add(Blk *b, unsigned slot, uint32_t type, uint64_t sector, uint32_t len)
+{
+    blk_add_to(b, b->vq, slot, type, sector, len, false);
 }
 
 static void blk_kick(Blk *b)
@@ -154,17 +183,17 @@ static void blk_kick(Blk *b)
     }
 }
 
-/* Reap @n buffers (bounded wait); each must have status OK. */
-static void blk_reap(Blk *b, unsigned n)
+/* Reap @n buffers from @vq (bounded wait); each must have status OK. */
+static void blk_reap_from(Blk *b, VDriverQueue *vq, unsigned n)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
     unsigned got = 0;
 
     while (got < n) {
         uint32_t len;
-        void *tok = vdriver_get_buf(b->vq, &len, NULL);
+        void *tok = vdriver_get_buf(vq, &len, NULL);
 
-        g_assert_null(vdriver_error(b->vq));
+        g_assert_null(vdriver_error(vq));
         if (!tok) {
             g_assert_cmpint(g_get_monotonic_time(), <, deadline);
             g_usleep(200);
@@ -173,6 +202,11 @@ static void blk_reap(Blk *b, unsigned n)
         g_assert_cmphex(b->g.ram[slot_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
         got++;
     }
+}
+
+static void blk_reap(Blk *b, unsigned n)
+{
+    blk_reap_from(b, b->vq, n);
 }
 
 static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
@@ -249,9 +283,10 @@ static void test_write_read_data_check(const void *opaque)
     blk_stop(&b);
 }
 
-static void test_intx_and_isr(void)
+static void test_intx_and_isr(const void *opaque)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = opaque;
+    const int gsi = l->machine ? Q35_BLK_GSI : BLK_GSI;
     Blk b;
 
     blk_start(&b, l);
@@ -262,11 +297,11 @@ static void test_intx_and_isr(void)
     blk_reap(&b, 1);
     /* any command after the completion: the IRQ line was sent before its reply */
     (void)qvirtio_pci_get_status(&b.v);
-    g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_true(qtest_get_irq(b.qts, gsi));
     g_assert_true(qpci_config_readw(b.qts, BLK_DEVFN, PCI_STATUS) & PCI_STATUS_INTERRUPT);
     /* spec 4.1.4.5: reading ISR returns the queue bit, clears it, de-asserts INTx */
     g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 1);
-    g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    g_assert_false(qtest_get_irq(b.qts, gsi));
     g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 0);
     g_assert_false(qpci_config_readw(b.qts, BLK_DEVFN, PCI_STATUS) & PCI_STATUS_INTERRUPT);
     blk_stop(&b);
@@ -274,7 +309,7 @@ static void test_intx_and_isr(void)
 
 static void test_hostile_registers(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     QTestState *s;
     uint64_t common;
     Blk b;
@@ -424,7 +459,7 @@ static void one_request(Blk *b)
 
 static void test_msix_completion_to_ram(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     Msix m;
     Blk b;
 
@@ -464,7 +499,7 @@ static void test_msix_completion_to_ram(void)
 
 static void test_msix_mask_pba_unmask(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     uint64_t ctrl0;
     Msix m;
     Blk b;
@@ -512,7 +547,7 @@ static void test_msix_mask_pba_unmask(void)
 
 static void test_msix_bad_vector(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     Msix m;
     Blk b;
 
@@ -549,7 +584,7 @@ static void test_msix_bad_vector(void)
 /* vectors= (QEMU's property): 0 means no MSI-X at all; the default follows num-queues. */
 static void test_msix_vectors_property(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     Msix m;
     Blk b;
 
@@ -611,7 +646,7 @@ static void assert_resize_error(Blk *b, const char *args, const char *want_desc)
 
 static void test_resize_intx(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     uint8_t gen;
     Blk b;
 
@@ -649,7 +684,7 @@ static void test_resize_intx(void)
 
 static void test_resize_msix_config_vector(void)
 {
-    const Layout *l = &qvirtio_layouts[0];
+    const Layout *l = &layouts[0];
     uint8_t gen;
     Msix m;
     Blk b;
@@ -765,7 +800,7 @@ static void test_reverse_completions(const void *opaque)
 /* The same on a null-co node: reads complete newest first, IN_ORDER keeps avail order. */
 static void test_reverse_completions_null(void)
 {
-    const Layout *l = &qvirtio_layouts[2];      /* split-in-order */
+    const Layout *l = &layouts[2];      /* split-in-order */
     unsigned order[8];
     Blk b;
 
@@ -782,21 +817,321 @@ static void test_reverse_completions_null(void)
     blk_stop(&b);
 }
 
+/* ---- ring features and queues: indirect, event idx, multiqueue, reset ---- */
+
+#define MQ_MAX          4
+#define MQ_RING_STRIDE  0x4000ull   /* per queue: rings, then its indirect tables */
+#define INDIRECT_MAX    4
+
+typedef struct BlkQueues {
+    unsigned n;
+    VDriverQueueConfig cfg[MQ_MAX];
+    VDriverQueue *vq[MQ_MAX];
+} BlkQueues;
+
+/*
+ * The driver initialisation sequence with @extra feature bits (each must be
+ * offered; all are accepted) and @nq queues of QUEUE_NUM entries set up.
+ */
+static void blk_init_queues(Blk *b, const Layout *l, uint64_t extra, unsigned nq, BlkQueues *qs)
+{
+    QVirtioPCI *v = &b->v;
+    uint64_t f, layout_bits = (1ULL << VIRTIO_F_RING_PACKED) | (1ULL << VIRTIO_F_IN_ORDER);
+
+    qvirtio_pci_set_status(v, 0);
+    qvirtio_pci_set_status(v, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    f = qvirtio_pci_get_features(v);
+    g_assert_cmphex(f & extra, ==, extra);
+    g_assert_true(qvirtio_pci_set_features(v, (1ULL << VIRTIO_F_VERSION_1) | (f & layout_bits) | extra));
+    g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_NUMQ), >=, nq);
+    memset(qs, 0, sizeof(*qs));
+    qs->n = nq;
+    for (unsigned q = 0; q < nq; q++) {
+        VDriverQueueConfig *c = &qs->cfg[q];
+
+        qvirtio_pci_queue_select(v, (uint16_t)q);
+        qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE, QUEUE_NUM);
+        g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_Q_NOFF), ==, q);
+        *c = (VDriverQueueConfig){
+            .num = QUEUE_NUM, .packed = l->packed, .in_order = l->in_order,
+            .event_idx = extra & (1ULL << VIRTIO_RING_F_EVENT_IDX), .indirect_max = INDIRECT_MAX,
+        };
+        c->indirect = vdriver_layout_rings(c, RING_BASE + q * MQ_RING_STRIDE);
+        g_assert_cmpuint(c->indirect + QUEUE_NUM * INDIRECT_MAX * 16, <=, RING_BASE + (q + 1) * MQ_RING_STRIDE);
+        qs->vq[q] = vdriver_queue_new(&b->g.gm, c);
+        g_assert_nonnull(qs->vq[q]);
+        qvirtio_pci_set_rings(v, c->desc, c->driver, c->device);
+        qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
+    }
+    qvirtio_pci_set_status(v, qvirtio_pci_get_status(v) | VIRTIO_CONFIG_S_DRIVER_OK);
+    g_assert_cmphex(qvirtio_pci_get_status(v) & VIRTIO_CONFIG_S_DRIVER_OK, ==, VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+static void blk_queues_free(BlkQueues *qs)
+{
+    for (unsigned q = 0; q < qs->n; q++) {
+        g_assert_cmpuint(vdriver_inflight(qs->vq[q]), ==, 0);
+        vdriver_queue_free(qs->vq[q]);
+    }
+    qs->n = 0;
+}
+
+static void blk_kick_queue(Blk *b, BlkQueues *qs, unsigned q)
+{
+    if (vdriver_kick_prepare(qs->vq[q])) {
+        qvirtio_pci_notify(&b->v, (uint16_t)q);
+    }
+}
+
+/* A bit the device was told not to offer stays unoffered. */
+static void assert_not_offered(const Layout *l, const char *dev_extra, unsigned bit)
+{
+    Blk b;
+
+    blk_start_with(&b, l, NULL, dev_extra);
+    qvirtio_pci_set_status(&b.v, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    g_assert_false(qvirtio_pci_get_features(&b.v) & (1ULL << bit));
+    blk_stop(&b);
+}
+
+/*
+ * indirect_desc=on: a whole ring of three-segment requests, each in an
+ * indirect table taking one ring slot (without INDIRECT_DESC only a third
+ * would fit), written and read back with a data check.
+ */
+static void test_indirect(const void *opaque)
+{
+    const Layout *l = opaque;
+    enum { LEN = 512 };
+    uint8_t want[LEN], file[LEN];
+    BlkQueues qs;
+    Blk b;
+
+    assert_not_offered(l, "", VIRTIO_RING_F_INDIRECT_DESC);
+    blk_start_with(&b, l, NULL, ",indirect_desc=on");
+    blk_init_queues(&b, l, 1ULL << VIRTIO_RING_F_INDIRECT_DESC, 1, &qs);
+    for (unsigned round = 0; round < 2; round++) {
+        for (unsigned i = 0; i < QUEUE_NUM; i++) {
+            fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + round);
+            blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_OUT, i, LEN, true);
+        }
+        g_assert_cmpuint(vdriver_free_slots(qs.vq[0]), ==, 0);
+        blk_kick_queue(&b, &qs, 0);
+        blk_reap_from(&b, qs.vq[0], QUEUE_NUM);
+        for (unsigned i = 0; i < QUEUE_NUM; i++) {
+            memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+            blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_IN, i, LEN, true);
+        }
+        blk_kick_queue(&b, &qs, 0);
+        blk_reap_from(&b, qs.vq[0], QUEUE_NUM);
+        for (unsigned i = 0; i < QUEUE_NUM; i++) {
+            fill_pattern(want, LEN, i + round);
+            g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+            g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)i * 512), ==, LEN);
+            g_assert_cmpmem(file, LEN, want, LEN);
+        }
+    }
+    blk_queues_free(&qs);
+    blk_stop(&b);
+}
+
+/*
+ * event_idx=on (spec 2.7.10 / 2.8.10): while the driver has interrupts
+ * suppressed, completions raise nothing (ISR stays clear, INTx low); once
+ * re-enabled, the next completion interrupts.
+ */
+static void test_event_idx(const void *opaque)
+{
+    const Layout *l = opaque;
+    BlkQueues qs;
+    Blk b;
+
+    assert_not_offered(l, "", VIRTIO_RING_F_EVENT_IDX);
+    blk_start_with(&b, l, NULL, ",event_idx=on,vectors=0");
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    blk_init_queues(&b, l, 1ULL << VIRTIO_RING_F_EVENT_IDX, 1, &qs);
+    for (unsigned round = 0; round < 3; round++) {
+        vdriver_disable_cb(qs.vq[0]);
+        for (unsigned i = 0; i < 8; i++) {
+            blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_IN, i, 512, false);
+        }
+        blk_kick_queue(&b, &qs, 0);
+        blk_reap_from(&b, qs.vq[0], 8);
+        (void)qvirtio_pci_get_status(&b.v);     /* orders any interrupt before the checks */
+        g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+        g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 0);
+
+        g_assert_false(vdriver_enable_cb(qs.vq[0]));    /* nothing pending */
+        blk_add_to(&b, qs.vq[0], 0, VIRTIO_BLK_T_IN, 0, 512, false);
+        blk_kick_queue(&b, &qs, 0);
+        blk_reap_from(&b, qs.vq[0], 1);
+        (void)qvirtio_pci_get_status(&b.v);
+        g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
+        g_assert_cmphex(qtest_readb(b.qts, b.v.isr), ==, 1);
+        g_assert_false(qtest_get_irq(b.qts, BLK_GSI));
+    }
+    blk_queues_free(&qs);
+    blk_stop(&b);
+}
+
+/*
+ * num-queues=4: each queue writes its own sectors and reads back another
+ * queue's, with a data check; each queue's completions arrive on its own
+ * MSI-X vector (queue q -> vector q + 1, config -> vector 0).
+ */
+static void test_multiqueue(const void *opaque)
+{
+    const Layout *l = opaque;
+    enum { PER_QUEUE = 8, LEN = 1024 };
+    uint8_t want[LEN], file[LEN];
+    BlkQueues qs;
+    Msix m;
+    Blk b;
+
+    blk_start_with(&b, l, NULL, ",num-queues=4");
+    g_assert_cmpuint(qtest_readw(b.qts, b.v.device + 34), ==, 4);     /* config num_queues */
+    msix_setup(&b, &m);
+    g_assert_cmpuint(m.nvec, ==, 5);
+    for (unsigned v = 0; v < m.nvec; v++) {
+        msix_mask(&b, &m, v, false);
+    }
+    msix_control(&b, &m, true, false);
+    blk_init_queues(&b, l, 1ULL << VIRTIO_BLK_F_MQ, MQ_MAX, &qs);
+    g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_MSIX, 0), ==, 0);
+    for (unsigned q = 0; q < MQ_MAX; q++) {
+        qvirtio_pci_queue_select(&b.v, (uint16_t)q);
+        g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, (uint16_t)(q + 1)), ==, q + 1);
+    }
+    for (unsigned q = 0; q < MQ_MAX; q++) {
+        for (unsigned i = 0; i < PER_QUEUE; i++) {
+            unsigned slot = q * PER_QUEUE + i;
+
+            fill_pattern(b.g.ram + slot_gpa(slot) + REQ_DATA_OFF, LEN, slot);
+            blk_add_to(&b, qs.vq[q], slot, VIRTIO_BLK_T_OUT, slot * 2, LEN, false);
+        }
+        memset(b.g.ram + msi_target(q + 1), 0, 4);
+        blk_kick_queue(&b, &qs, q);
+        blk_reap_from(&b, qs.vq[q], PER_QUEUE);
+        (void)qvirtio_pci_get_status(&b.v);
+        for (unsigned v = 0; v < m.nvec; v++) {
+            g_assert_cmphex(msi_word(&b, v), ==, v == q + 1 ? MSI_DATA(v) : 0);
+        }
+        memset(b.g.ram + msi_target(q + 1), 0, 4);
+    }
+    for (unsigned slot = 0; slot < MQ_MAX * PER_QUEUE; slot++) {
+        fill_pattern(want, LEN, slot);
+        g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)slot * 2 * 512), ==, LEN);
+        g_assert_cmpmem(file, LEN, want, LEN);
+    }
+    /* read back through the next queue */
+    for (unsigned q = 0; q < MQ_MAX; q++) {
+        unsigned rq = (q + 1) % MQ_MAX;
+
+        for (unsigned i = 0; i < PER_QUEUE; i++) {
+            unsigned slot = q * PER_QUEUE + i;
+
+            memset(b.g.ram + slot_gpa(slot) + REQ_DATA_OFF, 0, LEN);
+            blk_add_to(&b, qs.vq[rq], slot, VIRTIO_BLK_T_IN, slot * 2, LEN, false);
+        }
+        blk_kick_queue(&b, &qs, rq);
+        blk_reap_from(&b, qs.vq[rq], PER_QUEUE);
+        for (unsigned i = 0; i < PER_QUEUE; i++) {
+            unsigned slot = q * PER_QUEUE + i;
+
+            fill_pattern(want, LEN, slot);
+            g_assert_cmpmem(b.g.ram + slot_gpa(slot) + REQ_DATA_OFF, LEN, want, LEN);
+        }
+    }
+    blk_queues_free(&qs);
+    blk_stop(&b);
+}
+
+/*
+ * Device reset (status 0) with requests still in the backend (held by
+ * x-reverse-completions until 8 finish): the device drains them without
+ * touching the rings (spec 2.4: after reset nothing is used), then a fresh
+ * initialisation on the same memory works.
+ */
+static void test_reset_mid_flight(const void *opaque)
+{
+    const Layout *l = opaque;
+    enum { LEN = 4096 };
+    uint8_t want[LEN];
+    uint8_t *rings = g_malloc(MQ_RING_STRIDE);
+    BlkQueues qs;
+    Blk b;
+
+    blk_start_with(&b, l, "-blockdev driver=file,filename=@IMG@,node-name=d0,x-reverse-completions=8", "");
+    blk_init_queues(&b, l, 0, 1, &qs);
+    for (unsigned i = 0; i < 4; i++) {
+        blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_IN, i, 512, false);
+    }
+    blk_kick_queue(&b, &qs, 0);
+    (void)qvirtio_pci_get_status(&b.v);
+    g_assert_false(vdriver_has_used(qs.vq[0]));     /* held in the backend */
+    memcpy(rings, b.g.ram + RING_BASE, MQ_RING_STRIDE);
+    qvirtio_pci_set_status(&b.v, 0);
+    g_assert_cmphex(qvirtio_pci_get_status(&b.v), ==, 0);
+    g_assert_cmpmem(b.g.ram + RING_BASE, MQ_RING_STRIDE, rings, MQ_RING_STRIDE);
+    vdriver_queue_free(qs.vq[0]);
+    qs.n = 0;
+    memset(b.g.ram + RING_BASE, 0, MQ_RING_STRIDE);
+
+    blk_init_queues(&b, l, 0, 1, &qs);
+    for (unsigned i = 0; i < 8; i++) {
+        fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + 40);
+        blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_OUT, i * 8, LEN, false);
+    }
+    blk_kick_queue(&b, &qs, 0);
+    blk_reap_from(&b, qs.vq[0], 8);
+    for (unsigned i = 0; i < 8; i++) {
+        memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+        blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_IN, i * 8, LEN, false);
+    }
+    blk_kick_queue(&b, &qs, 0);
+    blk_reap_from(&b, qs.vq[0], 8);
+    for (unsigned i = 0; i < 8; i++) {
+        fill_pattern(want, LEN, i + 40);
+        g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+    }
+    blk_queues_free(&qs);
+    blk_stop(&b);
+    g_free(rings);
+}
+
 int main(int argc, char **argv)
 {
+    /* Run on each of the four layouts. */
+    static const struct {
+        const char *name;
+        GTestDataFunc fn;
+    } layout_cases[] = {
+        { "write-read-data-check", test_write_read_data_check },
+        { "config-capacity-and-serial", test_config_capacity },
+        { "reverse-completions", test_reverse_completions },
+        { "indirect-whole-ring", test_indirect },
+        { "event-idx-suppresses-interrupts", test_event_idx },
+        { "multiqueue-msix-per-queue", test_multiqueue },
+        { "reset-mid-flight", test_reset_mid_flight },
+    };
+
     g_test_init(&argc, &argv, NULL);
-    for (unsigned i = 0; i < G_N_ELEMENTS(qvirtio_layouts); i++) {
-        char *p = g_strdup_printf("/virtio-blk-pci/%s/write-read-data-check", qvirtio_layouts[i].name);
-        g_test_add_data_func(p, &qvirtio_layouts[i], test_write_read_data_check);
-        g_free(p);
-        p = g_strdup_printf("/virtio-blk-pci/%s/config-capacity-and-serial", qvirtio_layouts[i].name);
-        g_test_add_data_func(p, &qvirtio_layouts[i], test_config_capacity);
-        g_free(p);
-        p = g_strdup_printf("/virtio-blk-pci/%s/reverse-completions", qvirtio_layouts[i].name);
-        g_test_add_data_func(p, &qvirtio_layouts[i], test_reverse_completions);
+    for (unsigned i = 0; i < G_N_ELEMENTS(layouts); i++) {
+        for (unsigned c = 0; c < G_N_ELEMENTS(layout_cases); c++) {
+            char *p = g_strdup_printf("/virtio-blk-pci/%s/%s", layouts[i].name, layout_cases[c].name);
+            g_test_add_data_func(p, &layouts[i], layout_cases[c].fn);
+            g_free(p);
+        }
+    }
+    for (unsigned i = 0; i < G_N_ELEMENTS(q35_layouts); i++) {
+        char *p = g_strdup_printf("/virtio-blk-pci/q35/%s/write-read-data-check", q35_layouts[i].name);
+        g_test_add_data_func(p, &q35_layouts[i], test_write_read_data_check);
         g_free(p);
     }
-    g_test_add_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", test_intx_and_isr);
+    g_test_add_data_func("/virtio-blk-pci/intx-raised-on-used-and-cleared-by-isr-read", &layouts[0],
+                         test_intx_and_isr);
+    g_test_add_data_func("/virtio-blk-pci/q35/intx-gsi-20-raised-and-cleared-by-isr-read", &q35_layouts[0],
+                         test_intx_and_isr);
     g_test_add_func("/virtio-blk-pci/hostile-registers-refused", test_hostile_registers);
     g_test_add_func("/virtio-blk-pci/msix/completion-written-to-ram", test_msix_completion_to_ram);
     g_test_add_func("/virtio-blk-pci/msix/mask-pba-unmask", test_msix_mask_pba_unmask);

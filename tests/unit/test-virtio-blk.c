@@ -896,7 +896,7 @@ typedef struct TrackCount {
     bool open;                  /* between publishing and published */
 } TrackCount;
 
-static void track_popped(void *opaque, unsigned queue, unsigned head)
+static void track_popped(void *opaque, unsigned queue, const VirtQueueElement *elem)
 {
     ((TrackCount *)opaque)->popped++;
 }
@@ -1174,7 +1174,7 @@ typedef struct Guest {
     unsigned in_handler;
 } Guest;
 
-static void g_popped(void *o, unsigned q, unsigned h)
+static void g_popped(void *o, unsigned q, const VirtQueueElement *elem)
 {
 }
 

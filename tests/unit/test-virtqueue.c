@@ -40,6 +40,7 @@ typedef struct Harness {
     bool indirect;
     unsigned window;            /* device completes among the oldest @window it holds */
     bool ordered_api;           /* complete with virtqueue_ordered_fill/flush */
+    bool used_in_order;         /* IN_ORDER negotiated or the queue set to ordered use */
     /* driver side */
     Req *reqs;                  /* by data slot */
     unsigned *free_slots;
@@ -65,7 +66,8 @@ static uint8_t pattern(uint64_t seq, size_t i)
     return (uint8_t)(seq * 31 + i * 7 + 1);
 }
 
-static void harness_init(Harness *h, const VqLayout *l, unsigned num, uint64_t extra, guint32 seed)
+static void harness_init_full(Harness *h, const VqLayout *l, unsigned num, uint64_t extra, guint32 seed,
+                              bool ordered_use)
 {
     VDriverQueueConfig cfg;
 
@@ -80,6 +82,8 @@ static void harness_init(Harness *h, const VqLayout *l, unsigned num, uint64_t e
     };
     h->drv = vdriver_queue_new(&h->f.mem, &cfg);
     g_assert_nonnull(h->drv);
+    virtio_queue_set_ordered_use(h->f.vq, ordered_use);
+    h->used_in_order = l->in_order || ordered_use;
     g_assert_cmpint(vqf_start(&h->f), ==, 0);
     h->rand = g_rand_new_with_seed(seed);
     h->window = 1;
@@ -91,6 +95,11 @@ static void harness_init(Harness *h, const VqLayout *l, unsigned num, uint64_t e
     h->nfree = num;
     h->seen = g_hash_table_new(NULL, NULL);
     h->held = g_new0(VirtQueueElement *, num);
+}
+
+static void harness_init(Harness *h, const VqLayout *l, unsigned num, uint64_t extra, guint32 seed)
+{
+    harness_init_full(h, l, num, extra, seed, false);
 }
 
 static void harness_cleanup(Harness *h)
@@ -162,7 +171,7 @@ static void driver_reap(Harness *h, bool full_len)
         size_t off = 0;
 
         g_assert_cmpuint(len, ==, want);
-        if (h->f.layout->in_order) {
+        if (h->used_in_order) {
             /* Used order equals avail order. */
             g_assert_cmpuint(r->seq, ==, h->next_expected);
         }
@@ -329,6 +338,30 @@ static void test_in_order_batch_skips_completed_entries(gconstpointer data)
         g_assert_cmpuint(st.used_entries, <, st.used / 2);
     } else {
         /* Batching is an in-order feature only. */
+        g_assert_cmpuint(st.used_entries, ==, st.used);
+    }
+    harness_cleanup(&h);
+}
+
+/*
+ * Ordered use without IN_ORDER (what a tracked vhost-user packed queue
+ * needs): completions in random order are still used in avail order, every
+ * buffer gets its own used entry (batching needs the feature), and a reset
+ * keeps the choice.
+ */
+static void test_ordered_use_without_in_order(gconstpointer data)
+{
+    const VqLayout *l = data;
+    VirtQueueStats st;
+    Harness h;
+
+    harness_init_full(&h, l, 64, ring_extras, 77, true);
+    virtio_queue_set_batch(h.f.vq, true);
+    h.window = 32;
+    run_traffic(&h, 4000, 4, true);
+    virtio_queue_get_stats(h.f.vq, &st);
+    g_assert_cmpuint(st.used, ==, 4000);
+    if (!l->in_order) {
         g_assert_cmpuint(st.used_entries, ==, st.used);
     }
     harness_cleanup(&h);
@@ -912,6 +945,7 @@ int main(int argc, char **argv)
         { "ordered_api_on_every_layout", test_ordered_api_on_every_layout },
         { "in_order_batch_skips_completed_entries", test_in_order_batch_skips_completed_entries },
         { "in_order_batch_stops_at_partial_buffer", test_in_order_batch_stops_at_partial_buffer },
+        { "ordered_use_without_in_order", test_ordered_use_without_in_order },
         { "queue_sizes", test_queue_sizes },
         { "chain_as_long_as_ring", test_chain_as_long_as_ring },
         { "indices_wrap_after_65536_requests", test_indices_wrap_after_65536_requests },

@@ -107,7 +107,7 @@ static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
             break;
         }
         if (!in_order) {
-            vhost_user_inflight_begin(d->be, virtio_get_queue_index(vq), e->index);
+            vhost_user_inflight_begin(d->be, virtio_get_queue_index(vq), e);
         }
         if (__atomic_load_n(&d->hold, __ATOMIC_ACQUIRE)) {
             d->held[d->held_num] = e;
@@ -1043,6 +1043,75 @@ static void test_inflight_resubmit(Fixture *fx, gconstpointer data)
     g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
 }
 
+/*
+ * Inflight tracking on a packed ring (without IN_ORDER): the daemon dies with
+ * buffers popped but not used; the frontend reconnects with the inflight fd
+ * and the ring's start as base (QEMU 7.2 cannot read a dead backend's base
+ * and resends 0x80008000). The backend resumes at the used position it
+ * recorded and redoes the held buffers. @data non-NULL: the record is lost
+ * as if the daemon died between a flush and its record, so the backend must
+ * step over the used descriptors published after it. @data "garbage": the
+ * frontend scribbled over the region (a position beyond the ring, absurd
+ * descriptor counts): the backend falls back to the base the frontend sent.
+ */
+static void test_inflight_packed_restart(Fixture *fx, gconstpointer data)
+{
+    static const Layout packed = { "packed", true, false };
+    bool lose_record = data && !strcmp(data, "lost");
+    bool garbage = data && !strcmp(data, "garbage");
+    EchoSession s;
+    VhostUserInflight in;
+    VhostUserInflightQueue *q;
+    int inflight_fd = -1;
+    int fds_before = fds_with_idle_connection(fx);
+    void *region;
+
+    echo_session_start(fx, &s, &packed);
+    g_assert_cmpint(inflight_get(&s.f, NUM_QUEUES, ECHO_NUM, &in, &inflight_fd), ==, sizeof(in));
+    g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE,
+                                &inflight_fd, 1), ==, 0);
+    region = mmap(NULL, in.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, inflight_fd, 0);
+    g_assert_true(region != MAP_FAILED);
+    q = region;
+    echo_round(&s, &packed, 0, 8);
+    g_assert_cmpuint(q->used_idx ^ 0x8000, ==, 0x8000 | 16);     /* 8 buffers x 2 descriptors */
+
+    /* Buffers 8..15 are popped and held when the "daemon" goes away. */
+    __atomic_store_n(&fx->dev.hold, true, __ATOMIC_RELEASE);
+    echo_add(&s, 8, 8);
+    wait_held(&fx->dev, 8);
+    vuf_disconnect(&s.f);
+    __atomic_store_n(&fx->dev.hold, false, __ATOMIC_RELEASE);
+    if (lose_record) {
+        q->used_idx = 0;        /* the start of the ring, as a zeroed region says */
+    }
+    if (garbage) {
+        q->used_idx = 0x7fff;
+        for (unsigned i = 0; i < ECHO_NUM; i++) {
+            q->desc[i].next = 0xffff;
+        }
+    }
+
+    g_assert_cmpint(vuf_reconnect(&s.f, fx->path), ==, 0);
+    g_assert_cmpint(vuf_negotiate(&s.f, 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_RING_PACKED,
+                                  1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD), ==, 0);
+    g_assert_cmpint(vuf_set_mem_table(&s.f), ==, 0);
+    g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE,
+                                &inflight_fd, 1), ==, 0);
+    /* Garbage: the right base (avail and used at 8 x 2 descriptors), which the backend must fall back to. */
+    s.ring.base = garbage ? 0x80108010 : 0x80008000;
+    g_assert_cmpint(vuf_ring_setup(&s.f, &s.ring), ==, 0);
+    echo_reap(&s, &packed, 8, 8);
+    /* Across the ring's end and through a full ring: the record follows. */
+    for (unsigned round = 0; round < 4; round++) {
+        echo_round(&s, &packed, 16 + round * 24, 24);
+    }
+    munmap(region, in.mmap_size);
+    close(inflight_fd);
+    echo_session_end(&s);
+    g_assert_cmpint(fds_with_idle_connection(fx), ==, fds_before);
+}
+
 /* Spec "Ring states": with VHOST_USER_F_PROTOCOL_FEATURES rings wait for SET_VRING_ENABLE. */
 static void test_ring_enable(Fixture *fx, gconstpointer data)
 {
@@ -1574,6 +1643,12 @@ int main(int argc, char **argv)
                test_hostile_ring_memory_removed, fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
+    g_test_add("/vhost-user/inflight/packed-restart", Fixture, NULL, fixture_setup,
+               test_inflight_packed_restart, fixture_teardown);
+    g_test_add("/vhost-user/inflight/packed-restart-record-lost", Fixture, "lost", fixture_setup,
+               test_inflight_packed_restart, fixture_teardown);
+    g_test_add("/vhost-user/hostile/packed-inflight-garbage", Fixture, "garbage", fixture_setup,
+               test_inflight_packed_restart, fixture_teardown);
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
         char *name = g_strdup_printf("/vhost-user/hostile/%s", hostile_tests[i].name);
         g_test_add(name, Fixture, &hostile_tests[i], fixture_setup, test_hostile, fixture_teardown);

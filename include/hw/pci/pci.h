@@ -1,13 +1,15 @@
 /*
- * PCI: one conventional bus (bus 0) behind a host bridge at 00.0, reached
- * through configuration mechanism #1 (ports 0xcf8 address / 0xcfc data).
+ * PCI: one bus (bus 0) behind a host bridge at 00.0, reached through
+ * configuration mechanism #1 (ports 0xcf8 address / 0xcfc data) and, on
+ * q35, through MMCONFIG (ECAM) once the guest enables the MCH's PCIEXBAR.
  * Each function has a 256-byte configuration space with a mask of writable
  * bits and one of write-1-to-clear bits, memory BARs (32/64-bit) sized by
  * writing all-ones and mapped into the MMIO table while the command
  * register's memory-space bit is set, a capability list, and INTx.
  *
  * INTx: as QEMU's PIIX3 routes PIRQ[A-D] to IOAPIC inputs 16-19, pin P
- * (1 = INTA) of slot S raises qtest IRQ line 16 + ((S + P - 1) & 3).
+ * (1 = INTA) of slot S raises qtest IRQ line 16 + ((S + P - 1) & 3); on
+ * q35 ICH9's default routing uses PIRQ[E-H]: line 20 + ((S + P - 1) & 3).
  *
  * Context: main loop thread only.
  */
@@ -86,10 +88,26 @@ struct PCIDevice {
     MSIXState *msix;            /* NULL: no MSI-X (hw/pci/msix.h) */
     /* Optional: after config bytes [@addr, @addr + @len) were written. */
     void (*config_written)(PCIDevice *d, uint32_t addr, unsigned len);
+    /* Optional: before config bytes [@addr, @addr + @len) are read (may update them). */
+    void (*config_read)(PCIDevice *d, uint32_t addr, unsigned len);
 };
 
-/* Create bus 0 with the host bridge (i440FX ids) and claim 0xcf8/0xcfc. */
-void pci_bus_init(void);
+/* Q35 MCH: PCIEXBAR (QEMU include/hw/pci-host/q35.h). */
+#define MCH_PCIEXBAR                0x60
+#define MCH_PCIEXBAR_DEFAULT        0xb0000000ull
+#define MCH_PCIEXBAREN              0x1
+#define MCH_PCIEXBAR_LENGTH_MASK    0x6
+#define MCH_PCIEXBAR_LENGTH_256M    0x0
+#define MCH_PCIEXBAR_LENGTH_128M    0x2
+#define MCH_PCIEXBAR_LENGTH_64M     0x4
+
+typedef enum PCIHostKind {
+    PCI_HOST_I440FX,            /* -machine pc */
+    PCI_HOST_Q35,               /* -machine q35: MCH + ECAM, ICH9 LPC at 1f.0 */
+} PCIHostKind;
+
+/* Create bus 0 with the host bridge of @kind and claim 0xcf8/0xcfc. */
+void pci_bus_init(PCIHostKind kind);
 bool pci_bus_present(void);
 void pci_bus_cleanup(void);
 
@@ -106,7 +124,11 @@ PCIDevice *pci_find_device(int devfn);
 
 /* A memory BAR of @size bytes (a power of two >= 16); @type: MEM_TYPE_64 / PREFETCH bits. */
 void pci_register_bar(PCIDevice *d, int n, uint8_t type, uint64_t size, const MMIOOps *ops, void *opaque);
-/* Append a capability of @size bytes: returns its offset (id and next set), or 0 when full. */
+/*
+ * Add a capability of @size bytes at the next free offset (from 0x40) and
+ * put it at the head of the list, as QEMU does: returns its offset (id and
+ * next set), or 0 when full.
+ */
 uint8_t pci_add_capability(PCIDevice *d, uint8_t cap_id, uint8_t size);
 /* Set the INTx line level (pin INTA). Honours INTX_DISABLE and updates the status bit. */
 void pci_set_irq(PCIDevice *d, int level);

@@ -212,11 +212,16 @@ typedef struct VhostUserInflight {
  * out, so a region a frontend kept across backends of either kind reads the
  * same): a header then one 16-byte entry per descriptor head. Queue regions
  * follow each other, each rounded up to 64 bytes.
+ *
+ * Packed rings (vdm's own use of the same bytes; QEMU only keeps the region):
+ * used_idx holds the device's used position as pos | !wrap << 15, so a
+ * zeroed region reads as the ring's start (position 0, wrap 1); desc[id].next
+ * holds the descriptor count of buffer id's last chain.
  */
 typedef struct VhostUserInflightDesc {
     uint8_t inflight;           /* 1 while the head is popped and not yet used */
     uint8_t padding[5];
-    uint16_t next;
+    uint16_t next;              /* packed: the chain's descriptor count */
     uint64_t counter;           /* pop order, for resubmission */
 } VhostUserInflightDesc;
 
@@ -327,25 +332,31 @@ typedef struct VhostUserBackendStats {
 } VhostUserBackendStats;
 void vhost_user_backend_get_stats(VhostUserBackend *be, VhostUserBackendStats *stats);
 
-/* ---- inflight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, split rings) ---- */
+/* ---- inflight tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD) ---- */
 
 /*
  * A daemon that wants requests resumed after it is killed and restarted
- * records each split head it pops and completes. The calls are no-ops when
- * the frontend gave no inflight region, the queue is packed, or @head is out
- * of range. Order per request:
- *   vhost_user_inflight_begin(head)     after virtqueue_pop
+ * records each element it pops and completes. The calls are no-ops when
+ * the frontend gave no inflight region or the id is out of range. Order per
+ * request:
+ *   vhost_user_inflight_begin(elem)     after virtqueue_pop
  *   vhost_user_inflight_pre_put(head)   just before virtqueue_push publishes it
  *   vhost_user_inflight_put(head)       right after
- * Publishing one element per push keeps this exact (a crash between pre_put
- * and put is recognised by the used index); a batch flush is covered only
- * for its last head.
+ * Split: publishing one element per push keeps this exact (a crash between
+ * pre_put and put is recognised by the used index); a batch flush is covered
+ * only for its last head.
+ * Packed: the backend makes a tracked queue use buffers in order
+ * (virtio_queue_set_ordered_use), so no used descriptor ever overwrites an
+ * in-flight buffer's descriptors; put() records the used position and
+ * begin() each buffer's descriptor count. A restarted queue walks any used
+ * descriptors published after the record and resumes popping there: the
+ * buffers still in flight are popped (and done) again.
  *
  * Under VIRTIO_F_IN_ORDER none of this is needed: the used index is a
  * contiguous completion boundary and a restarted queue rewinds last_avail_idx
  * to it (the backend does that itself).
  */
-void vhost_user_inflight_begin(VhostUserBackend *be, unsigned n, unsigned head);
+void vhost_user_inflight_begin(VhostUserBackend *be, unsigned n, const VirtQueueElement *elem);
 void vhost_user_inflight_pre_put(VhostUserBackend *be, unsigned n, unsigned head);
 void vhost_user_inflight_put(VhostUserBackend *be, unsigned n, unsigned head);
 

@@ -148,14 +148,15 @@ typedef struct VirtIOBlockQueue {
 /*
  * Per-request notifications for a host that keeps its own record of requests
  * in flight (vhost-user INFLIGHT_SHMFD), so that a restarted backend can
- * resubmit them. @head is the element's index (split: head descriptor).
+ * resubmit them. @head is the element's index (split: head descriptor,
+ * packed: buffer id); popped() gets the whole element.
  * While a tracker is set and IN_ORDER is not negotiated, completions are
  * published one element at a time between publishing() and published().
  * Under IN_ORDER the used index is a contiguous completion boundary and the
  * tracker is not called.
  */
 typedef struct VirtIOBlkTracker {
-    void (*popped)(void *opaque, unsigned queue, unsigned head);
+    void (*popped)(void *opaque, unsigned queue, const VirtQueueElement *elem);
     void (*publishing)(void *opaque, unsigned queue, unsigned head);
     void (*published)(void *opaque, unsigned queue, unsigned head);
 } VirtIOBlkTracker;

@@ -6,6 +6,11 @@
  *
  *   0x0000 common cfg   0x1000 ISR   0x2000 device cfg   0x3000 notify
  *
+ * A fifth vendor capability (cfg_type 5, spec 4.1.4.9) is a window into
+ * BAR 4 through configuration space: the driver writes bar (4), offset and
+ * length (1, 2 or 4, offset a multiple of it, inside the BAR) and then
+ * reads or writes pci_cfg_data; anything else is ignored.
+ *
  * Notify: queue N's notify address is 0x3000 + N * 4 (queue_notify_off = N,
  * notify_off_multiplier = 4). MSI-X (hw/pci/msix.h) in BAR 1 with
  * `nvectors` entries (QEMU's `vectors`; virtio-blk: num_queues + 1, at most
@@ -59,6 +64,13 @@
 #define VIRTIO_PCI_COMMON_Q_USEDLO      0x30
 #define VIRTIO_PCI_COMMON_Q_USEDHI      0x34
 
+/* struct virtio_pci_cfg_cap (spec 4.1.4.9): offsets within the capability. */
+#define VIRTIO_PCI_CFG_CAP_BAR          4
+#define VIRTIO_PCI_CFG_CAP_OFFSET       8
+#define VIRTIO_PCI_CFG_CAP_LENGTH       12
+#define VIRTIO_PCI_CFG_CAP_DATA         16
+#define VIRTIO_PCI_CFG_CAP_SIZE         20
+
 #define VIRTIO_PCI_BAR                  4
 #define VIRTIO_PCI_COMMON_OFFSET        0x0000
 #define VIRTIO_PCI_ISR_OFFSET           0x1000
@@ -77,6 +89,7 @@ typedef struct VirtIOPCIProxy {
     uint32_t guest_features[2];
     uint16_t queue_select;
     uint16_t config_vector;     /* msix_config */
+    uint8_t cfg_cap;            /* offset of the PCI cfg access capability */
     /* Device-specific config write (e.g. virtio_blk_set_config); NULL: read-only. */
     int (*config_write)(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len);
 } VirtIOPCIProxy;

@@ -253,6 +253,17 @@ unsigned virtqueue_ordered_flush(VirtQueue *vq);
 void virtio_queue_set_batch(VirtQueue *vq, bool enable);
 
 /*
+ * Use buffers in the order they were made available even without
+ * VIRTIO_F_IN_ORDER (the spec always allows it; batch publication still
+ * needs the feature). Completions then go through the in-order bookkeeping,
+ * so an earlier buffer's used entry is never written after a later one's —
+ * on a packed ring no used descriptor overwrites an in-flight buffer's
+ * descriptors, which a restarted vhost-user backend re-reads. Takes effect
+ * when the queue is next activated; survives resets.
+ */
+void virtio_queue_set_ordered_use(VirtQueue *vq, bool enable);
+
+/*
  * Drop @elem without returning it to the driver. Under IN_ORDER it is used
  * with len 0 instead, so later completions are not stalled behind a hole.
  */
@@ -295,6 +306,15 @@ int virtio_queue_set_used_idx(VirtIODevice *vdev, unsigned n, unsigned idx);
  */
 int virtio_queue_update_used_idx(VirtIODevice *vdev, unsigned n);
 /* Resume at the used index (every in-flight buffer will be popped again). */
+/*
+ * Packed, queue stopped, rings set: from @pos_wrap (pos | wrap << 15) step
+ * over the used descriptors the device wrote there, each by the count
+ * @ndescs gives for its buffer id (0: unknown, stop). For a backend that
+ * recorded its used position before a crash and may have published more
+ * after. Returns the position reached (same encoding) or -errno.
+ */
+int virtio_queue_packed_skip_used(VirtIODevice *vdev, unsigned n, unsigned pos_wrap,
+                                  unsigned (*ndescs)(void *opaque, uint16_t id), void *opaque);
 void virtio_queue_restore_last_avail_idx(VirtIODevice *vdev, unsigned n);
 
 /* Counters kept per queue, for stats and tests. */
