@@ -9,6 +9,7 @@
  *   -qmp unix:PATH[,server=on[,wait=off]] | chardev:ID        -mon chardev=ID,mode=control
  *   -drive file=IMG,if=none,id=D[,format=raw][,aio=..]   -blockdev driver=file|null-co,node-name=D,...
  *   -device TYPE[,addr=SLOT[.FN]][,prop=value...]   (-device help, -device TYPE,help)
+ *   -netdev TYPE,id=ID[,prop=value...]   (tap, socket, stream, hubport: net/; -netdev help)
  *   -display none  -nodefaults  -nographic  -S  -name [guest=]NAME  -version  -help
  *
  * Errors are reported like QEMU's error_report() with the option as location
@@ -35,6 +36,7 @@
 
 #include "hw/nvram/fw_cfg.h"
 #include "hw/pci/pci.h"
+#include "net/net.h"
 #include "sysemu/chardev.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
@@ -539,6 +541,28 @@ static QDevOpt *opts_to_qdev(const Opts *o)
     return q;
 }
 
+/* -OPT ARG for each of @args (@implied: the first key's name): parse, @create, die on failure. */
+static void create_all(GPtrArray *args, const char *opt, const char *implied,
+                       bool (*create)(const QDevOpt *opts, unsigned n, char **errp))
+{
+    char *err = NULL;
+
+    for (guint i = 0; i < args->len; i++) {
+        Opts o;
+        QDevOpt *q;
+
+        cur_opt = opt;
+        cur_arg = g_ptr_array_index(args, i);
+        opts_parse(&o, cur_arg, implied);
+        q = opts_to_qdev(&o);
+        if (!create(q, o.keys->len, &err)) {
+            die("%s", err);
+        }
+        g_free(q);
+        opts_free(&o);
+    }
+}
+
 /* ---- chardevs ---- */
 
 static Chardev *chardev_add(const char *arg)
@@ -627,7 +651,7 @@ static Chardev *chardev_compat(const char *spec, const char *id)
 
 typedef enum OptIndex {
     OPT_MACHINE, OPT_ACCEL, OPT_M, OPT_OBJECT, OPT_CHARDEV, OPT_QTEST, OPT_QTEST_LOG, OPT_QMP,
-    OPT_MON, OPT_DEVICE, OPT_DRIVE, OPT_BLOCKDEV, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
+    OPT_MON, OPT_DEVICE, OPT_NETDEV, OPT_DRIVE, OPT_BLOCKDEV, OPT_DISPLAY, OPT_NODEFAULTS, OPT_NOGRAPHIC, OPT_S, OPT_NAME, OPT_VERSION, OPT_HELP,
 } OptIndex;
 
 typedef struct VdmOption {
@@ -649,6 +673,7 @@ static const VdmOption options[] = {
     { "qmp", true, OPT_QMP, "unix:PATH[,server=on,wait=off]|chardev:ID    a QMP monitor" },
     { "mon", true, OPT_MON, "chardev=ID,mode=control        a QMP monitor on a chardev" },
     { "device", true, OPT_DEVICE, "TYPE[,addr=SLOT[.FN]][,prop=value...]  add a device (help lists)" },
+    { "netdev", true, OPT_NETDEV, "TYPE,id=ID[,prop=value...]  a net backend (tap, socket, stream, hubport)" },
     { "drive", true, OPT_DRIVE, "file=IMG,if=none,id=ID[,format=raw][,aio=threads|io_uring][,readonly=on]" },
     { "blockdev", true, OPT_BLOCKDEV, "driver=file|null-co,node-name=ID[,filename=IMG][,size=N]" },
     { "display", true, OPT_DISPLAY, "none               (the only display)" },
@@ -692,6 +717,7 @@ void vdm_init(int argc, char **argv)
     GPtrArray *objects = g_ptr_array_new(), *chardevs_args = g_ptr_array_new();
     GPtrArray *qmp_args = g_ptr_array_new(), *mon_args = g_ptr_array_new();
     GPtrArray *device_args = g_ptr_array_new(), *drive_args = g_ptr_array_new_with_free_func(g_free);
+    GPtrArray *netdev_args = g_ptr_array_new();
     const char *machine_arg = NULL, *m_arg = NULL, *qtest_arg = NULL, *qtest_log = NULL;
     char *backend_id = NULL;
     bool autostart = true;
@@ -836,6 +862,20 @@ void vdm_init(int argc, char **argv)
             g_ptr_array_add(device_args, (gpointer)oarg);
             break;
         }
+        case OPT_NETDEV: {
+            Opts o;
+            QDevOpt *q;
+
+            opts_parse(&o, oarg, "type");
+            q = opts_to_qdev(&o);
+            if (netdev_help(q, o.keys->len)) {
+                exit(0);
+            }
+            g_free(q);
+            opts_free(&o);
+            g_ptr_array_add(netdev_args, (gpointer)oarg);
+            break;
+        }
         case OPT_DRIVE:
         case OPT_BLOCKDEV:
             /* the option name travels with the argument: "d" drive, "b" blockdev */
@@ -910,20 +950,10 @@ void vdm_init(int argc, char **argv)
         g_free(q);
         opts_free(&o);
     }
-    for (i = 0; i < device_args->len; i++) {
-        Opts o;
-        QDevOpt *q;
-
-        cur_opt = "device";
-        cur_arg = g_ptr_array_index(device_args, i);
-        opts_parse(&o, cur_arg, "driver");
-        q = opts_to_qdev(&o);
-        if (!device_new(q, o.keys->len, &err)) {
-            die("%s", err);
-        }
-        g_free(q);
-        opts_free(&o);
-    }
+    /* netdevs before devices: a NIC's netdev= refers to one */
+    create_all(netdev_args, "netdev", "type", netdev_new);
+    g_ptr_array_free(netdev_args, TRUE);
+    create_all(device_args, "device", "driver", device_new);
     cur_opt = cur_arg = NULL;
     g_ptr_array_free(device_args, TRUE);
     g_ptr_array_free(drive_args, TRUE);
@@ -1017,6 +1047,7 @@ void vdm_cleanup(void)
      * use a chardev while unplugging (an INTx lowered towards the qtest socket) */
     qdev_cleanup();
     chardev_cleanup_all();
+    net_cleanup();          /* after the NICs that used them */
     fw_cfg_destroy(fw_cfg);
     fw_cfg = NULL;
     if (qtest_log_fp) {

@@ -37,25 +37,25 @@
 /* ---------------------------------------------------------------------- */
 /* Properties                                                              */
 
-#define PROP(name_, type_, field_) DEFINE_PROP((name_), PROP_TYPE_##type_, VirtIONetConf, field_, NULL)
+#define PROP(name_, type_, field_, desc_) DEFINE_PROP((name_), PROP_TYPE_##type_, VirtIONetConf, field_, (desc_))
 
 static const Property net_props[] = {
-    PROP("mac", MACADDR, mac),
-    PROP("queues", UINT32, queue_pairs),
-    PROP("rx_queue_size", UINT32, rx_queue_size),
-    PROP("tx_queue_size", UINT32, tx_queue_size),
-    PROP("host_mtu", UINT32, mtu),
-    PROP("mrg_rxbuf", BOOL, mrg_rxbuf),
-    PROP("status", BOOL, status),
-    PROP("ctrl_vq", BOOL, ctrl_vq),
-    PROP("ctrl_rx", BOOL, ctrl_rx),
-    PROP("ctrl_mac_addr", BOOL, ctrl_mac_addr),
-    PROP("in_order", BOOL, in_order),
-    PROP("packed", BOOL, packed),
-    PROP("event_idx", BOOL, event_idx),
-    PROP("indirect_desc", BOOL, indirect_desc),
-    PROP("tx-batch", BOOL, tx_batch),
-    PROP("tx-burst", UINT32, tx_burst),
+    PROP("mac", MACADDR, mac, "MAC address (default 52:54:00:12:34:56)"),
+    PROP("queues", UINT32, queue_pairs, "queue pairs (vdm; default 1, MQ offered when > 1)"),
+    PROP("rx_queue_size", UINT32, rx_queue_size, "largest RX ring (default 256)"),
+    PROP("tx_queue_size", UINT32, tx_queue_size, "largest TX ring (= rx_queue_size)"),
+    PROP("host_mtu", UINT32, mtu, "offer MTU with this value (default 0: not offered)"),
+    PROP("mrg_rxbuf", BOOL, mrg_rxbuf, "offer MRG_RXBUF (default on)"),
+    PROP("status", BOOL, status, "offer STATUS (default on)"),
+    PROP("ctrl_vq", BOOL, ctrl_vq, "offer the control queue (default on)"),
+    PROP("ctrl_rx", BOOL, ctrl_rx, "offer CTRL_RX (default on)"),
+    PROP("ctrl_mac_addr", BOOL, ctrl_mac_addr, "offer CTRL_MAC_ADDR (default on)"),
+    PROP("in_order", BOOL, in_order, "offer VIRTIO_F_IN_ORDER (default off)"),
+    PROP("packed", BOOL, packed, "offer VIRTIO_F_RING_PACKED (default off)"),
+    PROP("event_idx", BOOL, event_idx, "offer VIRTIO_RING_F_EVENT_IDX (default on)"),
+    PROP("indirect_desc", BOOL, indirect_desc, "offer VIRTIO_RING_F_INDIRECT_DESC (default on)"),
+    PROP("tx-batch", BOOL, tx_batch, "IN_ORDER: publish a TX burst as one used entry (default on)"),
+    PROP("tx-burst", UINT32, tx_burst, "TX buffers per handler run (default 256)"),
 };
 
 void virtio_net_conf_init(VirtIONetConf *conf)
@@ -86,6 +86,12 @@ bool virtio_net_parse_mac(const char *s, uint8_t mac[6])
 bool virtio_net_conf_set(VirtIONetConf *conf, const char *name, const char *value, GError **errp)
 {
     return qdev_prop_set(conf, net_props, G_N_ELEMENTS(net_props), "virtio-net", name, value, errp);
+}
+
+void virtio_net_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
+                          void *opaque)
+{
+    qdev_prop_list(net_props, G_N_ELEMENTS(net_props), fn, opaque);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -938,6 +938,8 @@ static int vring_try_start(VhostUserBackend *be, unsigned n)
     }
     source_drop(&vr->kick_src);     /* one watch per ring, whatever came before */
     vr->kick_src = g_unix_fd_source_new(vr->kick_fd, G_IO_IN);
+    /* As the block backend's source: no poll-set churn (and wakeups) around each kick's dispatch. */
+    g_source_set_can_recurse(vr->kick_src, TRUE);
     g_source_set_callback(vr->kick_src, G_SOURCE_FUNC(vu_kick_cb), vr, NULL);
     g_source_attach(vr->kick_src, be->ctx);
     vr->started = true;

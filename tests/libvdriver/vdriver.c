@@ -19,6 +19,13 @@
 #include "hw/virtio/virtio-access.h"
 #include "vdriver.h"
 
+const VDriverLayout vdriver_layouts[VDRIVER_NUM_LAYOUTS] = {
+    { "split", false, false },
+    { "packed", true, false },
+    { "split-in-order", false, true },
+    { "packed-in-order", true, true },
+};
+
 /* Driver state of one buffer, by split head index / packed buffer id. */
 typedef struct VDriverBuf {
     void *token;

@@ -111,4 +111,13 @@ void vdriver_get_stats(const VDriverQueue *q, VDriverStats *stats);
 /* Lay out a queue's ring areas from @base (aligned); returns the first byte after them. */
 hwaddr vdriver_layout_rings(VDriverQueueConfig *cfg, hwaddr base);
 
+/* The four ring layouts every ring/device test runs on (STYLE.md §9), named for test paths. */
+typedef struct VDriverLayout {
+    const char *name;           /* "split", "packed", "split-in-order", "packed-in-order" */
+    bool packed, in_order;
+} VDriverLayout;
+
+#define VDRIVER_NUM_LAYOUTS 4
+extern const VDriverLayout vdriver_layouts[VDRIVER_NUM_LAYOUTS];
+
 #endif

@@ -118,10 +118,15 @@ uint8_t qpci_find_cap(QTestState *s, int devfn, uint8_t id, int vndr_type, uint8
 
 void qvirtio_pci_init(QVirtioPCI *v, QTestState *s, int devfn)
 {
+    qvirtio_pci_init_at(v, s, devfn, QPCI_MMIO_BASE);
+}
+
+void qvirtio_pci_init_at(QVirtioPCI *v, QTestState *s, int devfn, uint64_t base)
+{
     static const int types[] = { VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_CAP_ISR_CFG,
                                  VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_CAP_NOTIFY_CFG };
     uint64_t *dst[] = { &v->common, &v->isr, &v->device, &v->notify };
-    uint64_t bar_addr[PCI_NUM_BARS] = { 0 }, next = QPCI_MMIO_BASE;
+    uint64_t bar_addr[PCI_NUM_BARS] = { 0 }, next = base;
 
     v->qts = s;
     v->devfn = devfn;

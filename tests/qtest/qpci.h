@@ -54,6 +54,8 @@ typedef struct QVirtioPCI {
 
 /* Find the device's capabilities, map their BAR and fill @v. Asserts on a malformed device. */
 void qvirtio_pci_init(QVirtioPCI *v, QTestState *s, int devfn);
+/* The same with the BARs mapped from @base (a second device next to the first). */
+void qvirtio_pci_init_at(QVirtioPCI *v, QTestState *s, int devfn, uint64_t base);
 uint64_t qvirtio_pci_get_features(QVirtioPCI *v);
 /* Write driver features and set FEATURES_OK; returns whether the device kept FEATURES_OK. */
 bool qvirtio_pci_set_features(QVirtioPCI *v, uint64_t features);

@@ -222,6 +222,9 @@ void virtio_net_conf_init(VirtIONetConf *conf);
  * false with @errp set for an unknown name or a bad value.
  */
 bool virtio_net_conf_set(VirtIONetConf *conf, const char *name, const char *value, GError **errp);
+/* Call @fn for each property (-device TYPE,help). */
+void virtio_net_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
+                          void *opaque);
 /* Parse "52:54:00:12:34:56". */
 bool virtio_net_parse_mac(const char *s, uint8_t mac[6]);
 

@@ -1,0 +1,415 @@
+/*
+ * vdm-vhost-user-scsi end to end: the daemon is started on a temporary
+ * image, the test frontend (tests/vhost-user) connects, shares RAM by memfd
+ * and drives the control, event and request queues with the driver library,
+ * on split, packed, split+IN_ORDER and packed+IN_ORDER.
+ *
+ * Proves: INQUIRY and READ CAPACITY answer, sixteen WRITE(10)s in flight
+ * reach the image (checked with pread after the daemon is gone), READ(10)s
+ * return them, SYNCHRONIZE CACHE, a bad LBA gets sense, a bad target gets
+ * BAD_TARGET, a LUN RESET TMF is answered on the control queue, under
+ * IN_ORDER completions come back in avail order, the daemon logs what was
+ * negotiated, prints a summary on SIGTERM and exits 0.
+ *
+ * Usage: test-vhost-user-scsi DAEMON (meson passes the built daemon).
+ */
+#include <endian.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hw/virtio/virtio-scsi.h"
+#include "vdriver.h"
+#include "vhost-user-frontend.h"
+
+#define RAM_SIZE    (4ull * 1024 * 1024)
+#define IMG_SIZE    (2ull * 1024 * 1024)
+#define QNUM        32u
+#define NQ          3u
+#define REQQ        2u
+#define REQ_BYTES   4096u
+#define REQ_SIZE    (19u + 32u)
+#define RESP_SIZE   (12u + 96u)
+
+static const char *daemon_path;
+
+typedef struct Case {
+    const char *name;
+    bool packed;
+    bool in_order;
+    const char *engine;
+} Case;
+
+typedef struct Run {
+    const Case *c;
+    char *dir, *sock, *image, *log;
+    GPid pid;
+    VuFrontend f;
+    VuFrontendRing ring[NQ];
+    VDriverQueue *q[NQ];
+    hwaddr heap;
+} Run;
+
+typedef struct Cmd {
+    hwaddr req, data, resp;
+    uint32_t len;
+} Cmd;
+
+static void start_daemon(Run *r)
+{
+    const char *argv[] = {
+        daemon_path, "--socket-path", r->sock, "--blk-file", r->image, "--backend", r->c->engine,
+        "--in-order", r->c->in_order ? "on" : "off", "--packed", r->c->packed ? "on" : "off",
+        "--serial", "vdm-e2e", NULL,
+    };
+    pid_t pid = fork();
+
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
+            _exit(126);
+        }
+        execv(daemon_path, (char **)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+}
+
+static void run_setup(Run *r, const Case *c)
+{
+    uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC;
+    GError *err = NULL;
+    hwaddr base = VUF_RAM_GPA;
+    int fd;
+
+    memset(r, 0, sizeof(*r));
+    r->c = c;
+    r->dir = g_dir_make_tmp("vdm-vuscsi-XXXXXX", &err);
+    g_assert_no_error(err);
+    r->sock = g_build_filename(r->dir, "sock", NULL);
+    r->image = g_build_filename(r->dir, "disk.img", NULL);
+    r->log = g_build_filename(r->dir, "daemon.log", NULL);
+    fd = open(r->image, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, IMG_SIZE), ==, 0);
+    close(fd);
+    start_daemon(r);
+
+    g_assert_cmpint(vuf_connect(&r->f, r->sock, 10000), ==, 0);
+    g_assert_cmpint(vuf_ram_create(&r->f, RAM_SIZE), ==, 0);
+    if (c->packed) {
+        want |= 1ull << VIRTIO_F_RING_PACKED;
+    }
+    if (c->in_order) {
+        want |= 1ull << VIRTIO_F_IN_ORDER;
+    }
+    g_assert_cmpint(vuf_negotiate(&r->f, want, 0), ==, 0);
+    g_assert_cmpint(!!(r->f.features & (1ull << VIRTIO_F_IN_ORDER)), ==, c->in_order);
+    g_assert_cmpint(!!(r->f.features & (1ull << VIRTIO_F_RING_PACKED)), ==, c->packed);
+    g_assert_cmpint(vuf_set_mem_table(&r->f), ==, 0);
+
+    for (unsigned n = 0; n < NQ; n++) {
+        VDriverQueueConfig qc = { .num = QNUM, .packed = c->packed, .in_order = c->in_order };
+        base = vdriver_layout_rings(&qc, base);
+        qc.indirect = (base + 15) & ~15ull;
+        qc.indirect_max = 8;
+        base = qc.indirect + 16ull * 8 * QNUM;
+        r->q[n] = vdriver_queue_new(&r->f.mem, &qc);
+        g_assert_nonnull(r->q[n]);
+        r->ring[n] = (VuFrontendRing) {
+            .index = n, .num = QNUM, .desc = qc.desc, .driver = qc.driver, .device = qc.device,
+            .base = c->packed ? 0x80008000u : 0, .kick_fd = -1, .call_fd = -1,
+        };
+        g_assert_cmpint(vuf_ring_setup(&r->f, &r->ring[n]), ==, 0);
+    }
+    r->heap = (base + 4095) & ~4095ull;
+}
+
+static char *run_finish(Run *r)
+{
+    int status;
+    char *log = NULL;
+
+    for (unsigned n = 0; n < NQ; n++) {
+        g_assert_null(vdriver_error(r->q[n]));
+        vdriver_queue_free(r->q[n]);
+    }
+    vuf_close(&r->f);
+    for (unsigned n = 0; n < NQ; n++) {
+        vuf_ring_close(&r->ring[n]);
+    }
+    g_assert_cmpint(kill(r->pid, SIGTERM), ==, 0);
+    g_assert_cmpint(waitpid(r->pid, &status, 0), ==, r->pid);
+    g_assert_true(g_file_get_contents(r->log, &log, NULL, NULL));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        g_error("daemon exit status 0x%x; log:\n%s", status, log);
+    }
+    return log;
+}
+
+static void run_cleanup(Run *r)
+{
+    g_unlink(r->sock);
+    g_unlink(r->image);
+    g_unlink(r->log);
+    g_rmdir(r->dir);
+    g_free(r->sock);
+    g_free(r->image);
+    g_free(r->log);
+    g_free(r->dir);
+}
+
+static hwaddr ralloc(Run *r, uint64_t len)
+{
+    hwaddr gpa = r->heap;
+
+    r->heap = (r->heap + len + 63) & ~63ull;
+    g_assert_cmpuint(r->heap, <=, VUF_RAM_GPA + RAM_SIZE);
+    return gpa;
+}
+
+/* A command to @target with @cdb; @len data bytes, written by the device when @din. */
+static Cmd cmd_new(Run *r, uint8_t target, const uint8_t *cdb, unsigned cdb_len, uint32_t len)
+{
+    Cmd c;
+    uint8_t *h;
+
+    c.req = ralloc(r, REQ_SIZE);
+    c.resp = ralloc(r, RESP_SIZE);
+    c.data = ralloc(r, MAX(len, 1));
+    c.len = len;
+    h = vuf_host(&r->f, c.req);
+    memset(h, 0, REQ_SIZE);
+    h[0] = 1;
+    h[1] = target;
+    memcpy(h + 19, cdb, cdb_len);
+    memset(vuf_host(&r->f, c.resp), 0xee, RESP_SIZE);
+    return c;
+}
+
+static void cmd_post(Run *r, Cmd *c, bool din)
+{
+    VDriverSeg out[2] = { { c->req, REQ_SIZE }, { c->data, c->len } };
+    VDriverSeg in[2] = { { c->resp, RESP_SIZE }, { c->data, c->len } };
+
+    g_assert_cmpint(vdriver_add(r->q[REQQ], out, !din && c->len ? 2 : 1, in, din && c->len ? 2 : 1, c,
+                                true), ==, 0);
+}
+
+static void kick(Run *r, unsigned n)
+{
+    if (vdriver_kick_prepare(r->q[n])) {
+        vuf_kick(&r->ring[n]);
+    }
+}
+
+static void *wait_buf(Run *r, unsigned n, uint32_t *len)
+{
+    for (;;) {
+        void *tok = vdriver_get_buf(r->q[n], len, NULL);
+        if (tok) {
+            return tok;
+        }
+        g_assert_null(vdriver_error(r->q[n]));
+        g_assert_true(vuf_wait_call(&r->f, &r->ring[n]));
+    }
+}
+
+static VirtIOSCSICmdResp *resp(Run *r, const Cmd *c)
+{
+    return vuf_host(&r->f, c->resp);
+}
+
+/* Reap @n commands; under IN_ORDER they must be @cmds in order. Each must be GOOD. */
+static void reap_good(Run *r, Cmd *cmds, unsigned n)
+{
+    for (unsigned got = 0; got < n; got++) {
+        uint32_t len;
+        Cmd *c = wait_buf(r, REQQ, &len);
+        if (r->c->in_order) {
+            g_assert_true(c == &cmds[got]);
+        }
+        g_assert_cmpuint(resp(r, c)->response, ==, VIRTIO_SCSI_S_OK);
+        g_assert_cmpuint(resp(r, c)->status, ==, SCSI_STATUS_GOOD);
+    }
+}
+
+static void rw10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t nb)
+{
+    memset(cdb, 0, 10);
+    cdb[0] = op;
+    cdb[2] = (uint8_t)(lba >> 24);
+    cdb[3] = (uint8_t)(lba >> 16);
+    cdb[4] = (uint8_t)(lba >> 8);
+    cdb[5] = (uint8_t)lba;
+    cdb[7] = (uint8_t)(nb >> 8);
+    cdb[8] = (uint8_t)nb;
+}
+
+static void test_e2e(gconstpointer data)
+{
+    const Case *c = data;
+    static const uint8_t inquiry[6] = { INQUIRY, 0, 0, 0, 36, 0 };
+    static const uint8_t rc10[10] = { READ_CAPACITY_10 };
+    static const uint8_t sync10[10] = { SYNCHRONIZE_CACHE_10 };
+    Run r;
+    Cmd w[16], rd[16], one, bad;
+    uint8_t cdb[10], buf[REQ_BYTES], *d;
+    uint32_t len;
+    char *log;
+    int fd;
+
+    run_setup(&r, c);
+    one = cmd_new(&r, 0, inquiry, 6, 36);
+    cmd_post(&r, &one, true);
+    kick(&r, REQQ);
+    reap_good(&r, &one, 1);
+    d = vuf_host(&r.f, one.data);
+    g_assert_cmpmem(d + 8, 8, "VDM     ", 8);
+    one = cmd_new(&r, 0, rc10, 10, 8);
+    cmd_post(&r, &one, true);
+    kick(&r, REQQ);
+    reap_good(&r, &one, 1);
+    d = vuf_host(&r.f, one.data);
+    g_assert_cmpuint((uint32_t)d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3], ==, IMG_SIZE / 512 - 1);
+
+    /* Sixteen writes in flight at once, a cache flush, then sixteen reads of them. */
+    for (unsigned i = 0; i < 16; i++) {
+        rw10(cdb, WRITE_10, i * 16, REQ_BYTES / 512);
+        w[i] = cmd_new(&r, 0, cdb, 10, REQ_BYTES);
+        memset(vuf_host(&r.f, w[i].data), 0x10 + i, REQ_BYTES);
+        cmd_post(&r, &w[i], false);
+    }
+    kick(&r, REQQ);
+    reap_good(&r, w, 16);
+    one = cmd_new(&r, 0, sync10, 10, 0);
+    cmd_post(&r, &one, false);
+    kick(&r, REQQ);
+    reap_good(&r, &one, 1);
+    for (unsigned i = 0; i < 16; i++) {
+        rw10(cdb, READ_10, i * 16, REQ_BYTES / 512);
+        rd[i] = cmd_new(&r, 0, cdb, 10, REQ_BYTES);
+        cmd_post(&r, &rd[i], true);
+    }
+    kick(&r, REQQ);
+    reap_good(&r, rd, 16);
+    for (unsigned i = 0; i < 16; i++) {
+        memset(buf, 0x10 + i, sizeof(buf));
+        g_assert_cmpmem(vuf_host(&r.f, rd[i].data), REQ_BYTES, buf, sizeof(buf));
+    }
+
+    /* Past the end: CHECK CONDITION, LBA OUT OF RANGE. A missing target: BAD_TARGET. */
+    rw10(cdb, READ_10, IMG_SIZE / 512, 1);
+    bad = cmd_new(&r, 0, cdb, 10, 512);
+    cmd_post(&r, &bad, true);
+    kick(&r, REQQ);
+    g_assert_true(wait_buf(&r, REQQ, &len) == &bad);
+    g_assert_cmpuint(resp(&r, &bad)->status, ==, SCSI_STATUS_CHECK_CONDITION);
+    g_assert_cmphex(resp(&r, &bad)->sense[12], ==, 0x21);
+    bad = cmd_new(&r, 9, inquiry, 6, 36);
+    cmd_post(&r, &bad, true);
+    kick(&r, REQQ);
+    g_assert_true(wait_buf(&r, REQQ, &len) == &bad);
+    g_assert_cmpuint(resp(&r, &bad)->response, ==, VIRTIO_SCSI_S_BAD_TARGET);
+
+    /* LUN RESET on the control queue. */
+    {
+        VirtIOSCSICtrlTMFReq *tmf;
+        hwaddr o = ralloc(&r, sizeof(*tmf)), i = ralloc(&r, 1);
+        VDriverSeg os = { o, sizeof(*tmf) }, is = { i, 1 };
+        int token;
+
+        tmf = vuf_host(&r.f, o);
+        memset(tmf, 0, sizeof(*tmf));
+        tmf->type = htole32(VIRTIO_SCSI_T_TMF);
+        tmf->subtype = htole32(VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET);
+        tmf->lun[0] = 1;
+        *(uint8_t *)vuf_host(&r.f, i) = 0xee;
+        g_assert_cmpint(vdriver_add(r.q[0], &os, 1, &is, 1, &token, false), ==, 0);
+        kick(&r, 0);
+        g_assert_true(wait_buf(&r, 0, &len) == &token);
+        g_assert_cmpuint(len, ==, 1);
+        g_assert_cmpuint(*(uint8_t *)vuf_host(&r.f, i), ==, VIRTIO_SCSI_S_FUNCTION_COMPLETE);
+    }
+
+    log = run_finish(&r);
+    g_test_message("%s", log);
+    g_assert_nonnull(strstr(log, c->in_order ? "VIRTIO_F_IN_ORDER negotiated" : "VIRTIO_F_IN_ORDER NOT negotiated"));
+    g_assert_nonnull(strstr(log, c->packed ? "VIRTIO_F_RING_PACKED negotiated"
+                                           : "VIRTIO_F_RING_PACKED NOT negotiated"));
+    g_assert_nonnull(strstr(log, "write=16"));
+    g_assert_nonnull(strstr(log, "read=16"));
+    g_assert_nonnull(strstr(log, "bad-target=1"));
+    g_assert_nonnull(strstr(log, "tmf=1"));
+    g_assert_nonnull(strstr(log, "used buffers=38"));
+    g_free(log);
+
+    fd = open(r.image, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    for (unsigned i = 0; i < 16; i++) {
+        uint8_t want[REQ_BYTES];
+        memset(want, 0x10 + i, sizeof(want));
+        g_assert_cmpint(pread(fd, buf, sizeof(buf), i * 16 * 512), ==, (ssize_t)sizeof(buf));
+        g_assert_cmpmem(buf, sizeof(buf), want, sizeof(want));
+    }
+    close(fd);
+    run_cleanup(&r);
+}
+
+static void test_print_capabilities(void)
+{
+    const char *argv[] = { daemon_path, "--print-capabilities", NULL };
+    g_autofree char *out = NULL;
+    gint status;
+    GError *err = NULL;
+
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, &out, NULL,
+                               &status, &err));
+    g_assert_no_error(err);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    g_assert_nonnull(strstr(out, "\"scsi\""));
+}
+
+static void test_bad_options(void)
+{
+    const char *argv[] = { daemon_path, "--socket-path", "/nonexistent/dir/sock", "--blk-file", "/nonexistent",
+                           NULL };
+    gint status;
+    GError *err = NULL;
+
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL |
+                               G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, &err));
+    g_assert_no_error(err);
+    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(int argc, char **argv)
+{
+    static const Case cases[] = {
+        { "split/threads", false, false, "threads" },
+        { "packed/threads", true, false, "threads" },
+        { "split-in-order/threads", false, true, "threads" },
+        { "packed-in-order/threads", true, true, "threads" },
+        { "packed-in-order/io_uring", true, true, "io_uring" },
+    };
+
+    g_test_init(&argc, &argv, NULL);
+    if (argc < 2) {
+        g_printerr("usage: %s DAEMON\n", argv[0]);
+        return 2;
+    }
+    daemon_path = argv[1];
+    signal(SIGPIPE, SIG_IGN);
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *path = g_strdup_printf("/vhost-user-scsi/%s", cases[i].name);
+        g_test_add_data_func(path, &cases[i], test_e2e);
+    }
+    g_test_add_func("/vhost-user-scsi/print-capabilities", test_print_capabilities);
+    g_test_add_func("/vhost-user-scsi/bad-options", test_bad_options);
+    return g_test_run();
+}
