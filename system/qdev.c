@@ -9,6 +9,7 @@
 
 #include "hw/acpi/pcihp.h"
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-mmio.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
 #include "sysemu/qmp.h"
@@ -137,7 +138,7 @@ bool device_help(const QDevOpt *opts, unsigned n)
                 printf("%s%s:\n", category ? "\n" : "", t->category);
                 category = t->category;
             }
-            printf("name \"%s\", bus PCI, desc \"%s\"\n", t->name, t->desc);
+            printf("name \"%s\", bus %s, desc \"%s\"\n", t->name, t->bus ? t->bus : "PCI", t->desc);
         }
         g_ptr_array_free(sorted, TRUE);
         return true;
@@ -191,13 +192,13 @@ static DeviceState *device_create(const QDevOpt *opts, unsigned n, bool hotplugg
         *errp = g_strdup_printf("'%s' is not a valid device model name", driver);
         return NULL;
     }
-    if (!pci_bus_present()) {
-        *errp = g_strdup_printf("No 'PCI' bus found for device '%s'", driver);
+    if (t->bus ? !virtio_mmio_bus_present() : !pci_bus_present()) {
+        *errp = g_strdup_printf("No '%s' bus found for device '%s'", t->bus ? t->bus : "PCI", driver);
         return NULL;
     }
-    if (hotplugged && !acpi_pcihp_present()) {
-        /* q35's root bus has no hotplug controller (in QEMU, PCIe root ports have) */
-        *errp = g_strdup("Bus 'pcie.0' does not support hotplugging");
+    if (hotplugged && (t->bus || !acpi_pcihp_present())) {
+        /* only pc's PCI bus 0 has a hotplug controller (QEMU: q35 has it on PCIe root ports) */
+        *errp = g_strdup_printf("Bus '%s' does not support hotplugging", t->bus ? "virtio-mmio-bus.0" : "pcie.0");
         return NULL;
     }
     id = qdev_opt_get(opts, n, "id");
@@ -375,25 +376,25 @@ bool qdev_device_del(const char *id, const char **err_class, char **errp)
         *errp = g_strdup_printf("Device %s is already in the process of unplug", id);
         return false;
     }
-    if (dev->unplug == pci_device_unplug && !acpi_pcihp_present()) {
-        *errp = g_strdup("Bus 'pcie.0' does not support hotplugging");
+    if (dev->unplug != pci_device_unplug || !acpi_pcihp_present()) {
+        /* only pc's PCI bus 0 has a hotplug controller */
+        *errp = g_strdup_printf("Bus '%s' does not support hotplugging",
+                                dev->unplug == pci_device_unplug ? "pcie.0" : "virtio-mmio-bus.0");
         return false;
     }
-    if (dev->unplug == pci_device_unplug) {
-        /* pc: ask the guest; the device goes when it ejects the slot */
-        e->pending_delete = true;
-        acpi_pcihp_unplug_request(PCI_SLOT(((PCIDevice *)dev)->devfn));
-        return true;
-    }
-    qdev_unplug_and_notify(dev);
+    /* pc: ask the guest; the device goes when it ejects the slot */
+    e->pending_delete = true;
+    acpi_pcihp_unplug_request(PCI_SLOT(((PCIDevice *)dev)->devfn));
     return true;
 }
+
 
 void qdev_register_types(void)
 {
     type_register_simple("device", "object", true);
     type_register_simple("pci-device", "device", true);
     type_register_simple("virtio-pci", "pci-device", true);
+    type_register_simple("virtio-device", "device", true);
     for (unsigned i = 0; i < n_device_types; i++) {
         type_register_simple(device_types[i]->name, device_types[i]->parent, false);
     }

@@ -194,9 +194,11 @@ static void find_machine_type(const char *name, const char *parent, bool abstrac
 /* The machine's QOM type as vl registered it ("pc-i440fx-7.2-machine", ...). */
 static char *machine_type(bool q35)
 {
-    MachineTypeCtx ctx = { pci_bus_present() ? (q35 ? "pc-q35-" : "pc-i440fx-") : "none-", NULL };
+    char *other = g_strdup_printf("%s-", vdm_machine_name());
+    MachineTypeCtx ctx = { pci_bus_present() ? (q35 ? "pc-q35-" : "pc-i440fx-") : other, NULL };
 
     type_foreach(find_machine_type, &ctx);
+    g_free(other);
     return ctx.found ? ctx.found : g_strdup_printf("%s-machine", vdm_machine_name());
 }
 
@@ -215,6 +217,7 @@ static QomNode *build_tree(void)
     QomNode *anon = node_new(machine, "peripheral-anon", "container");
     QomNode *unattached = node_new(machine, "unattached", "container");
     DeviceState *dev;
+    char *pci_bus_path = NULL;
 
     g_free(mtype);
     if (pc) {
@@ -226,7 +229,7 @@ static QomNode *build_tree(void)
             q35 ? node_new(unattached, "device[0]", "ICH9-LPC") : NULL,
         };
         int nfns = q35 ? 2 : 1;
-        char *bus_path = node_path(bus);
+        char *bus_path = node_path(bus);     /* kept as pci_bus_path */
 
         add_realized(host);
         add_realized(bus);
@@ -245,19 +248,35 @@ static QomNode *build_tree(void)
         }
         for (unsigned i = 0; (dev = qdev_nth_device(i)) != NULL; i++) {
             QDevInfo info;
-            char *name, *type = g_strdup_printf("link<%s>", dev->type->name), *path = qdev_qom_path(dev);
+            char *name, *type, *path;
 
+            if (dev->unplug != pci_device_unplug) {
+                continue;
+            }
             qdev_get_info(dev, &info);
-            build_device(info.anonymous ? anon : periph, dev, bus_path);
             /* the bus's child[] numbering starts with the built-in functions */
             name = g_strdup_printf("child[%d]", info.bus_index + nfns);
+            type = g_strdup_printf("link<%s>", dev->type->name);
+            path = qdev_qom_path(dev);
             prop_add(bus, name, type, path, QOM_PROP_LINK);
             g_free(name);
             g_free(type);
             g_free(path);
         }
-        g_free(bus_path);
+        pci_bus_path = bus_path;
+    } else if (!strcmp(vdm_machine_name(), "microvm")) {
+        /* QEMU's microvm: the IOAPIC and the second one of the virtio-mmio lines */
+        add_realized(node_new(machine, "ioapic", "ioapic"));
+        add_realized(node_new(machine, "ioapic2", "ioapic"));
     }
+    for (unsigned i = 0; (dev = qdev_nth_device(i)) != NULL; i++) {
+        QDevInfo info;
+
+        qdev_get_info(dev, &info);
+        /* vdm does not model the virtio-mmio transports' buses: their devices' parent_bus is "" */
+        build_device(info.anonymous ? anon : periph, dev, dev->unplug == pci_device_unplug ? pci_bus_path : "");
+    }
+    g_free(pci_bus_path);
     return root;
 }
 

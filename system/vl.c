@@ -1,7 +1,7 @@
 /*
  * Command line and machine construction, in QEMU's syntax and meaning:
  *
- *   -machine|-M [type=]none|pc|pc-i440fx-X.Y[,memory-backend=ID][,accel=qtest]   (help lists)
+ *   -machine|-M [type=]none|pc|pc-i440fx-X.Y|q35|pc-q35-X.Y|microvm[,memory-backend=ID][,accel=qtest]
  *   -accel [accel=]qtest        -m [size=]SIZE (MiB without suffix)
  *   -object memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on|off][,mem-path=P]
  *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
@@ -18,8 +18,11 @@
  * Guest RAM layout (docs/device-host.md): "none" maps all RAM at gpa 0
  * (default size 0); "pc" (default 128 MiB) maps RAM at 0 up to 3.5 GiB of
  * RAM, and with 3.5 GiB or more puts 3 GiB below 4 GiB and the rest at
- * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment. pc
- * machines have fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820.
+ * 4 GiB, as QEMU's i440fx pc machine does with gigabyte alignment; "q35"
+ * keeps RAM below 0xb0000000 low and otherwise puts 2 GiB low; "microvm"
+ * puts at most 3 GiB low. The rest goes to 4 GiB. pc, q35 and microvm have
+ * fw_cfg (hw/nvram/fw_cfg.c) with RAM size, CPUs and etc/e820; microvm has
+ * virtio-mmio transports (hw/virtio/virtio-mmio.c) instead of PCI.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +39,7 @@
 
 #include "hw/nvram/fw_cfg.h"
 #include "hw/pci/pci.h"
+#include "hw/virtio/virtio-mmio.h"
 #include "net/net.h"
 #include "sysemu/chardev.h"
 #include "sysemu/blockdev.h"
@@ -356,6 +360,7 @@ typedef struct MachineClass {
     bool fw_cfg;
     /* Bytes of RAM mapped below 4 GiB for @ram_size (the rest goes to 4 GiB); NULL: all at 0. */
     uint64_t (*lowmem)(uint64_t ram_size);
+    bool virtio_mmio;           /* virtio-mmio transports as QEMU's microvm has them */
 } MachineClass;
 
 /*
@@ -374,17 +379,19 @@ static uint64_t q35_lowmem(uint64_t ram_size)
 }
 
 /* QEMU's microvm (microvm_memory_init): at most 3 GiB low. */
-static G_GNUC_UNUSED uint64_t microvm_lowmem(uint64_t ram_size)
+static uint64_t microvm_lowmem(uint64_t ram_size)
 {
     return MIN(ram_size, MICROVM_BELOW_4G);
 }
 
 static const MachineClass machines[] = {
     { "pc", "pc-i440fx-7.2", "Standard PC (i440FX + PIIX, 1996) (vdm: RAM, fw_cfg, PCI bus with an i440FX host bridge)",
-      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem },
+      true, 128ull << 20, MACHINE_PCI_I440FX, true, pc_lowmem, false },
     { "q35", "pc-q35-7.2", "Standard PC (Q35 + ICH9, 2009) (vdm: RAM, fw_cfg, PCIe root bus with MMCONFIG)",
-      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem },
-    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL },
+      false, 128ull << 20, MACHINE_PCI_Q35, true, q35_lowmem, false },
+    { "microvm", NULL, "microvm (i386) (vdm: RAM, fw_cfg, 24 virtio-mmio transports; no PCI)",
+      false, 128ull << 20, MACHINE_PCI_NONE, true, microvm_lowmem, true },
+    { "none", NULL, "empty machine", false, 0, MACHINE_PCI_NONE, false, NULL, false },
 };
 
 static const MachineClass *machine_class;
@@ -662,7 +669,7 @@ typedef struct VdmOption {
 } VdmOption;
 
 static const VdmOption options[] = {
-    { "machine", true, OPT_MACHINE, "[type=]none|pc[,memory-backend=ID]  select the machine" },
+    { "machine", true, OPT_MACHINE, "[type=]pc|q35|microvm|none[,memory-backend=ID]  select the machine" },
     { "M", true, OPT_MACHINE, NULL },
     { "accel", true, OPT_ACCEL, "qtest                   the accelerator (the only one)" },
     { "m", true, OPT_M, "[size=]SIZE[M|G]             guest RAM size (MiB without suffix)" },
@@ -935,6 +942,9 @@ void vdm_init(int argc, char **argv)
     if (machine_class->pci != MACHINE_PCI_NONE) {
         pci_bus_init(machine_class->pci == MACHINE_PCI_Q35 ? PCI_HOST_Q35 : PCI_HOST_I440FX);
     }
+    if (machine_class->virtio_mmio) {
+        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, VIRTIO_MMIO_MAX_TRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
+    }
     for (i = 0; i < drive_args->len; i++) {
         const char *a = g_ptr_array_index(drive_args, i);
         Opts o;
@@ -1047,6 +1057,9 @@ void vdm_cleanup(void)
      * use a chardev while unplugging (an INTx lowered towards the qtest socket) */
     qdev_cleanup();
     chardev_cleanup_all();
+    if (virtio_mmio_bus_present()) {
+        virtio_mmio_transports_cleanup();
+    }
     net_cleanup();          /* after the NICs that used them */
     fw_cfg_destroy(fw_cfg);
     fw_cfg = NULL;

@@ -12,7 +12,8 @@
  *                   (the benchmark mode: copied from the TX buffer straight
  *                   into RX buffers, one flush and one notification per burst);
  *   --tap NAME      a tap device (IFF_TAP | IFF_NO_PI, no vnet header), RX
- *                   on queue pair 0;
+ *                   on queue pair 0: the device host's tap netdev (net/tap.c)
+ *                   with the same virtio-net glue (hw/net/virtio-net-client.c);
  *   --peer-socket   a second vhost-user socket: A's TX goes to B's RX and
  *                   back (a two-port switch).
  * A frame that finds no RX buffer waits (TX on that pair stops until the
@@ -33,26 +34,20 @@
  * Context: single-threaded; one glib main loop runs messages, kicks and the
  * tap device; with --busy-poll the poll loop runs it between rounds.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <glib-unix.h>
 #include <inttypes.h>
-#include <linux/if.h>
-#include <linux/if_tun.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include "hw/virtio/vhost-user-backend.h"
 #include "hw/virtio/virtio-net.h"
+#include "net/net.h"
+#include "net/virtio-net-client.h"
 
 #define POLL_ROUNDS 256         /* busy-poll rounds between main-loop iterations */
-#define TAP_BURST   64          /* frames read from the tap per wakeup */
-#define TAP_BUF     (VIRTIO_NET_MAX_FRAME + 64)
 
 typedef struct Daemon Daemon;
 
@@ -72,20 +67,12 @@ typedef struct Port {
     unsigned connections;
 } Port;
 
-typedef struct Tap {
-    int fd;
-    char name[IFNAMSIZ];
-    GSource *src;               /* NULL while a frame waits for RX buffers */
-    uint8_t *buf;
-    size_t held;                /* bytes of a frame waiting in buf (0: none) */
-    uint64_t tx_frames, tx_drop_write, rx_frames, rx_drop;
-} Tap;
-
 struct Daemon {
     GMainLoop *loop;
     Port port[2];
     unsigned nports;
-    Tap *tap;
+    NetClientState *tap;        /* --tap: the tap netdev, port 0 its NIC */
+    VirtIONetClient tap_client;
     bool busy_poll;
     bool quit;                  /* busy-poll: leave poll_run */
 };
@@ -189,9 +176,11 @@ static void print_all_stats(Daemon *d, const char *why)
         print_stats(&d->port[i], why);
     }
     if (d->tap) {
+        const NetClientStats *t = &d->tap->stats;
+
         log_msg("stats (%s): tap %s: tx frames=%" PRIu64 " tx_drop_write=%" PRIu64 " rx frames=%" PRIu64
-                " rx_drop=%" PRIu64, why, d->tap->name, d->tap->tx_frames, d->tap->tx_drop_write,
-                d->tap->rx_frames, d->tap->rx_drop);
+                " rx_drop=%" PRIu64, why, net_tap_ifname(d->tap), t->tx_frames, t->tx_dropped, t->rx_frames,
+                t->rx_dropped);
     }
 }
 
@@ -259,155 +248,6 @@ static const VirtIONetPeerOps port_peer = {
     .rx_ready = port_rx_ready,
     .tx_more = port_tx_more,
 };
-
-/* ---- tap peer ---- */
-
-static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque);
-
-static void tap_watch(Daemon *d)
-{
-    Tap *t = d->tap;
-
-    if (!t->src) {
-        t->src = g_unix_fd_source_new(t->fd, G_IO_IN);
-        g_source_set_callback(t->src, G_SOURCE_FUNC(tap_readable), d, NULL);
-        g_source_attach(t->src, NULL);
-    }
-}
-
-static void tap_unwatch(Tap *t)
-{
-    if (t->src) {
-        g_source_destroy(t->src);
-        g_source_unref(t->src);
-        t->src = NULL;
-    }
-}
-
-/* Deliver the frame in t->buf. Returns false when it must wait for RX buffers. */
-static bool tap_deliver(Daemon *d, size_t len)
-{
-    Tap *t = d->tap;
-    Port *p = &d->port[0];
-    struct iovec iov = { t->buf, len };
-
-    switch (virtio_net_receive(&p->dev, 0, &iov, 1)) {
-    case VIRTIO_NET_RX_NO_BUFFERS:
-        t->held = len;
-        return false;
-    case VIRTIO_NET_RX_OK:
-        t->rx_frames++;
-        break;
-    default:
-        t->rx_drop++;
-        break;
-    }
-    t->held = 0;
-    return true;
-}
-
-static gboolean tap_readable(gint fd, GIOCondition cond, gpointer opaque)
-{
-    Daemon *d = opaque;
-    Tap *t = d->tap;
-    bool waiting = false;
-
-    for (unsigned i = 0; i < TAP_BURST; i++) {
-        ssize_t r = read(t->fd, t->buf, TAP_BUF);
-
-        if (r <= 0) {
-            break;
-        }
-        if (!tap_deliver(d, (size_t)r)) {
-            waiting = true;
-            break;
-        }
-    }
-    virtio_net_rx_flush(&d->port[0].dev, 0);
-    if (waiting) {
-        /* Stop reading until the driver posts RX buffers; the kernel queues (or drops) meanwhile. */
-        g_source_unref(t->src);
-        t->src = NULL;
-        return G_SOURCE_REMOVE;
-    }
-    return G_SOURCE_CONTINUE;
-}
-
-static bool tap_send(void *opaque, unsigned qp, const struct iovec *iov, unsigned iovcnt, size_t len)
-{
-    Daemon *d = opaque;
-    Tap *t = d->tap;
-
-    if (writev(t->fd, iov, (int)iovcnt) == (ssize_t)len) {
-        t->tx_frames++;
-    } else {
-        t->tx_drop_write++;     /* full (EAGAIN) or down: dropped, as a NIC would */
-    }
-    return true;
-}
-
-static void tap_rx_ready(void *opaque, unsigned qp)
-{
-    Daemon *d = opaque;
-    Tap *t = d->tap;
-
-    if (qp != 0 || t->src) {
-        return;
-    }
-    if (t->held && !tap_deliver(d, t->held)) {
-        return;
-    }
-    virtio_net_rx_flush(&d->port[0].dev, 0);
-    tap_watch(d);
-}
-
-static void tap_tx_more(void *opaque, unsigned qp)
-{
-    Daemon *d = opaque;
-
-    schedule_resume(&d->port[0], qp);
-}
-
-static const VirtIONetPeerOps tap_peer = {
-    .send = tap_send,
-    .rx_ready = tap_rx_ready,
-    .tx_more = tap_tx_more,
-};
-
-static Tap *tap_open(const char *name, GError **errp)
-{
-    struct ifreq ifr;
-    Tap *t;
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-
-    if (fd < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno), "/dev/net/tun: %s", strerror(errno));
-        return NULL;
-    }
-    memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
-    g_strlcpy(ifr.ifr_name, name, IFNAMSIZ);
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-        g_set_error(errp, G_FILE_ERROR, g_file_error_from_errno(errno), "tap %s: %s", name, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    t = g_new0(Tap, 1);
-    t->fd = fd;
-    g_strlcpy(t->name, ifr.ifr_name, IFNAMSIZ);
-    t->buf = g_malloc(TAP_BUF);
-    return t;
-}
-
-static void tap_close(Tap *t)
-{
-    if (t) {
-        tap_unwatch(t);
-        close(t->fd);
-        g_free(t->buf);
-        g_free(t);
-    }
-}
 
 /* ---- busy polling ---- */
 
@@ -506,10 +346,8 @@ static void on_reset(void *opaque)
     snapshot_queues(p);
     acc_queues(p);
     p->features_logged = false;
-    if (p->d->tap && p->d->tap->held) {
-        p->d->tap->held = 0;
-        p->d->tap->rx_drop++;
-        tap_watch(p->d);
+    if (p->d->tap) {
+        net_client_rx_reset(p->d->tap);     /* a frame held for the old rings is dropped */
     }
 }
 
@@ -686,12 +524,15 @@ int main(int argc, char **argv)
         d.port[0].dst = d.port[0].src = &d.port[0];
         virtio_net_set_peer(&d.port[0].dev, &port_peer, &d.port[0]);
     } else {
-        d.tap = tap_open(tap_name, &err);
+        char *msg = NULL;
+
+        d.tap = net_tap_new("tap", tap_name, &msg);
         if (!d.tap) {
+            g_set_error(&err, G_FILE_ERROR, G_FILE_ERROR_FAILED, "%s", msg);
+            g_free(msg);
             goto out;
         }
-        virtio_net_set_peer(&d.port[0].dev, &tap_peer, &d);
-        tap_watch(&d);
+        virtio_net_client_attach(&d.tap_client, &d.port[0].dev, d.tap);
     }
     for (unsigned i = 0; i < d.nports; i++) {
         char offered[1024];
@@ -709,7 +550,7 @@ int main(int argc, char **argv)
         log_msg("offered features: %s", offered);
     }
     if (d.tap) {
-        log_msg("tap device %s", d.tap->name);
+        log_msg("tap device %s", net_tap_ifname(d.tap));
     }
 
     d.loop = g_main_loop_new(NULL, FALSE);
@@ -737,12 +578,15 @@ out:
         log_msg("%s", err->message);
         g_error_free(err);
     }
+    if (d.tap) {
+        virtio_net_client_detach(&d.tap_client);
+        net_client_free(d.tap);
+    }
     for (unsigned i = 0; i < 2; i++) {
         if (d.port[i].socket) {
             port_cleanup(&d.port[i]);
         }
     }
-    tap_close(d.tap);
     if (d.loop) {
         g_main_loop_unref(d.loop);
     }

@@ -11,7 +11,7 @@
 
 #include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
-#include "hw/virtio/virtio-blk.h"
+#include "hw/virtio/virtio-blk-host.h"
 #include "hw/virtio/virtio-pci.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
@@ -23,11 +23,6 @@ typedef struct VirtIOBlkPCI {
     Drive *drive;
     char *drive_name;           /* drive= as given, for QOM */
 } VirtIOBlkPCI;
-
-static int vblk_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
-{
-    return virtio_blk_set_config(VIRTIO_BLK(vdev), offset, data, len);
-}
 
 static void vblk_pci_resized(void *opaque)
 {
@@ -41,82 +36,37 @@ static void vblk_pci_unrealize(DeviceState *dev)
     VirtIOBlkPCI *s = (VirtIOBlkPCI *)dev;
 
     virtio_pci_unrealize(&s->proxy);
-    virtio_blk_unrealize(&s->vblk);
-    drive_detach(s->drive);
+    virtio_blk_host_unrealize(&s->vblk, s->drive);
     g_free(s->drive_name);
     g_free(s);
 }
 
+static int vblk_pci_prop(void *tconf, const char *type_name, const char *key, const char *val, char **errp)
+{
+    return virtio_pci_conf_set(tconf, type_name, key, val, errp);
+}
+
 static DeviceState *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
 {
-    VirtIOBlkConf conf;
     VirtIOPCIConf pconf;
-    VirtIOBlkPCI *s;
-    const char *drive_id = NULL;
-    GError *gerr = NULL;
-    int ret;
-    Drive *drive;
+    VirtIOBlkPCI *s = g_new0(VirtIOBlkPCI, 1);
 
-    virtio_blk_conf_init(&conf);
     virtio_pci_conf_init(&pconf);
-    for (unsigned i = 0; i < n; i++) {
-        const char *k = opts[i].key, *v = opts[i].val;
-
-        ret = virtio_pci_conf_set(&pconf, "virtio-blk-pci", k, v, errp);
-        if (ret < 0) {
-            return NULL;
-        }
-        if (ret > 0) {
-            continue;
-        }
-        if (!strcmp(k, "drive")) {
-            drive_id = v;
-            continue;
-        }
-        if (!virtio_blk_conf_set(&conf, k, v, &gerr)) {
-            if (g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)) {
-                *errp = g_strdup_printf("Property 'virtio-blk-pci.%s' not found", k);
-            } else {
-                *errp = g_strdup(gerr->message);
-            }
-            g_error_free(gerr);
-            return NULL;
-        }
-    }
-    if (!drive_id) {
-        *errp = g_strdup("drive property not set");
-        return NULL;
-    }
-    drive = drive_find(drive_id);
-    if (!drive) {
-        *errp = g_strdup_printf("Property 'virtio-blk-pci.drive' can't find value '%s'", drive_id);
-        return NULL;
-    }
-    conf.blk = drive_get_blk(drive);
-    s = g_new0(VirtIOBlkPCI, 1);
-    if (!drive_attach(drive, vblk_pci_resized, s)) {
-        *errp = g_strdup_printf("Drive '%s' is already in use by another device", drive_id);
-        g_free(s);
-        return NULL;
-    }
-    if (!virtio_blk_realize(&s->vblk, &conf, vdm_guest_memory(), &gerr)) {
-        *errp = g_strdup(gerr->message);
-        g_error_free(gerr);
-        drive_detach(drive);
+    s->drive = virtio_blk_host_realize(&s->vblk, "virtio-blk-pci", opts, n, vblk_pci_prop, &pconf,
+                                       vblk_pci_resized, s, errp);
+    if (!s->drive) {
         g_free(s);
         return NULL;
     }
     if (!virtio_pci_realize_conf(&s->proxy, &s->vblk.parent_obj, "virtio-blk-pci", 0x010000, &pconf,
                                  s->vblk.parent_obj.num_queues + 1, errp)) {
-        virtio_blk_unrealize(&s->vblk);
-        drive_detach(drive);
+        virtio_blk_host_unrealize(&s->vblk, s->drive);
         g_free(s);
         return NULL;
     }
-    s->proxy.config_write = vblk_pci_config_write;
+    s->proxy.config_write = virtio_blk_host_config_write;
     s->proxy.pci_dev.qdev.unrealize = vblk_pci_unrealize;
-    s->drive = drive;
-    s->drive_name = g_strdup(drive_id);
+    s->drive_name = g_strdup(qdev_opt_get(opts, n, "drive"));
     return &s->proxy.pci_dev.qdev;
 }
 

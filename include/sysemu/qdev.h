@@ -53,6 +53,8 @@ struct DeviceTypeInfo {
     DeviceState *(*create)(const QDevOpt *opts, unsigned n, char **errp);
     /* Print "TYPE options:" and one line per property (qdev_print_prop). */
     void (*help)(void);
+    /* QEMU bus type the device plugs into: NULL = "PCI"; "virtio-bus" = a virtio-mmio transport. */
+    const char *bus;
     /*
      * Optional (QOM, qom-list/qom-get): call @fn for each device property
      * of @dev with its current value. Without it, the -device/device_add

@@ -323,6 +323,38 @@ static void test_errors(void)
     qtest_quit(none);
 }
 
+/*
+ * A device type without QOM hooks (virtio-net-pci): the node has its type,
+ * its options as strings, a derived virtio-backend, and the libqos
+ * virtio-net hotplug flow works (QEMU's tests/qtest/virtio-net-test.c).
+ */
+static void test_net_hotplug(void)
+{
+    QTestState *qts = qtest_init("-machine pc -m 64M -nodefaults -netdev hubport,id=n0,hubid=0");
+    JSONValue *v, *ev;
+
+    qtest_qmp_device_add(qts, "virtio-net-pci", "net1", "\"netdev\": \"n0\", \"addr\": \"0x06\"");
+    g_assert_cmphex(qpci_config_readw(qts, HP_DEVFN, PCI_VENDOR_ID), ==, PCI_VENDOR_ID_REDHAT_QUMRANET);
+    v = qtest_qom_get(qts, "/machine/peripheral/net1", "type");
+    g_assert_cmpstr(json_get_string(v), ==, "virtio-net-pci");
+    json_free(v);
+    v = qtest_qom_get(qts, "/machine/peripheral/net1/virtio-backend", "type");
+    g_assert_cmpstr(json_get_string(v), ==, "virtio-net-device");
+    json_free(v);
+    v = qtest_qom_get(qts, "/machine/peripheral/net1", "addr");
+    g_assert_cmpint(json_get_int(v), ==, HP_DEVFN);
+    json_free(v);
+    ev = qpci_unplug_acpi_device_test(qts, "net1", HP_SLOT);
+    g_assert_cmpstr(json_get_string(json_object_get(json_object_get(ev, "data"), "path")), ==,
+                    "/machine/peripheral/net1/virtio-backend");
+    json_free(ev);
+    ev = qtest_qmp_eventwait(qts, "DEVICE_DELETED");
+    g_assert_cmpstr(json_get_string(json_object_get(json_object_get(ev, "data"), "device")), ==, "net1");
+    json_free(ev);
+    g_assert_cmphex(qpci_config_readl(qts, HP_DEVFN, 0), ==, 0xffffffff);
+    qtest_quit(qts);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -332,5 +364,6 @@ int main(int argc, char **argv)
         g_free(name);
     }
     g_test_add_func("/hotplug/errors", test_errors);
+    g_test_add_func("/hotplug/virtio-net-pci", test_net_hotplug);
     return g_test_run();
 }

@@ -176,6 +176,32 @@ static void test_q35_tree(void)
     stop_two(s, img);
 }
 
+/* microvm: the two IOAPICs; virtio-mmio devices are peripherals but not hotpluggable */
+static void test_microvm_tree(void)
+{
+    char *img;
+    int fd = g_file_open_tmp("vdm-qom-XXXXXX", &img, NULL);
+    QTestState *s;
+    char *t;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1 << 20), ==, 0);
+    close(fd);
+    s = qtest_initf("-machine microvm -m 64M -nodefaults -drive file=%s,if=none,id=d0,format=raw "
+                    "-device virtio-blk-device,drive=d0,id=vd0", img);
+    t = list_type(s, "/", "machine");
+    g_assert_true(g_str_has_prefix(t, "child<microvm"));
+    g_free(t);
+    assert_get_string(s, "/machine/ioapic", "type", "ioapic");
+    assert_get_string(s, "/machine/ioapic2", "type", "ioapic");
+    assert_get_string(s, "/machine/peripheral/vd0", "type", "virtio-blk-device");
+    assert_get_string(s, "/machine/peripheral/vd0", "drive", "d0");
+    qtest_irq_intercept_in(s, "ioapic2");
+    assert_error(qtest_qmp(s, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"vd0\"}}"),
+                 "GenericError", "Bus 'virtio-mmio-bus.0' does not support hotplugging");
+    stop_two(s, img);
+}
+
 static void test_peripheral(void)
 {
     char *img;
@@ -297,6 +323,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/qom/machine-tree", test_machine_tree);
     g_test_add_func("/qom/q35-tree", test_q35_tree);
+    g_test_add_func("/qom/microvm-tree", test_microvm_tree);
     g_test_add_func("/qom/peripheral", test_peripheral);
     g_test_add_func("/qom/device-props", test_device_props);
     g_test_add_func("/qom/errors", test_errors);
