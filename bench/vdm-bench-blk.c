@@ -441,7 +441,7 @@ static void peer_stop(Peer *p)
         vdriver_queue_free(p->q);
         p->q = NULL;
     }
-    if (p->f.fd >= 0 || p->f.ram) {
+    if (p->f.conn.fd >= 0 || p->f.ram) {
         vuf_close(&p->f);
     }
     vuf_ring_close(&p->ring);
@@ -1293,7 +1293,7 @@ static void add_peer(bool qsd, const char *engine, bool in_order_offer)
     p->qsd = qsd;
     p->engine = engine;
     p->in_order_offer = in_order_offer;
-    p->f.fd = -1;
+    p->f.conn.fd = -1;
     p->f.mem_fd = -1;
     p->ring.kick_fd = p->ring.call_fd = -1;
     if (qsd) {

@@ -24,6 +24,7 @@ struct Chardev {
     ChardevEventFn *event;
     void *opaque;
     bool has_frontend;
+    unsigned reconnect_ms;
 };
 
 static GPtrArray *chardevs;
@@ -241,6 +242,38 @@ bool chardev_write_all(Chardev *chr, const void *buf, size_t len)
         len -= (size_t)n;
     }
     return len == 0;
+}
+
+const char *chardev_get_path(const Chardev *chr)
+{
+    return chr->path;
+}
+
+bool chardev_is_server(const Chardev *chr)
+{
+    return chr->server;
+}
+
+void chardev_set_reconnect_ms(Chardev *chr, unsigned ms)
+{
+    chr->reconnect_ms = ms;
+}
+
+unsigned chardev_get_reconnect_ms(const Chardev *chr)
+{
+    return chr->reconnect_ms;
+}
+
+int chardev_take_fd(Chardev *chr)
+{
+    int fd = chr->fd;
+
+    if (chr->has_frontend || chr->fd_watch) {
+        return -1;
+    }
+    chr->has_frontend = true;   /* nobody else may attach */
+    chr->fd = -1;
+    return fd;
 }
 
 void chardev_cleanup_all(void)

@@ -136,11 +136,15 @@ static JSONValue *qmp_stop(QmpMonitor *mon, JSONValue *args, char **errp)
     return json_object();
 }
 
-static JSONValue *machine_info(const char *name, bool is_default, const char *ram_id)
+static void machine_info(const char *name, const char *alias, bool is_default, const char *ram_id,
+                         void *opaque)
 {
     JSONValue *m = json_object();
 
     json_object_set(m, "name", json_string(name));
+    if (alias) {
+        json_object_set(m, "alias", json_string(alias));
+    }
     if (is_default) {
         json_object_set(m, "is-default", json_bool(true));
     }
@@ -151,15 +155,14 @@ static JSONValue *machine_info(const char *name, bool is_default, const char *ra
     if (ram_id) {
         json_object_set(m, "default-ram-id", json_string(ram_id));
     }
-    return m;
+    json_array_append(opaque, m);
 }
 
 static JSONValue *qmp_query_machines(QmpMonitor *mon, JSONValue *args, char **errp)
 {
     JSONValue *r = json_array();
 
-    json_array_append(r, machine_info("pc", true, "pc.ram"));
-    json_array_append(r, machine_info("none", false, "ram"));
+    vdm_machine_foreach(machine_info, r);
     return r;
 }
 

@@ -4,7 +4,7 @@
  *   -machine|-M [type=]none|pc|pc-i440fx-X.Y|q35|pc-q35-X.Y|microvm[,memory-backend=ID][,accel=qtest]
  *   -accel [accel=]qtest        -m [size=]SIZE (MiB without suffix)
  *   -object memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on|off][,mem-path=P]
- *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off]
+ *   -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off][,reconnect=S|reconnect-ms=MS]
  *   -qtest unix:PATH[,server=on[,wait=off]] | chardev:ID      -qtest-log FILE
  *   -qmp unix:PATH[,server=on[,wait=off]] | chardev:ID        -mon chardev=ID,mode=control
  *   -drive file=IMG,if=none,id=D[,format=raw][,aio=..]   -blockdev driver=file|null-co,node-name=D,...
@@ -400,6 +400,20 @@ static uint64_t ram_size, ram_below_4g;
 static char *guest_name;
 static FWCfgState *fw_cfg;
 
+int vdm_ram_fd(const void *host, uint64_t *offset)
+{
+    for (guint i = 0; backends && i < backends->len; i++) {
+        HostMemoryBackend *b = g_ptr_array_index(backends, i);
+        const uint8_t *p = host;
+
+        if (b->share && b->fd >= 0 && p >= (uint8_t *)b->host && p < (uint8_t *)b->host + b->size) {
+            *offset = (uint64_t)(p - (uint8_t *)b->host);
+            return b->fd;
+        }
+    }
+    return -1;
+}
+
 GuestMemory *vdm_guest_memory(void)
 {
     return &guest_memory;
@@ -418,6 +432,23 @@ const char *vdm_machine_name(void)
 const char *vdm_guest_name(void)
 {
     return guest_name;
+}
+
+/* QEMU's default-ram-id of @mc (also the name of its RAM mapping). */
+static const char *machine_ram_id(const MachineClass *mc)
+{
+    return mc->pci != MACHINE_PCI_NONE ? "pc.ram" : mc->virtio_mmio ? "microvm.ram" : "ram";
+}
+
+void vdm_machine_foreach(MachineForeachFn *fn, void *opaque)
+{
+    for (size_t k = 0; k < G_N_ELEMENTS(machines); k++) {
+        const MachineClass *mc = &machines[k];
+
+        /* QEMU lists the versioned name with its short alias */
+        fn(mc->alias_of ? mc->alias_of : mc->name, mc->alias_of ? mc->name : NULL, mc->is_default,
+           machine_ram_id(mc), opaque);
+    }
 }
 
 /* The machine class for -machine type=@type: a name, its versioned alias, or any pc-i440fx-X / pc-q35-X. */
@@ -470,8 +501,7 @@ static void machine_init_ram(const char *backend_id, uint64_t m_size)
     if (ram_size == 0) {
         return;
     }
-    host = b ? b->host : map_ram(machine_class->pci != MACHINE_PCI_NONE ? "pc.ram" : "ram", -1, ram_size,
-                                 false);
+    host = b ? b->host : map_ram(machine_ram_id(machine_class), -1, ram_size, false);
     add_ram(0, ram_below_4g, host);
     if (ram_size > ram_below_4g) {
         add_ram(FOUR_GIB, ram_size - ram_below_4g, host + ram_below_4g);
@@ -574,8 +604,9 @@ static void create_all(GPtrArray *args, const char *opt, const char *implied,
 
 static Chardev *chardev_add(const char *arg)
 {
-    static const char *const props[] = { "backend", "id", "path", "server", "wait", NULL };
-    const char *backend, *id, *path, *server, *wait;
+    static const char *const props[] = { "backend", "id", "path", "server", "wait", "reconnect",
+                                         "reconnect-ms", NULL };
+    const char *backend, *id, *path, *server, *wait, *reconnect;
     Chardev *chr;
     char *err = NULL;
     Opts o;
@@ -603,6 +634,20 @@ static Chardev *chardev_add(const char *arg)
                              !wait || parse_bool("wait", wait), &err);
     if (!chr) {
         die("%s", err);
+    }
+    /* reconnect=SECONDS (QEMU), reconnect-ms=MS (QEMU 9.2): a client retries after a disconnect */
+    reconnect = opts_get(&o, "reconnect-ms");
+    if (reconnect || (reconnect = opts_get(&o, "reconnect"))) {
+        char *end;
+        unsigned long v = strtoul(reconnect, &end, 10);
+
+        if (end == reconnect || *end || v > 3600000 || reconnect[0] == '-') {
+            die("Parameter '%s' expects uint64", opts_get(&o, "reconnect-ms") ? "reconnect-ms" : "reconnect");
+        }
+        if (!opts_get(&o, "reconnect-ms")) {
+            v = v > 3600 ? 3600000 : v * 1000;
+        }
+        chardev_set_reconnect_ms(chr, (unsigned)v);
     }
     if (server && parse_bool("server", server) && (!wait || parse_bool("wait", wait)) &&
         !chardev_wait_connected(chr, &err)) {
@@ -674,7 +719,7 @@ static const VdmOption options[] = {
     { "accel", true, OPT_ACCEL, "qtest                   the accelerator (the only one)" },
     { "m", true, OPT_M, "[size=]SIZE[M|G]             guest RAM size (MiB without suffix)" },
     { "object", true, OPT_OBJECT, "memory-backend-{memfd,file,ram},id=ID,size=SIZE[,share=on][,mem-path=P]" },
-    { "chardev", true, OPT_CHARDEV, "socket,id=ID,path=PATH[,server=on][,wait=off]" },
+    { "chardev", true, OPT_CHARDEV, "socket,id=ID,path=PATH[,server=on][,wait=off][,reconnect-ms=MS]" },
     { "qtest", true, OPT_QTEST, "unix:PATH[,server=on,wait=off]|chardev:ID  the qtest socket" },
     { "qtest-log", true, OPT_QTEST_LOG, "FILE                 log qtest traffic" },
     { "qmp", true, OPT_QMP, "unix:PATH[,server=on,wait=off]|chardev:ID    a QMP monitor" },
@@ -945,6 +990,12 @@ void vdm_init(int argc, char **argv)
     if (machine_class->virtio_mmio) {
         virtio_mmio_transports_init(VIRTIO_MMIO_BASE, VIRTIO_MMIO_MAX_TRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
     }
+    /* chardevs before devices: vhost-user devices name one (chardev=ID), as in QEMU */
+    for (i = 0; i < chardevs_args->len; i++) {
+        cur_opt = "chardev";
+        cur_arg = g_ptr_array_index(chardevs_args, i);
+        chardev_add(cur_arg);
+    }
     for (i = 0; i < drive_args->len; i++) {
         const char *a = g_ptr_array_index(drive_args, i);
         Opts o;
@@ -968,11 +1019,6 @@ void vdm_init(int argc, char **argv)
     g_ptr_array_free(device_args, TRUE);
     g_ptr_array_free(drive_args, TRUE);
 
-    for (i = 0; i < chardevs_args->len; i++) {
-        cur_opt = "chardev";
-        cur_arg = g_ptr_array_index(chardevs_args, i);
-        chardev_add(cur_arg);
-    }
     if (qtest_log) {
         cur_opt = "qtest-log";
         cur_arg = qtest_log;

@@ -257,7 +257,9 @@ static void bar_write(void *opaque, hwaddr off, uint64_t val, unsigned size)
         hwaddr q = (off - VIRTIO_PCI_NOTIFY_OFFSET) / VIRTIO_PCI_NOTIFY_MULTIPLIER;
 
         /* a notification for a queue the device does not have is ignored */
-        if (q < vdev->num_queues) {
+        if (q < vdev->num_queues && p->queue_notifier) {
+            p->queue_notifier(p->queue_notifier_opaque, (unsigned)q);
+        } else if (q < vdev->num_queues) {
             virtio_queue_notify(vdev, (unsigned)q);
         }
     }
@@ -371,6 +373,24 @@ static void virtio_pci_notify_config(VirtIODevice *vdev)
     VirtIOPCIProxy *p = vdev->transport_opaque;
 
     virtio_pci_notify_vector(p, p->config_vector);
+}
+
+void virtio_pci_set_queue_notifier(VirtIOPCIProxy *proxy, void (*fn)(void *opaque, unsigned queue),
+                                   void *opaque)
+{
+    proxy->queue_notifier = fn;
+    proxy->queue_notifier_opaque = opaque;
+}
+
+void virtio_pci_notify_queue_irq(VirtIOPCIProxy *proxy, unsigned n)
+{
+    VirtIODevice *vdev = proxy->vdev;
+
+    if (!vdev || n >= vdev->num_queues) {
+        return;
+    }
+    vdev->isr |= 1;             /* spec 4.1.4.5: queue interrupt */
+    virtio_pci_notify_vector(proxy, virtio_queue_get_vector(vdev, n));
 }
 
 static const VirtIOTransportOps virtio_pci_transport_ops = {

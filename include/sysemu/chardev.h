@@ -50,6 +50,19 @@ bool chardev_is_connected(const Chardev *chr);
  */
 bool chardev_write_all(Chardev *chr, const void *buf, size_t len);
 
+/*
+ * For frontends that speak on the socket themselves (vhost-user: messages
+ * carry fds, and the frontend reconnects on its own): the socket path, the
+ * reconnect=/reconnect-ms= interval (0: none), and the connected fd, handed
+ * over (the chardev forgets it and can have no other frontend). -1 when not
+ * connected or already taken.
+ */
+const char *chardev_get_path(const Chardev *chr);
+bool chardev_is_server(const Chardev *chr);
+void chardev_set_reconnect_ms(Chardev *chr, unsigned ms);
+unsigned chardev_get_reconnect_ms(const Chardev *chr);
+int chardev_take_fd(Chardev *chr);
+
 /* Close every chardev (unlinks the sockets servers created). */
 void chardev_cleanup_all(void);
 

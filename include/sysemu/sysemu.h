@@ -36,8 +36,18 @@ void vdm_set_main_loop(GMainLoop *loop);
 
 /* Guest physical memory (RAM only for now), set up by the machine. */
 GuestMemory *vdm_guest_memory(void);
+/*
+ * The fd of the shared memory backend (memfd, or file with share=on) that
+ * holds guest RAM at host address @host, and @host's offset in it (for
+ * vhost-user memory tables). -1 when that RAM is not shareable.
+ */
+int vdm_ram_fd(const void *host, uint64_t *offset);
 uint64_t vdm_ram_size(void);
 const char *vdm_machine_name(void);
+/* Every machine type, as query-machines lists it (@alias NULL when none). */
+typedef void MachineForeachFn(const char *name, const char *alias, bool is_default, const char *ram_id,
+                              void *opaque);
+void vdm_machine_foreach(MachineForeachFn *fn, void *opaque);
 const char *vdm_guest_name(void);      /* -name, or NULL */
 
 /*

@@ -182,7 +182,22 @@ static void test_introspection(void)
 
     r = qtest_qmp(s, "{\"execute\": \"query-machines\"}");
     ret = json_object_get(r, "return");
-    g_assert(array_has_name(ret, "pc") && array_has_name(ret, "none"));
+    /* QEMU's shape: versioned names with their aliases */
+    g_assert(array_has_name(ret, "pc-i440fx-7.2") && array_has_name(ret, "pc-q35-7.2") &&
+             array_has_name(ret, "microvm") && array_has_name(ret, "none"));
+    for (size_t i = 0; i < json_array_size(ret); i++) {
+        const JSONValue *m = json_array_get(ret, i);
+        const char *name = json_get_string(json_object_get(m, "name"));
+
+        if (!strcmp(name, "pc-i440fx-7.2")) {
+            g_assert_cmpstr(json_get_string(json_object_get(m, "alias")), ==, "pc");
+            g_assert_true(json_object_get(m, "is-default"));
+        } else if (!strcmp(name, "pc-q35-7.2")) {
+            g_assert_cmpstr(json_get_string(json_object_get(m, "alias")), ==, "q35");
+        } else {
+            g_assert_null(json_object_get(m, "alias"));
+        }
+    }
     json_free(r);
 
     r = qtest_qmp(s, "{\"execute\": \"query-version\"}");

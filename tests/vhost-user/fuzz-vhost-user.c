@@ -168,9 +168,9 @@ static void fz_disconnect(void)
 static void send_msg(uint32_t request, uint32_t flags, const void *payload, uint32_t size,
                      const int *fds, unsigned nfds)
 {
-    VuFrontend f = { .fd = fz.sock };
+    VhostUserConn c = { .fd = fz.sock };
 
-    vuf_send(&f, request, flags, payload, size, fds, nfds);
+    vhost_user_send(&c, request, flags, payload, size, fds, nfds);
 }
 
 static const uint32_t ack = VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK;

@@ -1511,12 +1511,12 @@ static void test_one_connection_at_a_time(Fixture *fx, gconstpointer data)
     connect_ok(fx, &a);
     roundtrip(fx, &a);
     connect_ok(fx, &b);         /* accepted by the kernel (backlog), not yet served */
-    b.timeout_ms = 200;
+    b.conn.timeout_ms = 200;
     g_assert_cmpint(vuf_send(&b, VHOST_USER_GET_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0), ==, 0);
     g_assert_cmpint(vuf_recv(&b, &hdr, &v, sizeof(v), NULL), ==, -ETIMEDOUT);
     roundtrip(fx, &a);
     vuf_close(&a);
-    b.timeout_ms = TIMEOUT_MS;
+    b.conn.timeout_ms = TIMEOUT_MS;
     g_assert_cmpint(vuf_recv(&b, &hdr, &v, sizeof(v), NULL), ==, sizeof(v));
     g_assert_cmpuint(hdr.request, ==, VHOST_USER_GET_FEATURES);
     vuf_close(&b);

@@ -7,7 +7,11 @@
  * Guest-physical addresses start at VUF_RAM_GPA; the frontend's user address
  * of a gpa is where this process mapped it (as DPDK virtio-user does).
  *
- * Every wait is bounded by f->timeout_ms.
+ * The message layer is the device host's own vhost-user frontend
+ * (hw/virtio/vhost-user.c); this library adds a memfd "guest RAM", gpa to
+ * user-address translation and the eventfds of its rings.
+ *
+ * Every wait is bounded by f->conn.timeout_ms.
  * Context: one thread per VuFrontend.
  */
 #ifndef TESTS_VHOST_USER_VHOST_USER_FRONTEND_H
@@ -18,13 +22,12 @@
 #include <stdint.h>
 
 #include "exec/memory.h"
-#include "hw/virtio/vhost-user-backend.h"
+#include "hw/virtio/vhost-user.h"
 
 #define VUF_RAM_GPA 0x100000ull
 
 typedef struct VuFrontend {
-    int fd;                     /* the socket, -1 when closed */
-    int timeout_ms;
+    VhostUserConn conn;         /* the socket (conn.fd -1 when closed) and the reply timeout */
     /* Guest RAM shared with the backend. */
     int mem_fd;
     uint8_t *ram;
@@ -55,32 +58,41 @@ static inline uint64_t vuf_uva(VuFrontend *f, hwaddr gpa)
 }
 
 /* Send one message (any header values, any payload, any fds). Returns 0 or -errno. */
-int vuf_send(VuFrontend *f, uint32_t request, uint32_t flags, const void *payload, uint32_t size,
-             const int *fds, unsigned nfds);
+static inline int vuf_send(VuFrontend *f, uint32_t request, uint32_t flags, const void *payload,
+                           uint32_t size, const int *fds, unsigned nfds)
+{
+    return vhost_user_send(&f->conn, request, flags, payload, size, fds, nfds);
+}
 /* Send raw bytes (partial messages). */
-int vuf_send_raw(VuFrontend *f, const void *buf, size_t len);
-/*
- * Receive one reply into @hdr and @payload (up to @max bytes). An fd that
- * came with it goes to *@fd (or is closed when @fd is NULL). Returns the
- * payload size, -EPIPE when the backend closed, -ETIMEDOUT.
- */
-int vuf_recv(VuFrontend *f, VhostUserHeader *hdr, void *payload, size_t max, int *fd);
-
-/*
- * Send a request that has no reply of its own with NEED_REPLY (REPLY_ACK must
- * be negotiated) and return the backend's ack: 0 success, > 0 refused,
- * -EPIPE when the backend closed the connection, other -errno on failure.
- */
-int vuf_request(VuFrontend *f, uint32_t request, const void *payload, uint32_t size,
-                const int *fds, unsigned nfds);
-int vuf_set_u64(VuFrontend *f, uint32_t request, uint64_t val);
+static inline int vuf_send_raw(VuFrontend *f, const void *buf, size_t len)
+{
+    return vhost_user_send_raw(&f->conn, buf, len);
+}
+/* vhost_user_recv: payload size, -EPIPE when the backend closed, -ETIMEDOUT, -EPROTO. */
+static inline int vuf_recv(VuFrontend *f, VhostUserHeader *hdr, void *payload, size_t max, int *fd)
+{
+    return vhost_user_recv(&f->conn, hdr, payload, max, fd);
+}
+/* With NEED_REPLY: 0 success, > 0 refused, -EPIPE closed, other -errno. */
+static inline int vuf_request(VuFrontend *f, uint32_t request, const void *payload, uint32_t size,
+                              const int *fds, unsigned nfds)
+{
+    return vhost_user_request(&f->conn, request, payload, size, fds, nfds);
+}
+static inline int vuf_set_u64(VuFrontend *f, uint32_t request, uint64_t val)
+{
+    return vhost_user_set_u64(&f->conn, true, request, val);
+}
 /* A request with a u64 reply (GET_FEATURES, ...). Returns 0 or -errno. */
-int vuf_get_u64(VuFrontend *f, uint32_t request, uint64_t *val);
+static inline int vuf_get_u64(VuFrontend *f, uint32_t request, uint64_t *val)
+{
+    return vhost_user_get_u64(&f->conn, request, val);
+}
 
 /* True when a request was refused: error ack or closed connection. */
 static inline bool vuf_refused(int ret)
 {
-    return ret > 0 || ret == -EPIPE;
+    return vhost_user_refused(ret);
 }
 
 /*
@@ -108,7 +120,10 @@ typedef struct VuFrontendRing {
  */
 int vuf_ring_setup(VuFrontend *f, VuFrontendRing *r);
 /* GET_VRING_BASE: stops the ring. */
-int vuf_ring_get_base(VuFrontend *f, unsigned index, uint32_t *base);
+static inline int vuf_ring_get_base(VuFrontend *f, unsigned index, uint32_t *base)
+{
+    return vhost_user_get_vring_base(&f->conn, index, base);
+}
 void vuf_ring_close(VuFrontendRing *r);
 void vuf_kick(VuFrontendRing *r);
 /* Wait for a call; returns true if one came within the timeout. */

@@ -92,6 +92,9 @@ typedef struct VirtIOPCIProxy {
     uint8_t cfg_cap;            /* offset of the PCI cfg access capability */
     /* Device-specific config write (e.g. virtio_blk_set_config); NULL: read-only. */
     int (*config_write)(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len);
+    /* vhost: queue notifications go here instead of the core (virtio_pci_set_queue_notifier). */
+    void (*queue_notifier)(void *opaque, unsigned queue);
+    void *queue_notifier_opaque;
 } VirtIOPCIProxy;
 
 /*
@@ -104,6 +107,20 @@ typedef struct VirtIOPCIProxy {
 int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name, int devfn,
                        uint32_t class_code, unsigned nvectors);
 void virtio_pci_unrealize(VirtIOPCIProxy *proxy);
+
+/*
+ * vhost: the driver's notifications of every queue the device has go to
+ * @fn(@opaque, queue) (a backend's kick eventfd) instead of the core's
+ * handlers. NULL restores the core.
+ */
+void virtio_pci_set_queue_notifier(VirtIOPCIProxy *proxy, void (*fn)(void *opaque, unsigned queue),
+                                   void *opaque);
+/*
+ * vhost: a used-buffer notification for queue @n that did not come through
+ * the core (a backend's call eventfd): ISR bit 0 and INTx, or the queue's
+ * MSI-X vector.
+ */
+void virtio_pci_notify_queue_irq(VirtIOPCIProxy *proxy, unsigned n);
 
 /* Properties every virtio-pci device takes, collected from -device options. */
 typedef struct VirtIOPCIConf {
