@@ -201,6 +201,27 @@ bool drive_attach(Drive *d, void (*resized)(void *opaque), void *opaque)
     return true;
 }
 
+Drive *drive_claim(const char *type, const char *drive_id, void (*resized)(void *opaque), void *opaque,
+                   char **errp)
+{
+    Drive *d;
+
+    if (!drive_id) {
+        *errp = g_strdup("drive property not set");
+        return NULL;
+    }
+    d = drive_find(drive_id);
+    if (!d) {
+        *errp = g_strdup_printf("Property '%s.drive' can't find value '%s'", type, drive_id);
+        return NULL;
+    }
+    if (!drive_attach(d, resized, opaque)) {
+        *errp = g_strdup_printf("Drive '%s' is already in use by another device", drive_id);
+        return NULL;
+    }
+    return d;
+}
+
 void drive_detach(Drive *d)
 {
     d->attached = false;

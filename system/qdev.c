@@ -112,6 +112,16 @@ bool qdev_is_pci_common_prop(const char *key)
     return false;
 }
 
+char *qdev_prop_error(const char *type, const char *key, GError *gerr)
+{
+    char *msg = !gerr || g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)
+                ? g_strdup_printf("Property '%s.%s' not found", type, key)
+                : g_strdup(gerr->message);
+
+    g_clear_error(&gerr);
+    return msg;
+}
+
 void qdev_print_prop(const char *name, const char *type, const char *desc, void *opaque)
 {
     int pad = 24 - (int)strlen(name) - (int)strlen(type);
@@ -154,6 +164,18 @@ bool device_help(const QDevOpt *opts, unsigned n)
     return true;
 }
 
+/* The machine's bus of kind @bus (NULL: PCI). Buses devices provide (SCSI) are the device's to find. */
+static bool bus_present(const char *bus)
+{
+    if (!bus) {
+        return pci_bus_present();
+    }
+    if (!strcmp(bus, "virtio-bus")) {
+        return virtio_mmio_bus_present();
+    }
+    return true;
+}
+
 static QDevEntry *entry_of(const DeviceState *dev)
 {
     for (guint i = 0; devices && i < devices->len; i++) {
@@ -192,12 +214,16 @@ static DeviceState *device_create(const QDevOpt *opts, unsigned n, bool hotplugg
         *errp = g_strdup_printf("'%s' is not a valid device model name", driver);
         return NULL;
     }
-    if (t->bus ? !virtio_mmio_bus_present() : !pci_bus_present()) {
+    if (!bus_present(t->bus)) {
         *errp = g_strdup_printf("No '%s' bus found for device '%s'", t->bus ? t->bus : "PCI", driver);
         return NULL;
     }
-    if (hotplugged && (t->bus || !acpi_pcihp_present())) {
-        /* only pc's PCI bus 0 has a hotplug controller (QEMU: q35 has it on PCIe root ports) */
+    /*
+     * Of the machine's buses only pc's PCI bus 0 has a hotplug controller
+     * (QEMU: q35 has it on PCIe root ports, virtio-mmio has none); buses a
+     * device provides (SCSI) take hot-added devices directly.
+     */
+    if (hotplugged && (t->bus ? !strcmp(t->bus, "virtio-bus") : !acpi_pcihp_present())) {
         *errp = g_strdup_printf("Bus '%s' does not support hotplugging", t->bus ? "virtio-mmio-bus.0" : "pcie.0");
         return NULL;
     }
@@ -376,8 +402,12 @@ bool qdev_device_del(const char *id, const char **err_class, char **errp)
         *errp = g_strdup_printf("Device %s is already in the process of unplug", id);
         return false;
     }
+    if (dev->type->bus && strcmp(dev->type->bus, "virtio-bus")) {
+        /* a bus a device provides (SCSI): removed at once, as QEMU's simple unplug */
+        qdev_unplug_and_notify(dev);
+        return true;
+    }
     if (dev->unplug != pci_device_unplug || !acpi_pcihp_present()) {
-        /* only pc's PCI bus 0 has a hotplug controller */
         *errp = g_strdup_printf("Bus '%s' does not support hotplugging",
                                 dev->unplug == pci_device_unplug ? "pcie.0" : "virtio-mmio-bus.0");
         return false;

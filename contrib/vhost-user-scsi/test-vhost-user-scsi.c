@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "hw/virtio/virtio-scsi.h"
+#include "scsi-cdb.h"
 #include "vdriver.h"
 #include "vhost-user-frontend.h"
 
@@ -239,18 +240,6 @@ static void reap_good(Run *r, Cmd *cmds, unsigned n)
     }
 }
 
-static void rw10(uint8_t *cdb, uint8_t op, uint32_t lba, uint16_t nb)
-{
-    memset(cdb, 0, 10);
-    cdb[0] = op;
-    cdb[2] = (uint8_t)(lba >> 24);
-    cdb[3] = (uint8_t)(lba >> 16);
-    cdb[4] = (uint8_t)(lba >> 8);
-    cdb[5] = (uint8_t)lba;
-    cdb[7] = (uint8_t)(nb >> 8);
-    cdb[8] = (uint8_t)nb;
-}
-
 static void test_e2e(gconstpointer data)
 {
     const Case *c = data;
@@ -259,7 +248,7 @@ static void test_e2e(gconstpointer data)
     static const uint8_t sync10[10] = { SYNCHRONIZE_CACHE_10 };
     Run r;
     Cmd w[16], rd[16], one, bad;
-    uint8_t cdb[10], buf[REQ_BYTES], *d;
+    uint8_t cdb[16], buf[REQ_BYTES], *d;
     uint32_t len;
     char *log;
     int fd;
@@ -276,11 +265,11 @@ static void test_e2e(gconstpointer data)
     kick(&r, REQQ);
     reap_good(&r, &one, 1);
     d = vuf_host(&r.f, one.data);
-    g_assert_cmpuint((uint32_t)d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3], ==, IMG_SIZE / 512 - 1);
+    g_assert_cmpuint(scsi_be32(d), ==, IMG_SIZE / 512 - 1);
 
     /* Sixteen writes in flight at once, a cache flush, then sixteen reads of them. */
     for (unsigned i = 0; i < 16; i++) {
-        rw10(cdb, WRITE_10, i * 16, REQ_BYTES / 512);
+        scsi_cdb_rw(cdb, WRITE_10, i * 16, REQ_BYTES / 512);
         w[i] = cmd_new(&r, 0, cdb, 10, REQ_BYTES);
         memset(vuf_host(&r.f, w[i].data), 0x10 + i, REQ_BYTES);
         cmd_post(&r, &w[i], false);
@@ -292,7 +281,7 @@ static void test_e2e(gconstpointer data)
     kick(&r, REQQ);
     reap_good(&r, &one, 1);
     for (unsigned i = 0; i < 16; i++) {
-        rw10(cdb, READ_10, i * 16, REQ_BYTES / 512);
+        scsi_cdb_rw(cdb, READ_10, i * 16, REQ_BYTES / 512);
         rd[i] = cmd_new(&r, 0, cdb, 10, REQ_BYTES);
         cmd_post(&r, &rd[i], true);
     }
@@ -304,7 +293,7 @@ static void test_e2e(gconstpointer data)
     }
 
     /* Past the end: CHECK CONDITION, LBA OUT OF RANGE. A missing target: BAD_TARGET. */
-    rw10(cdb, READ_10, IMG_SIZE / 512, 1);
+    scsi_cdb_rw(cdb, READ_10, IMG_SIZE / 512, 1);
     bad = cmd_new(&r, 0, cdb, 10, 512);
     cmd_post(&r, &bad, true);
     kick(&r, REQQ);

@@ -753,6 +753,35 @@ void virtio_scsi_unrealize(VirtIOSCSI *s)
     s->queues = NULL;
 }
 
+bool virtio_scsi_attach_disk(VirtIOSCSI *s, SCSIDisk *disk, uint32_t target, GError **errp)
+{
+    if (s->disk) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                    "virtio-scsi: the adapter already has its unit (vdm: one per adapter)");
+        return false;
+    }
+    if (target > s->conf.max_target) {
+        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                    "virtio-scsi: scsi-id %u is above max_target %u", target, s->conf.max_target);
+        return false;
+    }
+    s->disk = disk;
+    s->conf.target = target;
+    blk_set_batch_done(disk->blk, scsi_flush_all, s);
+    return true;
+}
+
+void virtio_scsi_detach_disk(VirtIOSCSI *s)
+{
+    if (!s->disk) {
+        return;
+    }
+    /* Its commands complete (and are used) first: nothing in flight may name a missing unit. */
+    virtio_scsi_drain(s);
+    blk_set_batch_done(s->disk->blk, NULL, NULL);
+    s->disk = NULL;
+}
+
 void virtio_scsi_get_stats(const VirtIOSCSI *s, VirtIOSCSIStats *stats)
 {
     *stats = s->stats;

@@ -40,29 +40,15 @@ Drive *virtio_blk_host_realize(VirtIOBlock *vblk, const char *type_name, const Q
             continue;
         }
         if (!virtio_blk_conf_set(&conf, k, v, &gerr)) {
-            if (g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)) {
-                *errp = g_strdup_printf("Property '%s.%s' not found", type_name, k);
-            } else {
-                *errp = g_strdup(gerr->message);
-            }
-            g_error_free(gerr);
+            *errp = qdev_prop_error(type_name, k, gerr);
             return NULL;
         }
     }
-    if (!drive_id) {
-        *errp = g_strdup("drive property not set");
-        return NULL;
-    }
-    drive = drive_find(drive_id);
+    drive = drive_claim(type_name, drive_id, resized, opaque, errp);
     if (!drive) {
-        *errp = g_strdup_printf("Property '%s.drive' can't find value '%s'", type_name, drive_id);
         return NULL;
     }
     conf.blk = drive_get_blk(drive);
-    if (!drive_attach(drive, resized, opaque)) {
-        *errp = g_strdup_printf("Drive '%s' is already in use by another device", drive_id);
-        return NULL;
-    }
     if (!virtio_blk_realize(vblk, &conf, vdm_guest_memory(), &gerr)) {
         *errp = g_strdup(gerr->message);
         g_error_free(gerr);

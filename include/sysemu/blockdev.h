@@ -29,6 +29,14 @@ Drive *drive_find(const char *name);
 BlockBackend *drive_get_blk(const Drive *d);
 
 /*
+ * A device's drive= property: find @drive_id and attach it (drive_attach)
+ * for device type @type. NULL with *@errp set (QEMU's messages: not set,
+ * can't find value, already in use).
+ */
+Drive *drive_claim(const char *type, const char *drive_id, void (*resized)(void *opaque), void *opaque,
+                   char **errp);
+
+/*
  * Give @d to one device. @resized (may be NULL) runs after block_resize
  * changed the size. Returns false when another device holds it.
  */

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <glib.h>
+
 typedef struct QDevOpt {
     const char *key, *val;
 } QDevOpt;
@@ -53,7 +55,11 @@ struct DeviceTypeInfo {
     DeviceState *(*create)(const QDevOpt *opts, unsigned n, char **errp);
     /* Print "TYPE options:" and one line per property (qdev_print_prop). */
     void (*help)(void);
-    /* QEMU bus type the device plugs into: NULL = "PCI"; "virtio-bus" = a virtio-mmio transport. */
+    /*
+     * QEMU bus type the device plugs into: NULL = "PCI"; "virtio-bus" = a
+     * virtio-mmio transport; "SCSI" = a virtio-scsi-pci adapter's (scsi-hd
+     * finds it itself).
+     */
     const char *bus;
     /*
      * Optional (QOM, qom-list/qom-get): call @fn for each device property
@@ -137,6 +143,12 @@ bool qdev_str_bool(const char *v, bool *out);
 int qdev_parse_pci_addr(const char *s);
 /* Properties every PCI device takes (addr, bus, id, multifunction). */
 bool qdev_is_pci_common_prop(const char *key);
+/*
+ * The -device message for a property a device's conf parser refused with
+ * @gerr (freed): "Property 'TYPE.KEY' not found" for an unknown name, else
+ * the parser's message.
+ */
+char *qdev_prop_error(const char *type, const char *key, GError *gerr);
 /* One `-device TYPE,help` line. */
 void qdev_print_prop(const char *name, const char *type, const char *desc, void *opaque);
 

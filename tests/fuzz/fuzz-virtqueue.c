@@ -99,6 +99,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "fuzz-input.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-access.h"
 
@@ -150,40 +151,7 @@ static void __attribute__((noreturn)) fz_fail(int line, const char *what)
     abort();
 }
 
-/* ---------------------------------------------------------------------- */
-/* Input                                                                   */
-
-typedef struct Input {
-    const uint8_t *p;
-    size_t left;
-} Input;
-
-static uint8_t in_u8(Input *in)
-{
-    if (!in->left) {
-        return 0;
-    }
-    in->left--;
-    return *in->p++;
-}
-
-static uint16_t in_u16(Input *in)
-{
-    uint16_t lo = in_u8(in);
-    return lo | (uint16_t)in_u8(in) << 8;
-}
-
-static uint32_t in_u32(Input *in)
-{
-    uint32_t lo = in_u16(in);
-    return lo | (uint32_t)in_u16(in) << 16;
-}
-
-static uint64_t in_u64(Input *in)
-{
-    uint64_t lo = in_u32(in);
-    return lo | (uint64_t)in_u32(in) << 32;
-}
+/* Input: tests/fuzz/fuzz-input.h */
 
 /* ---------------------------------------------------------------------- */
 /* State                                                                   */

@@ -76,6 +76,20 @@ static void test_bad_options_exit_1(void)
     expect_failure("-chardev file,id=f,path=/dev/null", "is not a valid char driver name");
     expect_failure("-display gtk", "Display 'gtk' is not available");
     expect_failure("disk.img", "bare disk images are not supported");
+    /* scsi-hd needs a virtio-scsi-pci bus */
+    expect_failure("-machine pc -blockdev driver=null-co,node-name=d0 -device scsi-hd,drive=d0",
+                   "No 'SCSI' bus found for device 'scsi-hd'");
+    expect_failure("-machine pc -blockdev driver=null-co,node-name=d0 -device virtio-scsi-pci,id=s0 "
+                   "-device scsi-hd,drive=d0,bus=s1.0", "Bus 's1.0' not found");
+    expect_failure("-machine pc -blockdev driver=null-co,node-name=d0 -device virtio-scsi-pci,id=s0 "
+                   "-device scsi-hd,drive=d0,scsi-id=300", "Property 'scsi-hd.scsi-id' doesn't take value '300'");
+    expect_failure("-machine pc -blockdev driver=null-co,node-name=d0 -device virtio-scsi-pci,id=s0,max_target=3 "
+                   "-device scsi-hd,drive=d0,scsi-id=4", "scsi-id 4 is above max_target 3");
+    expect_failure("-machine pc -blockdev driver=null-co,node-name=d0 -blockdev driver=null-co,node-name=d1 "
+                   "-device virtio-scsi-pci -device scsi-hd,drive=d0 -device scsi-hd,drive=d1",
+                   "already has its unit");
+    expect_failure("-machine pc -blockdev driver=null-co,node-name=d0 -device virtio-scsi-pci "
+                   "-device scsi-hd,drive=d0 -device virtio-blk-pci,drive=d0", "already in use");
 }
 
 static void test_help_exits_0(void)

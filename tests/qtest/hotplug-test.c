@@ -15,7 +15,7 @@
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
-#include "qguest-ram.h"
+#include "qblk.h"
 #include "qpci.h"
 #include "vdriver.h"
 
@@ -23,9 +23,6 @@
 #define IMG_SIZE        (1u << 20)
 #define QUEUE_NUM       64
 #define RING_BASE       0x10000ull
-#define REQ_BASE        0x100000ull
-#define REQ_STRIDE      0x10000ull
-#define DATA_OFF        0x1000ull
 #define HP_SLOT         6
 #define HP_DEVFN        PCI_DEVFN(HP_SLOT, 0)
 #define SCI_IRQ         9
@@ -35,17 +32,17 @@
 #define GPE_STS         0xafe0
 #define GPE_EN          0xafe2
 
-typedef QVirtioLayout Layout;
+typedef VDriverLayout Layout;
 
 typedef struct HP {
     QTestState *qts;
-    QGuestRam g;
+    QBlkHost g;
 } HP;
 
 static void hp_start(HP *h)
 {
     memset(h, 0, sizeof(*h));
-    qguest_ram_init(&h->g, "vdm-hp", RAM_SIZE, IMG_SIZE);
+    qblk_host_init(&h->g, "vdm-hp-XXXXXX", RAM_SIZE, IMG_SIZE);
     h->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults "
                          "-drive file=%s,if=none,id=d0,format=raw -blockdev driver=null-co,node-name=d1",
@@ -55,14 +52,7 @@ static void hp_start(HP *h)
 static void hp_stop(HP *h)
 {
     qtest_quit(h->qts);
-    qguest_ram_cleanup(&h->g);
-}
-
-static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++) {
-        p[i] = (uint8_t)(i * 13 + seed * 101 + (i >> 8));
-    }
+    qblk_host_cleanup(&h->g);
 }
 
 /* Driver init (spec 3.1.1) with queue 0 on @l's layout; returns the queue. */
@@ -91,44 +81,16 @@ static VDriverQueue *blk_init(HP *h, QVirtioPCI *v, const Layout *l)
     return vq;
 }
 
-/* @n requests of @len bytes at sectors i * 8 (writes from / reads into slot i's data area); all must be OK. */
+/* @n requests of @len bytes at sectors i * 8 (writes from / reads into request slot i); all must be OK. */
 static void blk_io(HP *h, QVirtioPCI *v, VDriverQueue *vq, uint32_t type, unsigned n, uint32_t len)
 {
-    gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
-    unsigned got = 0;
-
     for (unsigned i = 0; i < n; i++) {
-        uint64_t base = REQ_BASE + i * REQ_STRIDE;
-        VirtIOBlkOutHdr hdr = { .type = type, .sector = i * 8 };
-        VDriverSeg out[2] = { { base, sizeof(hdr) } }, in[2];
-        unsigned nout = 1, nin = 0;
-
-        memcpy(h->g.ram + base, &hdr, sizeof(hdr));
-        h->g.ram[base + 0x10] = 0xff;
-        if (type == VIRTIO_BLK_T_OUT) {
-            out[nout++] = (VDriverSeg){ base + DATA_OFF, len };
-        } else {
-            in[nin++] = (VDriverSeg){ base + DATA_OFF, len };
-        }
-        in[nin++] = (VDriverSeg){ base + 0x10, 1 };
-        g_assert_cmpint(vdriver_add(vq, out, nout, in, nin, GUINT_TO_POINTER(i + 1), false), ==, 0);
+        qblk_add(&h->g, vq, i, type, i * 8, len, false);
     }
     if (vdriver_kick_prepare(vq)) {
         qvirtio_pci_notify(v, 0);
     }
-    while (got < n) {
-        uint32_t ulen;
-        void *tok = vdriver_get_buf(vq, &ulen, NULL);
-
-        g_assert_null(vdriver_error(vq));
-        if (!tok) {
-            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-            g_usleep(200);
-            continue;
-        }
-        g_assert_cmphex(h->g.ram[REQ_BASE + (GPOINTER_TO_UINT(tok) - 1) * REQ_STRIDE + 0x10], ==, VIRTIO_BLK_S_OK);
-        got++;
-    }
+    qblk_reap(&h->g, vq, n);
 }
 
 /* Read @n blocks back into cleared buffers and compare with the patterns of @seed. */
@@ -137,12 +99,12 @@ static void blk_check(HP *h, QVirtioPCI *v, VDriverQueue *vq, unsigned n, uint32
     uint8_t *want = g_malloc(len);
 
     for (unsigned i = 0; i < n; i++) {
-        memset(h->g.ram + REQ_BASE + i * REQ_STRIDE + DATA_OFF, 0, len);
+        memset(h->g.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, len);
     }
     blk_io(h, v, vq, VIRTIO_BLK_T_IN, n, len);
     for (unsigned i = 0; i < n; i++) {
-        fill_pattern(want, len, seed + i);
-        g_assert_cmpmem(h->g.ram + REQ_BASE + i * REQ_STRIDE + DATA_OFF, len, want, len);
+        qblk_fill_pattern(want, len, seed + i);
+        g_assert_cmpmem(h->g.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, len, want, len);
     }
     g_free(want);
 }
@@ -210,13 +172,13 @@ static void test_hotplug_cycle(const void *opaque)
                                      PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_BLOCK), ==, HP_DEVFN);
     vq = blk_init(&h, &v, l);
     for (unsigned i = 0; i < NREQ; i++) {
-        fill_pattern(h.g.ram + REQ_BASE + i * REQ_STRIDE + DATA_OFF, LEN, 10 + i);
+        qblk_fill_pattern(h.g.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, 10 + i);
     }
     blk_io(&h, &v, vq, VIRTIO_BLK_T_OUT, NREQ, LEN);
     for (unsigned i = 0; i < NREQ; i++) {
         uint8_t file[LEN], want[LEN];
 
-        fill_pattern(want, LEN, 10 + i);
+        qblk_fill_pattern(want, LEN, 10 + i);
         g_assert_cmpint(pread(h.g.img_fd, file, LEN, (off_t)i * 8 * 512), ==, LEN);
         g_assert_cmpmem(file, LEN, want, LEN);
     }
@@ -358,9 +320,9 @@ static void test_net_hotplug(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    for (size_t i = 0; i < G_N_ELEMENTS(qvirtio_layouts); i++) {
-        char *name = g_strdup_printf("/hotplug/virtio-blk-pci/%s", qvirtio_layouts[i].name);
-        g_test_add_data_func(name, &qvirtio_layouts[i], test_hotplug_cycle);
+    for (size_t i = 0; i < G_N_ELEMENTS(vdriver_layouts); i++) {
+        char *name = g_strdup_printf("/hotplug/virtio-blk-pci/%s", vdriver_layouts[i].name);
+        g_test_add_data_func(name, &vdriver_layouts[i], test_hotplug_cycle);
         g_free(name);
     }
     g_test_add_func("/hotplug/errors", test_errors);

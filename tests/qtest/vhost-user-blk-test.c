@@ -14,13 +14,11 @@
  * - the backend killed and restarted: vdm reconnects (reconnect-ms) and I/O
  *   resumes, including a request queued while no backend was there.
  */
-#include <fcntl.h>
 #include <glib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +26,7 @@
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
+#include "qblk.h"
 #include "qpci.h"
 #include "vdriver.h"
 
@@ -35,9 +34,6 @@
 #define IMG_SIZE        (1u << 20)
 #define QUEUE_NUM       64
 #define RING_BASE       0x10000ull
-#define REQ_BASE        0x100000ull
-#define REQ_STRIDE      0x10000ull
-#define REQ_DATA_OFF    0x1000ull
 #define DEVFN           PCI_DEVFN(4, 0)
 
 typedef struct Layout {
@@ -56,10 +52,8 @@ typedef enum Peer { PEER_VDM, PEER_VDM_NO_IN_ORDER, PEER_QSD } Peer;
 
 typedef struct VuBlk {
     QTestState *qts;
-    char *dir, *img_path, *mem_path, *sock_path, *log_path;
-    int img_fd;
-    uint8_t *ram;
-    GuestMemory gm;
+    QBlkHost h;                 /* image and shared RAM */
+    char *sock_path, *log_path;
     QVirtioPCI v;
     VDriverQueueConfig cfg;
     VDriverQueue *vq;
@@ -133,10 +127,10 @@ static void daemon_start(VuBlk *b)
                               "--blockdev driver=file,node-name=f0,filename=%s "
                               "--export type=vhost-user-blk,id=e0,node-name=f0,addr.type=unix,"
                               "addr.path=%s,writable=on 2>>%s",
-                              b->img_path, b->sock_path, b->log_path);
+                              b->h.img_path, b->sock_path, b->log_path);
     } else {
         cmd = g_strdup_printf("exec %s --socket %s --image %s --backend threads %s 2>>%s",
-                              daemon_binary(), b->sock_path, b->img_path,
+                              daemon_binary(), b->sock_path, b->h.img_path,
                               b->peer == PEER_VDM_NO_IN_ORDER ? "--in-order=off" : "", b->log_path);
     }
     argv[2] = cmd;
@@ -174,35 +168,18 @@ static void daemon_kill(VuBlk *b, int sig)
 
 static void vub_start(VuBlk *b, const Layout *l, Peer peer, const char *dev_extra)
 {
-    int fd;
-
     memset(b, 0, sizeof(*b));
     b->peer = peer;
-    b->dir = g_dir_make_tmp("vdm-vub-XXXXXX", NULL);
-    g_assert_nonnull(b->dir);
-    b->img_path = g_build_filename(b->dir, "disk.img", NULL);
-    b->mem_path = g_build_filename(b->dir, "ram", NULL);
-    b->sock_path = g_build_filename(b->dir, "vu.sock", NULL);
-    b->log_path = g_build_filename(b->dir, "backend.log", NULL);
-    b->img_fd = open(b->img_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(b->img_fd, >=, 0);
-    g_assert_cmpint(ftruncate(b->img_fd, IMG_SIZE), ==, 0);
-    fd = open(b->mem_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, RAM_SIZE), ==, 0);
-    b->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    g_assert_true(b->ram != MAP_FAILED);
-    close(fd);
-    guest_memory_init(&b->gm);
-    g_assert_cmpint(guest_memory_add(&b->gm, 0, RAM_SIZE, b->ram, true), ==, 0);
-
+    qblk_host_init(&b->h, "vdm-vub-XXXXXX", RAM_SIZE, IMG_SIZE);
+    b->sock_path = qblk_host_path(&b->h, "vu.sock");
+    b->log_path = qblk_host_path(&b->h, "backend.log");
     daemon_start(b);
     b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults "
                          "-chardev socket,id=vu0,path=%s,reconnect-ms=50 "
                          "-device vhost-user-blk-pci,chardev=vu0,addr=04.0,packed=%s,in_order=%s,"
                          "event_idx=off,indirect_desc=off%s",
-                         b->mem_path, b->sock_path, l->packed ? "on" : "off", l->in_order ? "on" : "off",
+                         b->h.mem_path, b->sock_path, l->packed ? "on" : "off", l->in_order ? "on" : "off",
                          dev_extra);
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
                                      PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_BLOCK), ==, DEVFN);
@@ -216,18 +193,11 @@ static void vub_stop(VuBlk *b)
     if (b->vq) {
         vdriver_queue_free(b->vq);
     }
-    munmap(b->ram, RAM_SIZE);
-    close(b->img_fd);
-    unlink(b->img_path);
-    unlink(b->mem_path);
     unlink(b->sock_path);
     unlink(b->log_path);
-    rmdir(b->dir);
-    g_free(b->img_path);
-    g_free(b->mem_path);
     g_free(b->sock_path);
     g_free(b->log_path);
-    g_free(b->dir);
+    qblk_host_cleanup(&b->h);
 }
 
 /* Driver initialisation (spec 3.1.1) of queue 0; the driver accepts VERSION_1, PACKED, IN_ORDER as offered. */
@@ -248,36 +218,13 @@ static void vub_init_device(VuBlk *b, bool packed, bool in_order)
     qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE, QUEUE_NUM);
     b->cfg = (VDriverQueueConfig){ .num = QUEUE_NUM, .packed = packed, .in_order = in_order };
     vdriver_layout_rings(&b->cfg, RING_BASE);
-    b->vq = vdriver_queue_new(&b->gm, &b->cfg);
+    b->vq = vdriver_queue_new(&b->h.gm, &b->cfg);
     g_assert_nonnull(b->vq);
     qvirtio_pci_set_rings(v, b->cfg.desc, b->cfg.driver, b->cfg.device);
     qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
     qvirtio_pci_set_status(v, qvirtio_pci_get_status(v) | VIRTIO_CONFIG_S_DRIVER_OK);
     g_assert_cmphex(qvirtio_pci_get_status(v), ==, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
                     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
-}
-
-static uint64_t slot_gpa(unsigned slot)
-{
-    return REQ_BASE + slot * REQ_STRIDE;
-}
-
-static void vub_add(VuBlk *b, unsigned slot, uint32_t type, uint64_t sector, uint32_t len)
-{
-    uint64_t base = slot_gpa(slot);
-    VirtIOBlkOutHdr hdr = { .type = type, .sector = sector };
-    VDriverSeg out[2] = { { base, sizeof(hdr) } }, in[2];
-    unsigned nout = 1, nin = 0;
-
-    memcpy(b->ram + base, &hdr, sizeof(hdr));
-    b->ram[base + 0x10] = 0xff;
-    if (type == VIRTIO_BLK_T_OUT) {
-        out[nout++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
-    } else {
-        in[nin++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
-    }
-    in[nin++] = (VDriverSeg){ base + 0x10, 1 };
-    g_assert_cmpint(vdriver_add(b->vq, out, nout, in, nin, GUINT_TO_POINTER(slot + 1), false), ==, 0);
 }
 
 static void vub_kick(VuBlk *b)
@@ -291,33 +238,13 @@ static void vub_kick(VuBlk *b)
 static void vub_reap(VuBlk *b, unsigned n)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
-    unsigned got = 0;
     uint8_t isr = 0;
 
-    while (got < n) {
-        uint32_t len;
-        void *tok = vdriver_get_buf(b->vq, &len, NULL);
-
-        g_assert_null(vdriver_error(b->vq));
-        if (!tok) {
-            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-            g_usleep(200);
-            continue;
-        }
-        g_assert_cmphex(b->ram[slot_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
-        got++;
-    }
+    qblk_reap(&b->h, b->vq, n);
     /* the backend's call eventfd reached the transport (vectors=0: ISR + INTx) */
     while (!((isr |= qtest_readb(b->qts, b->v.isr)) & 1)) {
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(200);
-    }
-}
-
-static void pattern(uint8_t *p, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++) {
-        p[i] = (uint8_t)(i * 13 + seed * 5 + (i >> 8));
     }
 }
 
@@ -328,23 +255,23 @@ static void write_read_check(VuBlk *b, unsigned nreq, unsigned seed)
     uint8_t *want = g_malloc(LEN), *file = g_malloc(LEN);
 
     for (unsigned i = 0; i < nreq; i++) {
-        pattern(b->ram + slot_gpa(i) + REQ_DATA_OFF, LEN, seed + i);
-        vub_add(b, i, VIRTIO_BLK_T_OUT, i * 8 + seed, LEN);
+        qblk_fill_pattern(b->h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, seed + i);
+        qblk_add(&b->h, b->vq, i, VIRTIO_BLK_T_OUT, i * 8 + seed, LEN, false);
     }
     vub_kick(b);
     vub_reap(b, nreq);
     for (unsigned i = 0; i < nreq; i++) {
-        pattern(want, LEN, seed + i);
-        g_assert_cmpint(pread(b->img_fd, file, LEN, (off_t)(i * 8 + seed) * 512), ==, LEN);
+        qblk_fill_pattern(want, LEN, seed + i);
+        g_assert_cmpint(pread(b->h.img_fd, file, LEN, (off_t)(i * 8 + seed) * 512), ==, LEN);
         g_assert_cmpmem(file, LEN, want, LEN);
-        memset(b->ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
-        vub_add(b, i, VIRTIO_BLK_T_IN, i * 8 + seed, LEN);
+        memset(b->h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, LEN);
+        qblk_add(&b->h, b->vq, i, VIRTIO_BLK_T_IN, i * 8 + seed, LEN, false);
     }
     vub_kick(b);
     vub_reap(b, nreq);
     for (unsigned i = 0; i < nreq; i++) {
-        pattern(want, LEN, seed + i);
-        g_assert_cmpmem(b->ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+        qblk_fill_pattern(want, LEN, seed + i);
+        g_assert_cmpmem(b->h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
     }
     g_free(want);
     g_free(file);
@@ -431,8 +358,8 @@ static void test_reconnect(const void *opaque)
     /* the backend dies; vdm notices (HUP) and retries every 50 ms */
     daemon_kill(&b, SIGKILL);
     /* a request while no backend is there: its kick waits in the eventfd */
-    pattern(b.ram + slot_gpa(0) + REQ_DATA_OFF, 4096, 42);
-    vub_add(&b, 0, VIRTIO_BLK_T_OUT, 200, 4096);
+    qblk_fill_pattern(b.h.ram + qblk_slot_gpa(0) + QBLK_REQ_DATA_OFF, 4096, 42);
+    qblk_add(&b.h, b.vq, 0, VIRTIO_BLK_T_OUT, 200, 4096, false);
     vub_kick(&b);
     (void)qvirtio_pci_get_status(&b.v);     /* vdm took the kick */
     daemon_start(&b);
@@ -442,8 +369,8 @@ static void test_reconnect(const void *opaque)
     {
         uint8_t want[4096], file[4096];
 
-        pattern(want, sizeof(want), 42);
-        g_assert_cmpint(pread(b.img_fd, file, sizeof(file), 200 * 512), ==, (ssize_t)sizeof(file));
+        qblk_fill_pattern(want, sizeof(want), 42);
+        g_assert_cmpint(pread(b.h.img_fd, file, sizeof(file), 200 * 512), ==, (ssize_t)sizeof(file));
         g_assert_cmpmem(file, sizeof(file), want, sizeof(want));
     }
     write_read_check(&b, 8, 300);
@@ -482,12 +409,9 @@ static void test_needs_shared_memory(void)
     /* a running daemon, so that only the memory is wrong */
     memset(&b, 0, sizeof(b));
     b.peer = PEER_VDM;
-    b.dir = g_dir_make_tmp("vdm-vub-XXXXXX", NULL);
-    b.img_path = g_build_filename(b.dir, "disk.img", NULL);
-    b.sock_path = g_build_filename(b.dir, "vu.sock", NULL);
-    b.log_path = g_build_filename(b.dir, "backend.log", NULL);
-    b.img_fd = open(b.img_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(ftruncate(b.img_fd, IMG_SIZE), ==, 0);
+    qblk_host_init(&b.h, "vdm-vub-XXXXXX", 4096, IMG_SIZE);
+    b.sock_path = qblk_host_path(&b.h, "vu.sock");
+    b.log_path = qblk_host_path(&b.h, "backend.log");
     daemon_start(&b);
     cmd = g_strdup_printf("%s -machine pc -m 64 -nodefaults -chardev socket,id=vu0,path=%s "
                           "-device vhost-user-blk-pci,chardev=vu0", qtest_binary(), b.sock_path);
@@ -498,15 +422,11 @@ static void test_needs_shared_memory(void)
     g_free(out);
     g_free(err);
     daemon_kill(&b, SIGTERM);
-    close(b.img_fd);
-    unlink(b.img_path);
     unlink(b.sock_path);
     unlink(b.log_path);
-    rmdir(b.dir);
-    g_free(b.img_path);
     g_free(b.sock_path);
     g_free(b.log_path);
-    g_free(b.dir);
+    qblk_host_cleanup(&b.h);
 }
 
 int main(int argc, char **argv)

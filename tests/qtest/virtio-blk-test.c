@@ -16,7 +16,7 @@
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
-#include "qguest-ram.h"
+#include "qblk.h"
 #include "qpci.h"
 #include "vdriver.h"
 
@@ -24,9 +24,6 @@
 #define IMG_SIZE        (1u << 20)
 #define QUEUE_NUM       64
 #define RING_BASE       0x10000ull
-#define REQ_BASE        0x100000ull     /* request slot i at REQ_BASE + i * REQ_STRIDE */
-#define REQ_STRIDE      0x10000ull
-#define REQ_DATA_OFF    0x1000ull
 #define BLK_DEVFN       PCI_DEVFN(4, 0)
 #define BLK_GSI         (PCI_INTX_GSI_BASE + 0)    /* slot 4, INTA: PIRQ (4 + 0) & 3 = A */
 
@@ -54,7 +51,7 @@ static const Layout q35_layouts[] = {
 
 typedef struct Blk {
     QTestState *qts;
-    QGuestRam g;
+    QBlkHost h;                 /* image and shared RAM */
     QVirtioPCI v;
     VDriverQueueConfig cfg;
     VDriverQueue *vq;
@@ -71,20 +68,20 @@ static void blk_start_with(Blk *b, const Layout *l, const char *drive, const cha
     char *drive_opt;
 
     memset(b, 0, sizeof(*b));
-    qguest_ram_init(&b->g, "vdm-blk", RAM_SIZE, IMG_SIZE);
+    qblk_host_init(&b->h, "vdm-blk-XXXXXX", RAM_SIZE, IMG_SIZE);
 
     if (drive) {
         char **parts = g_strsplit(drive, "@IMG@", -1);     /* @IMG@: the image's path */
-        drive_opt = g_strjoinv(b->g.img_path, parts);
+        drive_opt = g_strjoinv(b->h.img_path, parts);
         g_strfreev(parts);
     } else {
-        drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->g.img_path);
+        drive_opt = g_strdup_printf("-drive file=%s,if=none,id=d0,format=raw", b->h.img_path);
     }
     b->qts = qtest_initf("-machine %s -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults %s "
                          "-device virtio-blk-pci,drive=d0,addr=04.0,packed=%s,in_order=%s,"
                          "event_idx=off,indirect_desc=off,serial=vdm0%s",
-                         l->machine ? l->machine : "pc", b->g.mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
+                         l->machine ? l->machine : "pc", b->h.mem_path, drive_opt, l->packed ? "on" : "off", l->in_order ? "on" : "off",
                          dev_extra);
     g_free(drive_opt);
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
@@ -104,7 +101,7 @@ static void blk_stop(Blk *b)
     if (b->vq) {
         vdriver_queue_free(b->vq);
     }
-    qguest_ram_cleanup(&b->g);
+    qblk_host_cleanup(&b->h);
 }
 
 /* The driver initialisation sequence (spec 3.1.1) with queue 0 set up. */
@@ -133,7 +130,7 @@ static void blk_init_device(Blk *b, const Layout *l)
 
     b->cfg = (VDriverQueueConfig){ .num = QUEUE_NUM, .packed = l->packed, .in_order = l->in_order };
     vdriver_layout_rings(&b->cfg, RING_BASE);
-    b->vq = vdriver_queue_new(&b->g.gm, &b->cfg);
+    b->vq = vdriver_queue_new(&b->h.gm, &b->cfg);
     g_assert_nonnull(b->vq);
     qvirtio_pci_set_rings(v, b->cfg.desc, b->cfg.driver, b->cfg.device);
     g_assert_cmphex(qtest_readq(b->qts, v->common + VIRTIO_PCI_COMMON_Q_USEDLO), ==, b->cfg.device);
@@ -143,32 +140,10 @@ static void blk_init_device(Blk *b, const Layout *l)
                     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
-static uint64_t slot_gpa(unsigned slot)
-{
-    return REQ_BASE + slot * REQ_STRIDE;
-}
-
-/*
- * Queue one request on @vq in slot @slot: header, @len data bytes at the
- * slot's data area, status; @indirect puts the chain in an indirect table.
- */
 static void blk_add_to(Blk *b, VDriverQueue *vq, unsigned slot, uint32_t type, uint64_t sector, uint32_t len,
                        bool indirect)
 {
-    uint64_t base = slot_gpa(slot);
-    VirtIOBlkOutHdr hdr = { .type = type, .sector = sector };       /* x86 test: little-endian */
-    VDriverSeg out[2] = { { base, sizeof(hdr) } }, in[2];
-    unsigned nout = 1, nin = 0;
-
-    memcpy(b->g.ram + base, &hdr, sizeof(hdr));
-    b->g.ram[base + 0x10] = 0xff;     /* status, overwritten by the device */
-    if (type == VIRTIO_BLK_T_OUT) {
-        out[nout++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
-    } else if (len) {
-        in[nin++] = (VDriverSeg){ base + REQ_DATA_OFF, len };
-    }
-    in[nin++] = (VDriverSeg){ base + 0x10, 1 };
-    g_assert_cmpint(vdriver_add(vq, out, nout, in, nin, GUINT_TO_POINTER(slot + 1), indirect), ==, 0);
+    qblk_add(&b->h, vq, slot, type, sector, len, indirect);
 }
 
 static void blk_add(Blk *b, unsigned slot, uint32_t type, uint64_t sector, uint32_t len)
@@ -186,34 +161,12 @@ static void blk_kick(Blk *b)
 /* Reap @n buffers from @vq (bounded wait); each must have status OK. */
 static void blk_reap_from(Blk *b, VDriverQueue *vq, unsigned n)
 {
-    gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
-    unsigned got = 0;
-
-    while (got < n) {
-        uint32_t len;
-        void *tok = vdriver_get_buf(vq, &len, NULL);
-
-        g_assert_null(vdriver_error(vq));
-        if (!tok) {
-            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-            g_usleep(200);
-            continue;
-        }
-        g_assert_cmphex(b->g.ram[slot_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
-        got++;
-    }
+    qblk_reap(&b->h, vq, n);
 }
 
 static void blk_reap(Blk *b, unsigned n)
 {
     blk_reap_from(b, b->vq, n);
-}
-
-static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++) {
-        p[i] = (uint8_t)(i * 31 + seed * 7 + (i >> 9));
-    }
 }
 
 static void test_config_capacity(const void *opaque)
@@ -232,7 +185,7 @@ static void test_config_capacity(const void *opaque)
     blk_add(&b, 0, VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES);
     blk_kick(&b);
     blk_reap(&b, 1);
-    memcpy(serial, b.g.ram + slot_gpa(0) + REQ_DATA_OFF, VIRTIO_BLK_ID_BYTES);
+    memcpy(serial, b.h.ram + qblk_slot_gpa(0) + QBLK_REQ_DATA_OFF, VIRTIO_BLK_ID_BYTES);
     g_assert_cmpstr(serial, ==, "vdm0");
     blk_stop(&b);
 }
@@ -248,26 +201,26 @@ static void test_write_read_data_check(const void *opaque)
     blk_init_device(&b, l);
     /* several writes in flight at once, completing in whatever order the backend finishes them */
     for (unsigned i = 0; i < NREQ; i++) {
-        fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i);
+        qblk_fill_pattern(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, i);
         blk_add(&b, i, VIRTIO_BLK_T_OUT, i * 16 + 1, LEN);
     }
     blk_kick(&b);
     blk_reap(&b, NREQ);
     for (unsigned i = 0; i < NREQ; i++) {
-        fill_pattern(want, LEN, i);
-        g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)(i * 16 + 1) * 512), ==, LEN);
+        qblk_fill_pattern(want, LEN, i);
+        g_assert_cmpint(pread(b.h.img_fd, file, LEN, (off_t)(i * 16 + 1) * 512), ==, LEN);
         g_assert_cmpmem(file, LEN, want, LEN);
     }
     /* read back into cleared buffers */
     for (unsigned i = 0; i < NREQ; i++) {
-        memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+        memset(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, LEN);
         blk_add(&b, i, VIRTIO_BLK_T_IN, i * 16 + 1, LEN);
     }
     blk_kick(&b);
     blk_reap(&b, NREQ);
     for (unsigned i = 0; i < NREQ; i++) {
-        fill_pattern(want, LEN, i);
-        g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+        qblk_fill_pattern(want, LEN, i);
+        g_assert_cmpmem(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
     }
     /* more requests than fit at once: the ring wraps */
     for (unsigned round = 0; round < 3 * QUEUE_NUM / NREQ; round++) {
@@ -413,7 +366,7 @@ static void msix_setup(Blk *b, Msix *m)
         qtest_writel(s, e + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
         qtest_writel(s, e + PCI_MSIX_ENTRY_DATA, MSI_DATA(v));
         g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_DATA), ==, MSI_DATA(v));
-        memset(b->g.ram + msi_target(v), 0, 4);
+        memset(b->h.ram + msi_target(v), 0, 4);
     }
 }
 
@@ -437,7 +390,7 @@ static uint32_t msi_word(Blk *b, unsigned v)
 {
     uint32_t w;
 
-    memcpy(&w, b->g.ram + msi_target(v), 4);
+    memcpy(&w, b->h.ram + msi_target(v), 4);
     return GUINT32_FROM_LE(w);
 }
 
@@ -476,7 +429,7 @@ static void test_msix_completion_to_ram(void)
     qvirtio_pci_queue_select(&b.v, 0);
     g_assert_cmphex(set_vector(&b, VIRTIO_PCI_COMMON_Q_MSIX, 0), ==, 0);
     for (unsigned round = 0; round < 3; round++) {
-        memset(b.g.ram + msi_target(0), 0, 4);
+        memset(b.h.ram + msi_target(0), 0, 4);
         one_request(&b);
         g_assert_cmphex(msi_word(&b, 0), ==, MSI_DATA(0));
         g_assert_cmphex(msi_word(&b, 1), ==, 0);        /* not the config vector */
@@ -484,7 +437,7 @@ static void test_msix_completion_to_ram(void)
     }
     /* with MSI-X disabled again the device falls back to INTx */
     msix_control(&b, &m, false, false);
-    memset(b.g.ram + msi_target(0), 0, 4);
+    memset(b.h.ram + msi_target(0), 0, 4);
     one_request(&b);
     g_assert_cmphex(msi_word(&b, 0), ==, 0);
     g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
@@ -528,7 +481,7 @@ static void test_msix_mask_pba_unmask(void)
     g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
 
     /* function mask: the same, released by clearing MASKALL */
-    memset(b.g.ram + msi_target(0), 0, 4);
+    memset(b.h.ram + msi_target(0), 0, 4);
     msix_control(&b, &m, true, true);
     one_request(&b);
     g_assert_cmphex(msi_word(&b, 0), ==, 0);
@@ -538,7 +491,7 @@ static void test_msix_mask_pba_unmask(void)
     g_assert_cmphex(qtest_readq(b.qts, m.pba), ==, 0);
 
     /* unmasked and nothing pending: unmasking again sends nothing */
-    memset(b.g.ram + msi_target(0), 0, 4);
+    memset(b.h.ram + msi_target(0), 0, 4);
     msix_mask(&b, &m, 0, true);
     msix_mask(&b, &m, 0, false);
     g_assert_cmphex(msi_word(&b, 0), ==, 0);
@@ -660,7 +613,7 @@ static void test_resize_intx(void)
     g_assert_null(block_resize(&b, "\"node-name\": \"d0\", \"size\": 2097152", NULL));
     g_assert_cmpuint(qtest_readq(b.qts, b.v.device + 0), ==, 2 * IMG_SIZE / 512);
     g_assert_cmpuint(qtest_readb(b.qts, b.v.common + VIRTIO_PCI_COMMON_CFGGENERATION), !=, gen);
-    g_assert_cmpint(lseek(b.g.img_fd, 0, SEEK_END), ==, 2 * IMG_SIZE);
+    g_assert_cmpint(lseek(b.h.img_fd, 0, SEEK_END), ==, 2 * IMG_SIZE);
     /* the configuration change interrupt: INTx with ISR bit 1 */
     g_assert_true(qtest_get_irq(b.qts, BLK_GSI));
     g_assert_cmphex(qtest_readb(b.qts, b.v.isr) & 2, ==, 2);
@@ -734,7 +687,7 @@ static void blk_reap_order(Blk *b, unsigned n, unsigned *order)
             continue;
         }
         order[got] = GPOINTER_TO_UINT(tok) - 1;
-        g_assert_cmphex(b->g.ram[slot_gpa(order[got]) + 0x10], ==, VIRTIO_BLK_S_OK);
+        g_assert_cmphex(b->h.ram[qblk_slot_gpa(order[got]) + 0x10], ==, VIRTIO_BLK_S_OK);
         got++;
     }
 }
@@ -759,7 +712,7 @@ static void test_reverse_completions(const void *opaque)
     blk_init_device(&b, l);
     for (unsigned round = 0; round < ROUNDS; round++) {
         for (unsigned i = 0; i < REVERSE_GROUP; i++) {
-            fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + round * 16);
+            qblk_fill_pattern(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, i + round * 16);
             blk_add(&b, i, VIRTIO_BLK_T_OUT, i * 8 + round * 64, LEN);
         }
         blk_kick(&b);
@@ -773,21 +726,21 @@ static void test_reverse_completions(const void *opaque)
             if (l->in_order) {
                 g_assert_cmpuint(order[i], ==, i);
             }
-            fill_pattern(want, LEN, i + round * 16);
-            g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)(i * 8 + round * 64) * 512), ==, LEN);
+            qblk_fill_pattern(want, LEN, i + round * 16);
+            g_assert_cmpint(pread(b.h.img_fd, file, LEN, (off_t)(i * 8 + round * 64) * 512), ==, LEN);
             g_assert_cmpmem(file, LEN, want, LEN);
         }
         /* read back: reads complete newest first; IN_ORDER still uses them in avail order */
         for (unsigned i = 0; i < REVERSE_GROUP; i++) {
-            memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+            memset(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, LEN);
             blk_add(&b, i, VIRTIO_BLK_T_IN, i * 8 + round * 64, LEN);
         }
         blk_kick(&b);
         blk_reap_order(&b, REVERSE_GROUP, order);
         for (unsigned i = 0; i < REVERSE_GROUP; i++) {
             g_assert_cmpuint(order[i], ==, (l->in_order ? i : REVERSE_GROUP - 1 - i));
-            fill_pattern(want, LEN, i + round * 16);
-            g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+            qblk_fill_pattern(want, LEN, i + round * 16);
+            g_assert_cmpmem(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
         }
     }
     g_assert_cmpuint(vdriver_inflight(b.vq), ==, 0);
@@ -858,7 +811,7 @@ static void blk_init_queues(Blk *b, const Layout *l, uint64_t extra, unsigned nq
         };
         c->indirect = vdriver_layout_rings(c, RING_BASE + q * MQ_RING_STRIDE);
         g_assert_cmpuint(c->indirect + QUEUE_NUM * INDIRECT_MAX * 16, <=, RING_BASE + (q + 1) * MQ_RING_STRIDE);
-        qs->vq[q] = vdriver_queue_new(&b->g.gm, c);
+        qs->vq[q] = vdriver_queue_new(&b->h.gm, c);
         g_assert_nonnull(qs->vq[q]);
         qvirtio_pci_set_rings(v, c->desc, c->driver, c->device);
         qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_ENABLE, 1);
@@ -912,22 +865,22 @@ static void test_indirect(const void *opaque)
     blk_init_queues(&b, l, 1ULL << VIRTIO_RING_F_INDIRECT_DESC, 1, &qs);
     for (unsigned round = 0; round < 2; round++) {
         for (unsigned i = 0; i < QUEUE_NUM; i++) {
-            fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + round);
+            qblk_fill_pattern(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, i + round);
             blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_OUT, i, LEN, true);
         }
         g_assert_cmpuint(vdriver_free_slots(qs.vq[0]), ==, 0);
         blk_kick_queue(&b, &qs, 0);
         blk_reap_from(&b, qs.vq[0], QUEUE_NUM);
         for (unsigned i = 0; i < QUEUE_NUM; i++) {
-            memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+            memset(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, LEN);
             blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_IN, i, LEN, true);
         }
         blk_kick_queue(&b, &qs, 0);
         blk_reap_from(&b, qs.vq[0], QUEUE_NUM);
         for (unsigned i = 0; i < QUEUE_NUM; i++) {
-            fill_pattern(want, LEN, i + round);
-            g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
-            g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)i * 512), ==, LEN);
+            qblk_fill_pattern(want, LEN, i + round);
+            g_assert_cmpmem(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
+            g_assert_cmpint(pread(b.h.img_fd, file, LEN, (off_t)i * 512), ==, LEN);
             g_assert_cmpmem(file, LEN, want, LEN);
         }
     }
@@ -1006,21 +959,21 @@ static void test_multiqueue(const void *opaque)
         for (unsigned i = 0; i < PER_QUEUE; i++) {
             unsigned slot = q * PER_QUEUE + i;
 
-            fill_pattern(b.g.ram + slot_gpa(slot) + REQ_DATA_OFF, LEN, slot);
+            qblk_fill_pattern(b.h.ram + qblk_slot_gpa(slot) + QBLK_REQ_DATA_OFF, LEN, slot);
             blk_add_to(&b, qs.vq[q], slot, VIRTIO_BLK_T_OUT, slot * 2, LEN, false);
         }
-        memset(b.g.ram + msi_target(q + 1), 0, 4);
+        memset(b.h.ram + msi_target(q + 1), 0, 4);
         blk_kick_queue(&b, &qs, q);
         blk_reap_from(&b, qs.vq[q], PER_QUEUE);
         (void)qvirtio_pci_get_status(&b.v);
         for (unsigned v = 0; v < m.nvec; v++) {
             g_assert_cmphex(msi_word(&b, v), ==, v == q + 1 ? MSI_DATA(v) : 0);
         }
-        memset(b.g.ram + msi_target(q + 1), 0, 4);
+        memset(b.h.ram + msi_target(q + 1), 0, 4);
     }
     for (unsigned slot = 0; slot < MQ_MAX * PER_QUEUE; slot++) {
-        fill_pattern(want, LEN, slot);
-        g_assert_cmpint(pread(b.g.img_fd, file, LEN, (off_t)slot * 2 * 512), ==, LEN);
+        qblk_fill_pattern(want, LEN, slot);
+        g_assert_cmpint(pread(b.h.img_fd, file, LEN, (off_t)slot * 2 * 512), ==, LEN);
         g_assert_cmpmem(file, LEN, want, LEN);
     }
     /* read back through the next queue */
@@ -1030,7 +983,7 @@ static void test_multiqueue(const void *opaque)
         for (unsigned i = 0; i < PER_QUEUE; i++) {
             unsigned slot = q * PER_QUEUE + i;
 
-            memset(b.g.ram + slot_gpa(slot) + REQ_DATA_OFF, 0, LEN);
+            memset(b.h.ram + qblk_slot_gpa(slot) + QBLK_REQ_DATA_OFF, 0, LEN);
             blk_add_to(&b, qs.vq[rq], slot, VIRTIO_BLK_T_IN, slot * 2, LEN, false);
         }
         blk_kick_queue(&b, &qs, rq);
@@ -1038,8 +991,8 @@ static void test_multiqueue(const void *opaque)
         for (unsigned i = 0; i < PER_QUEUE; i++) {
             unsigned slot = q * PER_QUEUE + i;
 
-            fill_pattern(want, LEN, slot);
-            g_assert_cmpmem(b.g.ram + slot_gpa(slot) + REQ_DATA_OFF, LEN, want, LEN);
+            qblk_fill_pattern(want, LEN, slot);
+            g_assert_cmpmem(b.h.ram + qblk_slot_gpa(slot) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
         }
     }
     blk_queues_free(&qs);
@@ -1069,30 +1022,30 @@ static void test_reset_mid_flight(const void *opaque)
     blk_kick_queue(&b, &qs, 0);
     (void)qvirtio_pci_get_status(&b.v);
     g_assert_false(vdriver_has_used(qs.vq[0]));     /* held in the backend */
-    memcpy(rings, b.g.ram + RING_BASE, MQ_RING_STRIDE);
+    memcpy(rings, b.h.ram + RING_BASE, MQ_RING_STRIDE);
     qvirtio_pci_set_status(&b.v, 0);
     g_assert_cmphex(qvirtio_pci_get_status(&b.v), ==, 0);
-    g_assert_cmpmem(b.g.ram + RING_BASE, MQ_RING_STRIDE, rings, MQ_RING_STRIDE);
+    g_assert_cmpmem(b.h.ram + RING_BASE, MQ_RING_STRIDE, rings, MQ_RING_STRIDE);
     vdriver_queue_free(qs.vq[0]);
     qs.n = 0;
-    memset(b.g.ram + RING_BASE, 0, MQ_RING_STRIDE);
+    memset(b.h.ram + RING_BASE, 0, MQ_RING_STRIDE);
 
     blk_init_queues(&b, l, 0, 1, &qs);
     for (unsigned i = 0; i < 8; i++) {
-        fill_pattern(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, i + 40);
+        qblk_fill_pattern(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, i + 40);
         blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_OUT, i * 8, LEN, false);
     }
     blk_kick_queue(&b, &qs, 0);
     blk_reap_from(&b, qs.vq[0], 8);
     for (unsigned i = 0; i < 8; i++) {
-        memset(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, 0, LEN);
+        memset(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, LEN);
         blk_add_to(&b, qs.vq[0], i, VIRTIO_BLK_T_IN, i * 8, LEN, false);
     }
     blk_kick_queue(&b, &qs, 0);
     blk_reap_from(&b, qs.vq[0], 8);
     for (unsigned i = 0; i < 8; i++) {
-        fill_pattern(want, LEN, i + 40);
-        g_assert_cmpmem(b.g.ram + slot_gpa(i) + REQ_DATA_OFF, LEN, want, LEN);
+        qblk_fill_pattern(want, LEN, i + 40);
+        g_assert_cmpmem(b.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
     }
     blk_queues_free(&qs);
     blk_stop(&b);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "hw/virtio/virtio-scsi.h"
+#include "scsi-cdb.h"
 #include "vdriver.h"
 #include "vq-fixture.h"
 
@@ -297,60 +298,10 @@ static Cmd simple(ScsiTest *t, const uint8_t *cdb, unsigned cdb_len, uint32_t di
     return c;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* CDB for READ/WRITE of any size. */
-static unsigned rw_cdb(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t nb)
-{
-    memset(cdb, 0, 16);
-    cdb[0] = op;
-    switch (op) {
-    case READ_6:
-    case WRITE_6:
-        cdb[1] = (uint8_t)(lba >> 16) & 0x1f;
-        cdb[2] = (uint8_t)(lba >> 8);
-        cdb[3] = (uint8_t)lba;
-        cdb[4] = (uint8_t)nb;
-        return 6;
-    case READ_10:
-    case WRITE_10:
-        put_be32(cdb + 2, (uint32_t)lba);
-        cdb[7] = (uint8_t)(nb >> 8);
-        cdb[8] = (uint8_t)nb;
-        return 10;
-    case READ_12:
-    case WRITE_12:
-        put_be32(cdb + 2, (uint32_t)lba);
-        put_be32(cdb + 6, nb);
-        return 12;
-    default:
-        put_be64(cdb + 2, lba);
-        put_be32(cdb + 10, nb);
-        return 16;
-    }
-}
-
 static Cmd do_write(ScsiTest *t, uint8_t op, uint64_t lba, const void *data, uint32_t nb, unsigned chop)
 {
     uint8_t cdb[16];
-    unsigned n = rw_cdb(cdb, op, lba, nb);
+    unsigned n = scsi_cdb_rw(cdb, op, lba, nb);
     Cmd c = cmd_build(t, cdb, n, nb * 512, 0);
     uint32_t used;
 
@@ -363,7 +314,7 @@ static Cmd do_write(ScsiTest *t, uint8_t op, uint64_t lba, const void *data, uin
 static Cmd do_read(ScsiTest *t, uint8_t op, uint64_t lba, void *data, uint32_t nb, unsigned chop)
 {
     uint8_t cdb[16];
-    unsigned n = rw_cdb(cdb, op, lba, nb);
+    unsigned n = scsi_cdb_rw(cdb, op, lba, nb);
     Cmd c = cmd_build(t, cdb, n, 0, nb * 512);
     uint32_t used = cmd_run(t, &c, chop);
 
@@ -491,8 +442,8 @@ static void test_inquiry(gconstpointer data)
     assert_good(&t, &c);
     d = host(&t, c.din);
     g_assert_cmpuint(d[3], ==, 0x3c);
-    g_assert_cmpuint(be32(d + 20), ==, 0x400000);   /* maximum unmap LBA count */
-    g_assert_cmpuint(be32(d + 24), ==, 255);        /* maximum unmap descriptors */
+    g_assert_cmpuint(scsi_be32(d + 20), ==, 0x400000);   /* maximum unmap LBA count */
+    g_assert_cmpuint(scsi_be32(d + 24), ==, 255);        /* maximum unmap descriptors */
 
     c = simple(&t, vpdb2, 6, 255);
     assert_good(&t, &c);
@@ -533,15 +484,15 @@ static void test_read_capacity(gconstpointer data)
     c = simple(&t, rc10, 10, 8);
     assert_good(&t, &c);
     d = host(&t, c.din);
-    g_assert_cmpuint(be32(d), ==, IMG_BLOCKS - 1);
-    g_assert_cmpuint(be32(d + 4), ==, 512);
+    g_assert_cmpuint(scsi_be32(d), ==, IMG_BLOCKS - 1);
+    g_assert_cmpuint(scsi_be32(d + 4), ==, 512);
 
     c = simple(&t, rc16, 16, 32);
     assert_good(&t, &c);
     d = host(&t, c.din);
-    g_assert_cmpuint(be32(d), ==, 0);
-    g_assert_cmpuint(be32(d + 4), ==, IMG_BLOCKS - 1);
-    g_assert_cmpuint(be32(d + 8), ==, 512);
+    g_assert_cmpuint(scsi_be32(d), ==, 0);
+    g_assert_cmpuint(scsi_be32(d + 4), ==, IMG_BLOCKS - 1);
+    g_assert_cmpuint(scsi_be32(d + 8), ==, 512);
     g_assert_cmphex(d[14] & 0xc0, ==, 0xc0);    /* LBPME, LBPRZ */
     scsi_teardown(&t);
 }
@@ -574,7 +525,7 @@ static void test_read_write(gconstpointer data)
         Cmd c = do_write(&t, WRITE_16, IMG_BLOCKS - 1, wbuf, 1, 0);
         uint8_t cdb[16];
         assert_good(&t, &c);
-        rw_cdb(cdb, READ_10, 0, 0);
+        scsi_cdb_rw(cdb, READ_10, 0, 0);
         c = simple(&t, cdb, 10, 0);
         assert_good(&t, &c);
     }
@@ -582,7 +533,7 @@ static void test_read_write(gconstpointer data)
     {
         uint8_t cdb[16];
         Cmd c;
-        rw_cdb(cdb, READ_10, 100, 2);
+        scsi_cdb_rw(cdb, READ_10, 100, 2);
         c = cmd_build(&t, cdb, 10, 0, 4096);
         g_assert_cmpuint(cmd_run(&t, &c, 0), ==, RESP_SIZE + 1024);
         assert_good(&t, &c);
@@ -623,7 +574,7 @@ static void test_sync_and_misc(gconstpointer data)
     c = simple(&t, rl, 12, 64);
     assert_good(&t, &c);
     d = host(&t, c.din);
-    g_assert_cmpuint(be32(d), ==, 8);
+    g_assert_cmpuint(scsi_be32(d), ==, 8);
     g_assert_true(all_bytes(d + 8, 8, 0));      /* LUN 0 */
     g_assert_cmpuint(le32toh(resp_of(&t, &c)->resid), ==, 64 - 16);
     c = simple(&t, rl_short, 12, 64);
@@ -649,7 +600,7 @@ static void test_mode_sense(gconstpointer data)
     d = host(&t, c.din);
     g_assert_cmpuint(d[0], ==, 4 + 8 + 20 - 1);
     g_assert_cmpuint(d[3], ==, 8);              /* block descriptor */
-    g_assert_cmpuint(be32(d + 4), ==, IMG_BLOCKS);
+    g_assert_cmpuint(scsi_be32(d + 4), ==, IMG_BLOCKS);
     g_assert_cmphex(d[12], ==, 0x08);
     g_assert_cmphex(d[13], ==, 0x12);
     g_assert_cmphex(d[14] & 0x04, ==, 0x04);    /* WCE */
@@ -674,7 +625,7 @@ static void test_mode_sense(gconstpointer data)
     d = host(&t, c.din);
     g_assert_cmphex(d[4] & 1, ==, 1);           /* LONGLBA */
     g_assert_cmpuint(d[7], ==, 16);
-    g_assert_cmpuint(be32(d + 8 + 4), ==, IMG_BLOCKS);
+    g_assert_cmpuint(scsi_be32(d + 8 + 4), ==, IMG_BLOCKS);
 
     c = simple(&t, ms6_saved, 6, 255);
     assert_sense(&t, &c, SCSI_SENSE_ILLEGAL_REQUEST, 0x39, 0);
@@ -708,8 +659,8 @@ static Cmd do_unmap(ScsiTest *t, const uint64_t (*descs)[2], unsigned ndesc, int
         p[3] = (uint8_t)ddlen;
     }
     for (unsigned i = 0; i < ndesc; i++) {
-        put_be64(p + 8 + 16 * i, descs[i][0]);
-        put_be32(p + 16 + 16 * i, (uint32_t)descs[i][1]);
+        scsi_put_be64(p + 8 + 16 * i, descs[i][0]);
+        scsi_put_be32(p + 16 + 16 * i, (uint32_t)descs[i][1]);
     }
     cmd_run(t, &c, 0);
     return c;
@@ -725,10 +676,10 @@ static Cmd do_write_same(ScsiTest *t, bool sixteen, uint8_t flags, uint64_t lba,
     cdb[0] = sixteen ? WRITE_SAME_16 : WRITE_SAME_10;
     cdb[1] = flags;
     if (sixteen) {
-        put_be64(cdb + 2, lba);
-        put_be32(cdb + 10, nb);
+        scsi_put_be64(cdb + 2, lba);
+        scsi_put_be32(cdb + 10, nb);
     } else {
-        put_be32(cdb + 2, (uint32_t)lba);
+        scsi_put_be32(cdb + 2, (uint32_t)lba);
         cdb[7] = (uint8_t)(nb >> 8);
         cdb[8] = (uint8_t)nb;
     }
@@ -829,7 +780,7 @@ static void test_sense_bad_lba_and_opcode(gconstpointer data)
     c = do_read(&t, READ_10, IMG_BLOCKS - 1, buf, 2, 0);
     assert_sense(&t, &c, SCSI_SENSE_ILLEGAL_REQUEST, 0x21, 0);
     /* An LBA that would overflow lba + nb. */
-    rw_cdb(cdb, READ_16, UINT64_MAX, 1);
+    scsi_cdb_rw(cdb, READ_16, UINT64_MAX, 1);
     c = simple(&t, cdb, 16, 512);
     assert_sense(&t, &c, SCSI_SENSE_ILLEGAL_REQUEST, 0x21, 0);
     c = do_write(&t, WRITE_16, IMG_BLOCKS, buf, 1, 0);
@@ -923,7 +874,7 @@ static void test_tmf(gconstpointer data)
 
     /* A command held in the backend: QUERY TASK finds it, ABORT TASK waits for it. */
     blk_set_hold(t.blk, true);
-    rw_cdb(cdb, READ_10, 0, 8);
+    scsi_cdb_rw(cdb, READ_10, 0, 8);
     c = cmd_build(&t, cdb, 10, 0, 4096);
     cmd_add(&t, &c, 0, &c);
     kick(&t, REQQ);
@@ -1066,18 +1017,18 @@ static void test_hostile_requests(gconstpointer data)
 
     scsi_setup(&t, data, false);
     /* Data-out and data-in in one request: FAILURE (INOUT is not offered). */
-    rw_cdb(cdb, READ_10, 0, 1);
+    scsi_cdb_rw(cdb, READ_10, 0, 1);
     c = cmd_build(&t, cdb, 10, 512, 512);
     g_assert_cmpuint(cmd_run(&t, &c, 0), ==, RESP_SIZE);
     g_assert_cmpuint(resp_of(&t, &c)->response, ==, VIRTIO_SCSI_S_FAILURE);
     /* A read bigger than the data-in buffer: OVERRUN, nothing written. */
-    rw_cdb(cdb, READ_10, 0, 8);
+    scsi_cdb_rw(cdb, READ_10, 0, 8);
     c = cmd_build(&t, cdb, 10, 0, 1024);
     g_assert_cmpuint(cmd_run(&t, &c, 0), ==, RESP_SIZE);
     g_assert_cmpuint(resp_of(&t, &c)->response, ==, VIRTIO_SCSI_S_OVERRUN);
     g_assert_true(all_bytes(host(&t, c.din), 1024, 0xcc));
     /* A write with no data at all: OVERRUN too. */
-    rw_cdb(cdb, WRITE_10, 0, 1);
+    scsi_cdb_rw(cdb, WRITE_10, 0, 1);
     c = cmd_build(&t, cdb, 10, 0, 0);
     cmd_run(&t, &c, 0);
     g_assert_cmpuint(resp_of(&t, &c)->response, ==, VIRTIO_SCSI_S_OVERRUN);
@@ -1093,11 +1044,11 @@ static void test_hostile_requests(gconstpointer data)
     v = htole32(6);
     g_assert_cmpint(virtio_scsi_set_config(&t.dev, offsetof(VirtIOSCSIConfig, cdb_size), (uint8_t *)&v, 4), ==, 0);
     g_assert_cmpuint(le32toh(((VirtIOSCSIConfig *)t.dev.parent_obj.config)->cdb_size), ==, 6);
-    rw_cdb(cdb, READ_10, 0, 1);
+    scsi_cdb_rw(cdb, READ_10, 0, 1);
     c = cmd_build(&t, cdb, 10, 0, 512);
     cmd_run(&t, &c, 0);
     assert_sense(&t, &c, SCSI_SENSE_ILLEGAL_REQUEST, 0x20, 0);
-    rw_cdb(cdb, READ_6, 0, 1);
+    scsi_cdb_rw(cdb, READ_6, 0, 1);
     c = cmd_build(&t, cdb, 6, 0, 512);
     cmd_run(&t, &c, 0);
     assert_good(&t, &c);
@@ -1168,7 +1119,7 @@ static void test_out_of_order_completion(gconstpointer data)
     scsi_setup(&t, data, false);
     blk_set_hold(t.blk, true);
     for (unsigned i = 0; i < N; i++) {
-        rw_cdb(cdb, READ_10, i * 8, 8);
+        scsi_cdb_rw(cdb, READ_10, i * 8, 8);
         c[i] = cmd_build(&t, cdb, 10, 0, 4096);
         cmd_add(&t, &c[i], 0, &c[i]);
     }
@@ -1210,7 +1161,7 @@ static void test_reset_with_commands_in_flight(gconstpointer data)
     scsi_setup(&t, data, false);
     blk_set_hold(t.blk, true);
     for (unsigned i = 0; i < 4; i++) {
-        rw_cdb(cdb, READ_10, i, 1);
+        scsi_cdb_rw(cdb, READ_10, i, 1);
         c[i] = cmd_build(&t, cdb, 10, 0, 512);
         cmd_add(&t, &c[i], 0, &c[i]);
     }

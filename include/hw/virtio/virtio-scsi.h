@@ -207,6 +207,16 @@ void virtio_scsi_drain(VirtIOSCSI *s);
  */
 int virtio_scsi_set_config(VirtIOSCSI *s, uint32_t offset, const uint8_t *data, uint32_t len);
 
+/*
+ * Give the adapter its unit after realize (the device host plugs scsi-hd
+ * after virtio-scsi-pci), at @target; @disk stays the caller's. Before the
+ * driver scans (no hotplug events). False with @errp set when the adapter
+ * has a unit already or @target is above max_target.
+ */
+bool virtio_scsi_attach_disk(VirtIOSCSI *s, SCSIDisk *disk, uint32_t target, GError **errp);
+/* Take the unit away: its commands in flight complete first. */
+void virtio_scsi_detach_disk(VirtIOSCSI *s);
+
 /* The disk image changed size: new capacity, and a PARAM_CHANGE event with CHANGE negotiated. */
 void virtio_scsi_resize(VirtIOSCSI *s);
 
