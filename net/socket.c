@@ -161,12 +161,15 @@ static gboolean sock_readable(gint fd, GIOCondition cond, gpointer opaque)
         ssize_t r;
 
         if (!s->stream) {
-            r = recv(s->fd, s->buf, NET_MAX_FRAME, 0);
+            r = recv(s->fd, s->buf, NET_MAX_FRAME, MSG_TRUNC);
             if (r < 0) {
                 break;
             }
-            if (r == 0) {
-                continue;           /* empty datagram: no frame */
+            if (r == 0 || r > NET_MAX_FRAME) {
+                if (r) {
+                    s->nc.stats.rx_dropped++;   /* longer than any frame: truncated, dropped */
+                }
+                continue;
             }
             waiting = !udp_deliver(s, (size_t)r);
             continue;

@@ -58,11 +58,19 @@ static void vnc_tx_more(void *opaque, unsigned qp)
     vnc_schedule_resume(opaque, qp);
 }
 
+static void vnc_reset(void *opaque)
+{
+    VirtIONetClient *c = opaque;
+
+    net_client_rx_reset(c->nc);
+}
+
 static const VirtIONetPeerOps vnc_peer_ops = {
     .send = vnc_send,
     .send_done = vnc_send_done,
     .rx_ready = vnc_rx_ready,
     .tx_more = vnc_tx_more,
+    .reset = vnc_reset,
 };
 
 /* ---- backend -> device (NetFrontendOps) ---- */

@@ -224,6 +224,9 @@ static void net_reset(VirtIODevice *vdev)
     n->mrg_rxbuf = false;
     net_update_config(n, link_up);
     net_set_queue_layout(n, true);
+    if (n->peer && n->peer->reset) {
+        n->peer->reset(n->peer_opaque);
+    }
 }
 
 static const VirtIODeviceOps virtio_net_ops = {

@@ -508,6 +508,7 @@ static void rw_done(void *opaque, int ret)
     if (req->flush_after) {
         /* FUA, or write cache off: stable before GOOD (SBC-3 4.15). */
         req->flush_after = false;
+        d->stats.stable_writes++;
         req->pending = 1;
         blk_aio_flush(d->blk, rw_done, req);
         return;

@@ -63,6 +63,14 @@ void chardev_set_reconnect_ms(Chardev *chr, unsigned ms);
 unsigned chardev_get_reconnect_ms(const Chardev *chr);
 int chardev_take_fd(Chardev *chr);
 
+/*
+ * A vhost-user device's chardev= property (QEMU's messages, for device type
+ * @type): the client chardev @chr_id, its connected fd taken, its path and
+ * reconnect interval. Returns the fd, or -1 with *@errp set.
+ */
+int chardev_take_vhost_user(const char *type, const char *chr_id, const char **path, unsigned *reconnect_ms,
+                            char **errp);
+
 /* Close every chardev (unlinks the sockets servers created). */
 void chardev_cleanup_all(void);
 

@@ -15,14 +15,12 @@ python3 standard library only.
 """
 
 import argparse
-import ctypes
 import json
 import os
 import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,11 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MIB = 1 << 20
+sys.path.insert(0, HERE)
+# Shared with the other guest tests (boot-vhost-user-net.py reaches them through this module too).
+# (boot-vhost-user-net.py loads this file and uses Child, build_guest, wait_socket and qmp_query from it.)
+from vdmguest import (MIB, Child, add_guest_args, build_guest, end_summary, finish_run,  # noqa: E402
+                      guest_problems, qemu_argv, qmp_query, wait_socket)
 
 FEATURE_NAMES = {
     1: "SIZE_MAX", 2: "SEG_MAX", 4: "GEOMETRY", 5: "RO", 6: "BLK_SIZE", 9: "FLUSH",
@@ -43,123 +45,6 @@ FEATURE_NAMES = {
 
 
 # ---------------------------------------------------------------------------
-# The pattern: the same bytes as guest/init's gen() (busybox awk).
-def pattern_sector(seed, region, i):
-    f = "seed=%d region=%d " % (seed, region)
-    while len(f) < 511:
-        f = f + f
-    h = "vdm-pattern sector=%d seed=%d region=%d |" % (i, seed, region)
-    return (h + f[:511 - len(h)]).encode() + b"\n"
-
-
-def pattern(seed, region, nsect):
-    return b"".join(pattern_sector(seed, region, i) for i in range(nsect))
-
-
-def parse_regions(text):
-    """'OFF:LEN:SEED,...' (MiB, MiB, seed) -> [(off, len, seed)]"""
-    out = []
-    for item in text.split(","):
-        off, ln, seed = (int(x) for x in item.split(":"))
-        out.append((off, ln, seed))
-    return out
-
-
-def host_verify(image, regions):
-    """Compare the image's regions with the generator. Returns (ok, message)."""
-    with open(image, "rb") as f:
-        for r, (off, ln, seed) in enumerate(regions):
-            want = pattern(seed, r, ln * 2048)
-            f.seek(off * MIB)
-            got = f.read(ln * MIB)
-            if got != want:
-                for s in range(ln * 2048):
-                    a, b = got[s * 512:(s + 1) * 512], want[s * 512:(s + 1) * 512]
-                    if a != b:
-                        return False, ("region %d (offset %d MiB, seed %d): sector %d differs: %r"
-                                       % (r, off, seed, s, a[:60]))
-                return False, "region %d: short read" % r
-    return True, "%d regions, %d MiB" % (len(regions), sum(ln for _, ln, _ in regions))
-
-
-# ---------------------------------------------------------------------------
-# Children die with us (PR_SET_PDEATHSIG) and are killed on every exit path.
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _child_setup():
-    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Child:
-    def __init__(self, name, argv, log_path, **kw):
-        self.name, self.argv, self.log_path = name, argv, log_path
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=kw.pop("stdout", self.log), stderr=self.log,
-                                     preexec_fn=_child_setup, **kw)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.alive():
-            self.proc.send_signal(sig)
-
-    def stop(self, grace=5.0):
-        """SIGTERM, then SIGKILL after `grace` seconds. Returns the exit status."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-
-def wait_socket(path, child, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Listening once the socket file is there; do not connect (a
-        # one-connection backend would take us for the VMM).
-        if os.path.exists(path):
-            return True
-        if not child.alive():
-            return False
-        time.sleep(0.02)
-    return False
-
-
-# ---------------------------------------------------------------------------
-def qmp_query(path, commands, timeout=10.0):
-    """Run QMP commands, return their 'return' values (or {'error': ...})."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    f = s.makefile("rw")
-
-    def recv():
-        while True:
-            line = f.readline()
-            if not line:
-                raise EOFError("QMP closed")
-            msg = json.loads(line)
-            if "event" not in msg:
-                return msg
-
-    recv()  # greeting
-    out = []
-    for cmd in [{"execute": "qmp_capabilities"}] + commands:
-        f.write(json.dumps(cmd) + "\n")
-        f.flush()
-        msg = recv()
-        out.append(msg.get("return", msg))
-    s.close()
-    return out[1:]
-
-
 def feature_bits_text(bits):
     return ",".join("%d%s" % (b, "(" + FEATURE_NAMES[b] + ")" if b in FEATURE_NAMES else "")
                     for b in bits)
@@ -198,29 +83,6 @@ def describe_virtio_status(st):
     return lines
 
 
-# ---------------------------------------------------------------------------
-def build_guest(guest_dir, timeout):
-    script = os.path.join(HERE, "guest", "build-guest.sh")
-    t0 = time.monotonic()
-    try:
-        r = subprocess.run([script, guest_dir], timeout=timeout, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    except subprocess.TimeoutExpired:
-        print("guest build timed out after %ds" % timeout)
-        return None
-    if r.returncode != 0:
-        sys.stdout.write(r.stdout.decode(errors="replace")[-4000:])
-        print("guest build failed (exit %d)" % r.returncode)
-        return None
-    env = {}
-    with open(os.path.join(guest_dir, "guest.env")) as f:
-        for line in f:
-            k, _, v = line.strip().partition("=")
-            env[k] = v
-    env["build_secs"] = time.monotonic() - t0
-    return env
-
-
 def backend_argv(args, sock, image):
     if args.backend == "qsd":
         qsd = shutil.which("qemu-storage-daemon") or "/usr/bin/qemu-storage-daemon"
@@ -249,21 +111,10 @@ def main():
     ap.add_argument("--no-daemon-packed", action="store_true",
                     help="do not pass --packed on to the vdm daemon")
     ap.add_argument("--serial", help="vdm: the daemon's --serial; the guest must read it back (GET_ID)")
-    ap.add_argument("--image", help="disk image (created sparse, --image-size, when missing)")
-    ap.add_argument("--image-size", type=int, default=64, metavar="MIB")
     ap.add_argument("--pattern-mb", type=int, default=None, metavar="MIB",
                     help="MiB per region written by the guest (3 regions; default 4, 2 with --reconnect)")
     ap.add_argument("--write-bs", default=None, metavar="SIZE",
                     help="guest dd block size for the O_DIRECT writes (default 1M; 4k with --reconnect)")
-    ap.add_argument("--timeout", type=float, default=150.0, help="seconds for the whole guest run")
-    ap.add_argument("--stall-timeout", type=float, default=45.0,
-                    help="fail when the booted guest prints nothing for this many seconds")
-    ap.add_argument("--build-timeout", type=float, default=1200.0)
-    ap.add_argument("--guest-dir", default=os.environ.get("VDM_GUEST_DIR", "/var/tmp/vdm-guest"),
-                    help="where build-guest.sh caches the kernel and initramfs")
-    ap.add_argument("--kernel-format", choices=["pvh", "bzimage"], default="pvh",
-                    help="pvh: boot the uncompressed vmlinux via PVH (fast under TCG); bzimage: vmlinuz")
-    ap.add_argument("--machine", choices=["q35", "pc"], default="q35")
     ap.add_argument("--reconnect", action="store_true",
                     help="guest loops write/verify; SIGKILL the backend mid-I/O and restart it")
     ap.add_argument("--loop-seconds", type=int, default=None,
@@ -279,13 +130,7 @@ def main():
     ap.add_argument("--spy", action="store_true",
                     help="relay vhost-user through vhost_user_spy.py and log every message (vhost-user.log)")
     ap.add_argument("--no-qmp", action="store_true", help="do not query QEMU's x-query-virtio-status")
-    ap.add_argument("--expect-packed", choices=["on", "off", "any"], default="any",
-                    help="fail unless the guest negotiated RING_PACKED as stated")
-    ap.add_argument("--qemu", default="qemu-system-x86_64")
-    ap.add_argument("--qemu-arg", action="append", metavar="ARG",
-                    help="extra QEMU argument (repeatable), e.g. --qemu-arg=-trace --qemu-arg=vhost_user_*")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    ap.add_argument("-v", "--verbose", action="store_true", help="echo the guest console")
+    add_guest_args(ap)
     args = ap.parse_args()
 
     if args.backend == "vdm":
@@ -341,9 +186,6 @@ def main():
 
         backend = start_backend()
 
-        kernel = os.path.join(args.guest_dir, "vmlinux")
-        if args.kernel_format == "bzimage" or not os.path.exists(kernel):
-            kernel = os.path.join(args.guest_dir, "vmlinuz")
         mode = "loop" if args.loop_seconds > 0 else "check"
         append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=%s vdm.pattern_mb=%d vdm.seconds=%d vdm.wbs=%s"
                   % (mode, args.pattern_mb, args.loop_seconds, args.write_bs))
@@ -356,15 +198,8 @@ def main():
             spy = vhost_user_spy.Spy(qemu_sock, sock, os.path.join(tmp, "vhost-user.log"))
         chardev = "socket,id=vu0,path=%s" % qemu_sock + (",reconnect=1" if args.reconnect else "")
         dev = "vhost-user-blk-pci,id=vblk0,chardev=vu0,num-queues=1" + (",packed=on" if args.packed == "on" else "")
-        qargv = [args.qemu, "-accel", "tcg", "-m", "512M",
-                 "-object", "memory-backend-memfd,id=mem,size=512M,share=on",
-                 "-machine", "%s,memory-backend=mem" % args.machine,
-                 "-bios", "/usr/share/qemu/qboot.rom",
-                 "-nodefaults", "-nographic", "-serial", "stdio", "-no-reboot",
-                 "-kernel", kernel,
-                 "-initrd", os.path.join(args.guest_dir, "initramfs.gz"),
-                 "-append", append,
-                 "-chardev", chardev, "-device", dev]
+        qargv = qemu_argv(args.qemu, args.guest_dir, args.kernel_format, args.machine, append,
+                          ["-chardev", chardev, "-device", dev])
         qargv += list(args.qemu_arg or [])
         if not args.no_qmp:
             qargv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_sock]
@@ -480,56 +315,18 @@ def main():
         console.close()
 
         # ---- checks
-        ok = True
-        why = []
-        if result is None:
-            ok = False
-            why.append("no VDM-GUEST-RESULT line (%s)" % (
-                "timeout %ds" % args.timeout if timed_out else
-                "guest silent for %ds: I/O stalled" % args.stall_timeout if stalled else
-                "QEMU exited %s" % qemu_rc))
-        elif not result.split()[1] == "PASS":
-            ok = False
-            why.append("guest: " + result)
-        # The backend must still be running at the end, and leave on SIGTERM
-        # cleanly (a sanitizer report at exit makes its status non-zero).
-        if backend_died is not None:
-            ok = False
-            why.append("backend died during the run (status %s)" % backend_died)
-        elif backend_rc not in (0, -signal.SIGTERM):
-            ok = False
-            why.append("backend exit status %s after SIGTERM%s" % (
-                backend_rc, " (did not exit within 5 s: SIGKILLed)" if backend_rc == -signal.SIGKILL else ""))
-        host_msg = "not run"
-        m = re.search(r"regions=(\S+)", result or "")
-        if m:
-            hok, host_msg = host_verify(image, parse_regions(m.group(1)))
-            if not hok:
-                ok = False
-                why.append("host check: " + host_msg)
-            host_msg = ("PASS " if hok else "FAIL ") + host_msg
+        why, host_msg = guest_problems(result, timed_out, stalled, args, qemu_rc, backend_died, backend_rc,
+                                       image, features)
         if args.reconnect:
             if len(kills) < args.kills:
-                ok = False
                 why.append("backend killed %d times, not %d (guest did not reach pass %d)"
                            % (len(kills), args.kills, args.kill_at_pass + 2 * len(kills)))
             elif passes_after_restart < 1:
-                ok = False
                 why.append("no guest pass completed after the backend restart")
         if args.serial and args.backend == "vdm" and result:
             sm = re.search(r"serial=(\S+)", result)
             if not sm or sm.group(1) != args.serial:
-                ok = False
                 why.append("guest read serial %s, expected %s" % (sm.group(1) if sm else None, args.serial))
-        packed_seen = None
-        for fl in features:
-            pm = re.search(r"RING_PACKED=(\d)", fl)
-            if pm:
-                packed_seen = pm.group(1) == "1"
-        if args.expect_packed != "any" and packed_seen is not (args.expect_packed == "on"):
-            ok = False
-            why.append("guest RING_PACKED=%s, expected %s" % (packed_seen, args.expect_packed))
-
         # ---- summary
         summary.append("== vhost-user-blk guest boot: backend=%s packed=%s%s, kernel %s, QEMU 7.2 TCG %s"
                        % (args.backend, args.packed, " reconnect" if args.reconnect else "",
@@ -573,28 +370,8 @@ def main():
                 if ln not in seen_lines:
                     seen_lines.add(ln)
                     summary.append("daemon: " + ln)
-        if not ok:
-            summary += ["backend: " + ln for ln in blines[-15:]]
-        summary.append("time: guest build/cache %.1fs; QEMU start -> init %s, -> result %s, -> exit %.1fs; "
-                       "total %.1fs; backend exit %s"
-                       % (t_built - t_start,
-                          "%.1fs" % (t_booted - t_qemu) if t_booted else "-",
-                          "%.1fs" % (t_result - t_qemu) if t_result else "-",
-                          t_end - t_qemu, time.monotonic() - t_start, backend_rc))
-        if not ok:
-            summary.append("logs: %s (console.log, qemu.log, backend.log)" % tmp)
-            args.keep = True
-            if not args.verbose:
-                try:
-                    tail = open(os.path.join(tmp, "console.log"), errors="replace").read().splitlines()[-25:]
-                    summary.append("console tail:")
-                    summary += ["  " + t for t in tail]
-                except OSError:
-                    pass
-        for w in why:
-            summary.append("FAIL: " + w)
-        summary.append("RESULT: %s" % ("PASS" if ok else "FAIL"))
-        rc = 0 if ok else 1
+        rc = end_summary(summary, why, blines, (t_start, t_built, t_qemu, t_booted, t_result, t_end),
+                         backend_rc, tmp, args)
     except (KeyboardInterrupt, SystemExit) as e:
         summary.append("RESULT: FAIL (interrupted: %s)" % (e.__class__.__name__ if isinstance(e, KeyboardInterrupt)
                                                          else "signal %d" % (e.code - 128)))
@@ -605,18 +382,7 @@ def main():
         args.keep = True
         rc = 1
     finally:
-        for c in reversed(children):
-            try:
-                if c.alive():
-                    c.proc.kill()
-                    c.proc.wait(5)
-            except Exception:
-                pass
-        print("\n".join(summary))
-        if args.keep:
-            print("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish_run(children, summary, tmp, args.keep)
     return rc
 
 

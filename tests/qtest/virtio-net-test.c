@@ -341,6 +341,40 @@ static void test_hub_a_to_b(const void *opaque)
     net_stop(&t);
 }
 
+/*
+ * A sender held for a receiver without RX buffers is let go when the
+ * receiver's driver resets it: its frames are dropped, not stuck.
+ */
+static void test_peer_reset_releases_sender(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    Net t;
+
+    net_start(&t, l, HUB_NETDEVS, two_nics);
+    nic_init(&t, 0, l, 0, 2);
+    nic_init(&t, 1, l, 0, 2);
+    for (unsigned k = 0; k < 3; k++) {
+        tx_add(&t, 0, 1, 100, k);
+    }
+    kick(&t, 0, 1);
+    assert_nothing_used(&t, 0, 1);
+    qvirtio_pci_set_status(&t.nic[1].v, 0);
+    reap_tx(&t, 0, 1, 3);
+    /* and once B is back, frames flow again */
+    for (unsigned q = 0; q < 2; q++) {
+        vdriver_queue_free(t.nic[1].vq[q]);
+        t.nic[1].vq[q] = NULL;
+    }
+    memset(t.nic[1].next_slot, 0, sizeof(t.nic[1].next_slot));
+    nic_init(&t, 1, l, 0, 2);
+    rx_post(&t, 1, 0, 1, 2048);
+    tx_add(&t, 0, 1, 90, 9);
+    kick(&t, 0, 1);
+    rx_expect(&t, 1, 0, 90, 9);
+    reap_tx(&t, 0, 1, 1);
+    net_stop(&t);
+}
+
 /* MRG_RXBUF: a frame spans small buffers (num_buffers); without it one buffer per frame. */
 static void test_mrg_rxbuf(const void *opaque)
 {
@@ -860,6 +894,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     add_layout_tests("hub-a-to-b", test_hub_a_to_b);
+    add_layout_tests("peer-reset-releases-sender", test_peer_reset_releases_sender);
     add_layout_tests("mrg-rxbuf", test_mrg_rxbuf);
     add_layout_tests("rx-buffer-too-small", test_rx_buffer_too_small);
     add_layout_tests("mq", test_mq);

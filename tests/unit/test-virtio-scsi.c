@@ -765,6 +765,40 @@ static void test_unmap_write_same(gconstpointer data)
     scsi_teardown(&t);
 }
 
+/* FUA, and a unit whose write cache is off: the write is flushed before GOOD (SBC-3 4.15). */
+static void test_fua_and_write_through(gconstpointer data)
+{
+    static const uint8_t ms6_cache[6] = { MODE_SENSE_6, 0x08, 0x08, 0, 255, 0 };
+    ScsiTest t;
+    uint8_t buf[1024], cdb[16];
+    Cmd c;
+
+    scsi_setup(&t, data, false);
+    fill_pattern(buf, sizeof(buf), 5);
+    c = do_write(&t, WRITE_10, 10, buf, 2, 0);
+    assert_good(&t, &c);
+    g_assert_cmpuint(t.disk.stats.stable_writes, ==, 0);
+    scsi_cdb_rw(cdb, WRITE_16, 20, 2);
+    cdb[1] = 0x08;                              /* FUA */
+    c = cmd_build(&t, cdb, 16, sizeof(buf), 0);
+    memcpy(host(&t, c.dout), buf, sizeof(buf));
+    cmd_run(&t, &c, 0);
+    assert_good(&t, &c);
+    g_assert_cmpuint(t.disk.stats.stable_writes, ==, 1);
+    /* Write cache off: WCE clear in the caching page, every write stable. */
+    t.disk.conf.write_cache = false;
+    c = simple(&t, ms6_cache, 6, 255);
+    g_assert_cmphex(((uint8_t *)host(&t, c.din))[4 + 2] & 0x04, ==, 0);
+    c = do_write(&t, WRITE_6, 30, buf, 2, 0);
+    assert_good(&t, &c);
+    c = do_write(&t, WRITE_10, 40, buf, 2, 0);
+    assert_good(&t, &c);
+    g_assert_cmpuint(t.disk.stats.stable_writes, ==, 3);
+    c = do_read(&t, READ_10, 20, buf, 2, 0);
+    assert_good(&t, &c);
+    scsi_teardown(&t);
+}
+
 static void test_sense_bad_lba_and_opcode(gconstpointer data)
 {
     static const uint8_t bad_op[10] = { 0x4d };         /* LOG SENSE: not implemented */
@@ -1229,6 +1263,7 @@ int main(int argc, char **argv)
         { "mode-sense", test_mode_sense },
         { "unmap-write-same", test_unmap_write_same },
         { "sense-bad-lba-and-opcode", test_sense_bad_lba_and_opcode },
+        { "fua-and-write-through", test_fua_and_write_through },
         { "read-only", test_read_only },
         { "tmf", test_tmf },
         { "bad-target", test_bad_target },

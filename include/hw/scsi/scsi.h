@@ -96,6 +96,7 @@ typedef struct SCSIDiskStats {
     uint64_t cmds, reads, writes, syncs, unmaps, write_sames;
     uint64_t bytes_read, bytes_written;
     uint64_t check_conditions;
+    uint64_t stable_writes;     /* writes flushed before GOOD (FUA, or write cache off) */
 } SCSIDiskStats;
 
 typedef struct SCSIDisk {

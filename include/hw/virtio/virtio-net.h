@@ -174,6 +174,12 @@ typedef struct VirtIONetPeerOps {
      * kick never runs unbounded. Without this hook the device keeps going.
      */
     void (*tx_more)(void *opaque, unsigned qp);
+    /*
+     * The device was reset (by the driver, or a vhost-user frontend): a
+     * frame held for its RX rings is stale, and a source waiting for RX
+     * buffers must not wait for a driver that may never come back.
+     */
+    void (*reset)(void *opaque);
 } VirtIONetPeerOps;
 
 /* One queue pair's device state. */

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build the guest for vdm's functional tests: Debian's Linux 6.1 kernel (from the
 # linux-image .deb, unpacked with dpkg -x) and a small initramfs with busybox-static,
-# the virtio/virtio_pci/virtio_blk/virtio_net modules (and their dependencies) and
+# the virtio/virtio_pci/virtio_blk/virtio_net/virtio_scsi/sd_mod modules (and their dependencies) and
 # guest/init.
 #
 #   tests/functional/guest/build-guest.sh OUTDIR [STAMPFILE]
@@ -106,7 +106,11 @@ if [ ! -f "$KROOT/.unpacked" ]; then
 fi
 
 # Modules the guest needs, with their dependencies, in load order.
-MODS=(virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net)
+# virtio_scsi + sd_mod (scsi_mod, scsi_common, crc-t10dif come as dependencies) for the
+# vhost-user-scsi test; the generic CRC algorithms so that crc-t10dif and crc64-rocksoft find
+# theirs without modprobe (the PCLMUL variant is a soft dependency and refuses to load under TCG).
+MODS=(virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net
+      virtio_scsi crct10dif_generic crc64_rocksoft_generic sd_mod)
 modtree=$KROOT/lib/modules/$kver
 [ -d "$modtree" ] || { log "no $modtree"; exit 1; }
 [ -f "$modtree/modules.dep" ] && [ "$modtree/modules.dep" -nt "$KROOT/.unpacked" ] \
@@ -134,7 +138,7 @@ for m in "${MODS[@]}"; do
     # --show-depends prints "insmod /path/x.ko" lines, dependencies first;
     # "builtin x" for built-in ones. Unknown modules are an error unless optional.
     if ! deps=$(modprobe -d "$KROOT" -S "$kver" --show-depends "$m" 2>/dev/null); then
-        case $m in virtio_pci_legacy_dev|virtio_pci_modern_dev) continue;; esac
+        case $m in virtio_pci_legacy_dev|virtio_pci_modern_dev|crct10dif_generic|crc64_rocksoft_generic) continue;; esac
         log "module $m not found in $kver"; exit 1
     fi
     while read -r kind path _; do
@@ -142,6 +146,7 @@ for m in "${MODS[@]}"; do
         [ -z "${seen[$path]:-}" ] || continue
         seen[$path]=1
         name=$(basename "$path")
+        case $name in crct10dif-pclmul.*) continue;; esac
         case $name in
             *.ko.xz) xz -dc "$path" > "$STAGE/lib/modules/$kver/${name%.xz}"; name=${name%.xz};;
             *.ko.zst) zstd -qdc "$path" > "$STAGE/lib/modules/$kver/${name%.zst}"; name=${name%.zst};;

@@ -1,0 +1,125 @@
+/*
+ * The vhost-user device base (include/hw/virtio/vhost-user-base.h).
+ *
+ * Context: main loop thread only.
+ */
+#include <glib.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "hw/virtio/vhost-user-base.h"
+
+static VHostUserBase *to_base(VirtIODevice *vdev)
+{
+    return (VHostUserBase *)vdev;   /* parent_obj is first */
+}
+
+/* Start the backend on the rings the driver set up; a failure is the device's, not the guest's. */
+static void vhost_user_base_start(VHostUserBase *b)
+{
+    VirtIODevice *vdev = &b->parent_obj;
+    char *err = NULL;
+
+    if (!(vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) || vdev->broken || b->dev.started ||
+        !vhost_dev_connected(&b->dev)) {
+        return;
+    }
+    /* The core validated the rings at DRIVER_OK; the backend processes them, not the core. */
+    for (unsigned n = 0; n < vdev->num_queues; n++) {
+        virtio_queue_deactivate(vdev, n);
+    }
+    /* A backend that came back with fewer features cannot serve what the driver accepted. */
+    if (vhost_backend_features(b->feature_bits, vdev->guest_features) & ~b->dev.backend_features) {
+        virtio_error(vdev, "vhost-user backend no longer offers the negotiated features");
+        return;
+    }
+    if (vhost_dev_start(&b->dev, vdev, &err) < 0) {
+        fprintf(stderr, "vdm: %s: %s\n", b->name, err);
+        g_free(err);
+    }
+}
+
+static void base_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    vhost_user_base_start(to_base(vdev));
+}
+
+static void base_reset(VirtIODevice *vdev)
+{
+    vhost_dev_reset(&to_base(vdev)->dev);
+}
+
+static const VirtIODeviceOps vhost_user_base_ops = {
+    .set_status = base_set_status,
+    .reset = base_reset,
+};
+
+static void base_call(void *opaque, unsigned n)
+{
+    VHostUserBase *b = opaque;
+
+    if (b->notify_irq) {
+        b->notify_irq(b->notify_opaque, n);
+    }
+}
+
+static void base_connection(void *opaque, bool lost)
+{
+    VHostUserBase *b = opaque;
+    char *err = NULL;
+
+    if (lost) {
+        fprintf(stderr, "vdm: %s: backend disconnected%s\n", b->name,
+                b->dev.reconnect_ms ? ", reconnecting" : "");
+        return;
+    }
+    if (b->fetch_config && b->fetch_config(b, &err) < 0) {
+        fprintf(stderr, "vdm: %s: %s\n", b->name, err);
+        g_free(err);
+    }
+    vhost_user_base_start(b);
+}
+
+static const VhostDevOps vhost_user_base_dev_ops = {
+    .call = base_call,
+    .connection = base_connection,
+};
+
+void vhost_user_base_handle_notify(void *opaque, unsigned n)
+{
+    VHostUserBase *b = opaque;
+
+    vhost_dev_kick(&b->dev, n);
+}
+
+bool vhost_user_base_realize(VHostUserBase *b, const char *name, const int *feature_bits, uint64_t own_features,
+                             unsigned queue_size, const char *path, int fd, unsigned reconnect_ms,
+                             GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
+{
+    VirtIODevice *vdev = &b->parent_obj;
+
+    b->name = name;
+    b->feature_bits = feature_bits;
+    b->own_features = own_features;
+    if (vhost_dev_init(&b->dev, path, fd, feature_bits, vdev->num_queues, mem, ram_fd,
+                       &vhost_user_base_dev_ops, b, errp) < 0) {
+        virtio_cleanup(vdev);
+        return false;
+    }
+    b->dev.queue_size = queue_size;
+    vhost_dev_set_reconnect(&b->dev, reconnect_ms);
+    if (b->fetch_config && b->fetch_config(b, errp) < 0) {
+        vhost_dev_cleanup(&b->dev);
+        virtio_cleanup(vdev);
+        return false;
+    }
+    vdev->host_features = vhost_get_features(feature_bits, b->dev.backend_features, own_features);
+    vdev->ops = &vhost_user_base_ops;
+    return true;
+}
+
+void vhost_user_base_unrealize(VHostUserBase *b)
+{
+    vhost_dev_cleanup(&b->dev);
+    virtio_cleanup(&b->parent_obj);
+}

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Boot Debian's Linux 6.1 under Debian's QEMU 7.2 (TCG) with a vhost-user-scsi-pci
+adapter served by vdm-vhost-user-scsi; the guest finds the disk (sda: virtio_scsi +
+sd_mod), discards 1 MiB, writes a pattern to three regions in parallel, reads it back
+and checks it; the host then checks the image and prints a short summary.
+
+  boot-vhost-user-scsi.py                                  # the daemon from build/
+  boot-vhost-user-scsi.py --daemon PATH/vdm-vhost-user-scsi
+  ... --packed on --expect-packed on                       # vhost-user-scsi-pci,packed=on
+
+Exit status 0 when the guest printed PASS and the host-side check of the image
+passed, 1 otherwise (77 when the guest can not be built or the daemon is missing).
+python3 standard library only; shared pieces live in vdmguest.py.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from vdmguest import (MIB, Child, Console, add_guest_args, build_guest, end_summary,  # noqa: E402
+                      finish_run, guest_problems, qemu_argv, qmp_query, wait_socket)
+
+# virtio-scsi device bits (spec 5.6.3) and the transport bits the guest may accept.
+FEATURE_NAMES = {
+    0: "INOUT", 1: "HOTPLUG", 2: "CHANGE", 3: "T10_PI",
+    24: "NOTIFY_ON_EMPTY", 27: "ANY_LAYOUT", 28: "INDIRECT_DESC", 29: "EVENT_IDX",
+    32: "VERSION_1", 33: "ACCESS_PLATFORM", 34: "RING_PACKED", 35: "IN_ORDER",
+    36: "ORDER_PLATFORM", 40: "RING_RESET",
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--daemon", help="path of vdm-vhost-user-scsi (default "
+                    "build/contrib/vhost-user-scsi/vdm-vhost-user-scsi in this source tree)")
+    ap.add_argument("--daemon-arg", action="append", metavar="ARG", help="extra daemon argument (repeatable)")
+    ap.add_argument("--packed", choices=["on", "off"], default="off", help="vhost-user-scsi-pci packed=on")
+    ap.add_argument("--serial", default="vdm-scsi-fn", help="the unit's serial; the guest must read it (VPD 0x80)")
+    ap.add_argument("--pattern-mb", type=int, default=4, metavar="MIB", help="MiB per region (3 regions)")
+    # Off by default: x-query-virtio-status on a vhost-user-scsi-pci device kills QEMU 7.2
+    # (SIGSEGV, seen here right after the guest driver came up).
+    ap.add_argument("--qmp", action="store_true", help="query QEMU's x-query-virtio-status (crashes QEMU 7.2)")
+    add_guest_args(ap)
+    args = ap.parse_args()
+
+    if not args.daemon:
+        args.daemon = os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                                   "build", "contrib", "vhost-user-scsi", "vdm-vhost-user-scsi")
+    args.daemon = os.path.abspath(args.daemon)
+    if not os.access(args.daemon, os.X_OK):
+        print("SKIP: daemon %s is not there" % args.daemon)
+        return 77
+
+    t_start = time.monotonic()
+    genv = build_guest(args.guest_dir, args.build_timeout)
+    if genv is None:
+        return 77
+    t_built = time.monotonic()
+
+    tmp = tempfile.mkdtemp(prefix="vdm-fn-scsi-")
+    children = []
+    summary = []
+    rc = 1
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    try:
+        sock = os.path.join(tmp, "vhost-user-scsi.sock")
+        qmp_sock = os.path.join(tmp, "qmp.sock")
+        image = os.path.abspath(args.image) if args.image else os.path.join(tmp, "disk.img")
+        if not os.path.exists(image):
+            with open(image, "wb") as f:
+                f.truncate(args.image_size * MIB)
+        blog = os.path.join(tmp, "backend.log")
+        dargv = [args.daemon, "--socket-path", sock, "--blk-file", image, "--serial", args.serial,
+                 "--packed", args.packed] + list(args.daemon_arg or [])
+        backend = Child("backend", dargv, blog)
+        children.append(backend)
+        if not wait_socket(sock, backend, 15.0):
+            raise RuntimeError("daemon did not create %s (exit %s); log:\n%s"
+                               % (sock, backend.proc.poll(), open(blog, errors="replace").read()[-3000:]))
+
+        append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=check vdm.disk=sda vdm.pattern_mb=%d"
+                  % args.pattern_mb)
+        dev = "vhost-user-scsi-pci,id=vscsi0,chardev=vu0,num_queues=1" + (",packed=on" if args.packed == "on" else "")
+        qargv = qemu_argv(args.qemu, args.guest_dir, args.kernel_format, args.machine, append,
+                          ["-chardev", "socket,id=vu0,path=%s" % sock, "-device", dev])
+        qargv += list(args.qemu_arg or [])
+        if args.qmp:
+            qargv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_sock]
+        print("backend: %s" % " ".join(dargv))
+        print("qemu:    %s" % " ".join(qargv))
+        sys.stdout.flush()
+
+        t_qemu = time.monotonic()
+        qemu = Child("qemu", qargv, os.path.join(tmp, "qemu.log"), stdout=subprocess.PIPE)
+        children.append(qemu)
+        console = Console(qemu.proc, os.path.join(tmp, "console.log"), t_qemu, args.verbose)
+        deadline = t_qemu + args.timeout
+        result = disk_line = scsi_line = vstatus = None
+        features = []
+        t_booted = t_result = None
+        timed_out = stalled = False
+        while True:
+            got = console.next(min(1.0, deadline - time.monotonic()))
+            now = time.monotonic()
+            if got is None:
+                if now >= deadline:
+                    timed_out = True
+                    break
+                if t_booted is not None and now - console.last > args.stall_timeout:
+                    stalled = True
+                    break
+                continue
+            ts, line = got
+            if line is None:
+                break
+            if line.startswith("VDM-GUEST-BOOTED"):
+                t_booted = ts
+            elif line.startswith("VDM-GUEST-SCSI:"):
+                scsi_line = line
+            elif line.startswith("VDM-GUEST-DISK:"):
+                disk_line = line
+            elif line.startswith("VDM-GUEST-FEATURES:"):
+                features.append(line)
+                if args.qmp and vstatus is None:
+                    try:
+                        vstatus = qmp_query(qmp_sock, [
+                            {"execute": "x-query-virtio-status",
+                             "arguments": {"path": "/machine/peripheral/vscsi0/virtio-backend"}}])
+                        with open(os.path.join(tmp, "virtio-status.json"), "w") as f:
+                            json.dump(vstatus, f, indent=1)
+                    except Exception as e:  # diagnostics only
+                        vstatus = [{"error": str(e)}]
+            elif line.startswith("VDM-GUEST-RESULT:"):
+                result, t_result = line, ts
+                break
+
+        if result is not None:
+            try:
+                qemu.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        qemu_rc = qemu.stop(3.0)
+        t_end = time.monotonic()
+        backend_died = backend.proc.poll()
+        backend_rc = backend.stop(5.0)
+        console.close()
+
+        # ---- checks
+        why, host_msg = guest_problems(result, timed_out, stalled, args, qemu_rc, backend_died, backend_rc,
+                                       image, features)
+        if result:
+            sm = re.search(r"serial=(\S+)", result)
+            if not sm or sm.group(1) != args.serial:
+                why.append("guest read serial %s, expected %s" % (sm.group(1) if sm else None, args.serial))
+            dm = re.search(r"discard=(\S+)", result)
+            if not dm or dm.group(1) != "ok":
+                why.append("guest discard: %s, expected ok (UNMAP)" % (dm.group(1) if dm else None))
+        if scsi_line is None and result is not None:
+            why.append("the guest's disk is not a SCSI disk (no VDM-GUEST-SCSI line)")
+        # ---- summary
+        summary.append("== vhost-user-scsi guest boot: packed=%s, kernel %s, QEMU 7.2 TCG %s"
+                       % (args.packed, genv.get("KVER"), args.machine))
+        for fl in features:
+            bm = re.search(r"dev=(\S+) device=(\S+).* bits=(\S*)", fl)
+            if bm:
+                bits = [int(b) for b in bm.group(3).split(",") if b]
+                summary.append("guest %s device %s negotiated: %s" % (bm.group(1), bm.group(2), ",".join(
+                    "%d(%s)" % (b, FEATURE_NAMES[b]) if b in FEATURE_NAMES else str(b) for b in bits)))
+        if vstatus:
+            st = vstatus[0]
+            if isinstance(st, dict) and "error" not in st:
+                vd = st.get("vhost-dev", {})
+                for key in ("features", "acked-features"):
+                    fs = vd.get(key)
+                    if isinstance(fs, dict):
+                        summary.append("qemu  vhost %-15s %s" % (key + ":", " ".join(
+                            t.split(":")[0] for k in ("transports", "dev-features") for t in fs.get(k, []))))
+            else:
+                summary.append("qemu  x-query-virtio-status: %s" % st)
+        if scsi_line:
+            summary.append("guest scsi:   " + scsi_line.split(":", 1)[1].strip())
+        if disk_line:
+            summary.append("guest disk:   " + disk_line.split(":", 1)[1].strip())
+        if result:
+            summary.append("guest result: " + result.split(":", 1)[1].strip())
+        summary.append("host check:   " + host_msg)
+        try:
+            blines = open(blog, errors="replace").read().strip().splitlines()
+        except OSError:
+            blines = []
+        for ln in blines:
+            if re.search(r"negotiated|total:|error|warn", ln, re.I):
+                summary.append("daemon: " + ln)
+        rc = end_summary(summary, why, blines, (t_start, t_built, t_qemu, t_booted, t_result, t_end),
+                         backend_rc, tmp, args)
+    except (KeyboardInterrupt, SystemExit) as e:
+        summary.append("RESULT: FAIL (interrupted: %s)" % e.__class__.__name__)
+        rc = 1
+    except Exception as e:  # a harness error is a failure, with its story
+        summary.append("FAIL: harness error: %s" % e)
+        summary.append("RESULT: FAIL")
+        args.keep = True
+        rc = 1
+    finally:
+        finish_run(children, summary, tmp, args.keep)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
