@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-pci.h"
@@ -323,6 +324,38 @@ static void test_features_and_data(const void *opaque)
     vub_stop(&b);
 }
 
+/* The backend's call eventfd becomes the queue's MSI-X message (vector 0), never the config vector. */
+static void test_msix_call(const void *opaque)
+{
+    const Layout *l = opaque;
+    gint64 deadline;
+    QPCIMsix m;
+    VuBlk b;
+
+    vub_start(&b, l, PEER_VDM, "");
+    qpci_msix_init(b.qts, DEVFN, VIRTIO_PCI_MSIX_BAR, QPCI_MMIO_BASE + 0x100000, 0x3f0000, &m);
+    g_assert_cmpuint(m.nvec, ==, 2);        /* num-queues + 1 */
+    qpci_msix_mask(b.qts, &m, 0, false);
+    qpci_msix_mask(b.qts, &m, 1, false);
+    qpci_msix_control(b.qts, &m, true, false);
+    vub_init_device(&b, l->packed, l->in_order);
+    qtest_writew(b.qts, b.v.common + VIRTIO_PCI_COMMON_MSIX, 1);
+    qvirtio_pci_queue_select(&b.v, 0);
+    qtest_writew(b.qts, b.v.common + VIRTIO_PCI_COMMON_Q_MSIX, 0);
+    g_assert_cmpuint(qtest_readw(b.qts, b.v.common + VIRTIO_PCI_COMMON_Q_MSIX), ==, 0);
+    for (unsigned round = 0; round < 3; round++) {
+        qtest_writel(b.qts, qpci_msix_target(&m, 0), 0);
+        write_read_check(&b, 2, 20 + round);
+        deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
+        while (qpci_msix_word(b.qts, &m, 0) != QPCI_MSI_DATA(0)) {
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            g_usleep(200);
+        }
+        g_assert_cmphex(qpci_msix_word(b.qts, &m, 1), ==, 0);
+    }
+    vub_stop(&b);
+}
+
 /* The backend does not offer IN_ORDER: in_order=on cannot reach the driver (allowlist). */
 static void test_in_order_masked_by_backend(const void *opaque)
 {
@@ -440,6 +473,9 @@ int main(int argc, char **argv)
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/in_order_masked_by_backend", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_in_order_masked_by_backend);
+        g_free(p);
+        p = g_strdup_printf("/vhost-user-blk/%s/msix_call", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_msix_call);
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/reconnect", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_reconnect);
