@@ -1099,8 +1099,10 @@ void vdm_cleanup(void)
 {
     guint i;
 
+    /* devices first: they drain their requests before RAM goes away, and may still
+     * use a chardev while unplugging (an INTx lowered towards the qtest socket) */
+    qdev_cleanup();
     chardev_cleanup_all();
-    qdev_cleanup();         /* devices drain their requests before RAM goes away */
     if (virtio_mmio_bus_present()) {
         virtio_mmio_transports_cleanup();
     }

@@ -204,6 +204,13 @@ void qvirtio_pci_notify(QVirtioPCI *v, uint16_t q)
     qtest_writew(v->qts, v->notify + (uint64_t)off * v->notify_mult, q);
 }
 
+JSONValue *qpci_unplug_acpi_device_test(QTestState *s, const char *id, uint8_t slot)
+{
+    qtest_qmp_device_del_send(s, id);
+    qtest_outl(s, QPCI_ACPI_PCIHP_ADDR + QPCI_ACPI_PCIHP_EJ, 1u << slot);
+    return qtest_qmp_eventwait(s, "DEVICE_DELETED");
+}
+
 /* ---- MSI-X ---- */
 
 uint64_t qpci_msix_target(const QPCIMsix *m, unsigned v)
