@@ -500,27 +500,76 @@ static void test_qsd_peer(const void *opaque)
     vub_stop(&b);
 }
 
-static void test_needs_shared_memory(void)
+/* Command lines vdm refuses (exit 1, the message on stderr); "@SOCK@" is the running daemon's socket. */
+static const struct {
+    const char *args, *msg;
+} bad_cmdlines[] = {
+    /* anonymous RAM cannot be handed to a backend */
+    { "-m 64 -chardev socket,id=vu0,path=@SOCK@ -device vhost-user-blk-pci,chardev=vu0",
+      "vhost-user requires shared guest memory" },
+    { "-object memory-backend-file,id=mem,size=64M,mem-path=@DIR@,share=off -machine memory-backend=mem "
+      "-chardev socket,id=vu0,path=@SOCK@ -device vhost-user-blk-pci,chardev=vu0",
+      "vhost-user requires shared guest memory" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-device vhost-user-blk-pci", "chardev is mandatory" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-device vhost-user-blk-pci,chardev=nope", "can't find value 'nope'" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-chardev socket,id=vu0,path=@SOCK@ -device vhost-user-blk-pci,chardev=vu0,queue-size=100",
+      "queue size must be a power of two" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-chardev socket,id=vu0,path=@SOCK@ -device vhost-user-blk-pci,chardev=vu0,num-queues=4",
+      "maximum number of queues supported by the backend is 1" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-chardev socket,id=vu0,path=@SOCK@ -device vhost-user-blk-pci,chardev=vu0,bogus=1",
+      "Property 'vhost-user-blk-pci.bogus' not found" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-chardev socket,id=vu0,path=@SOCK@,reconnect-ms=x", "expects uint64" },
+    { "-object memory-backend-memfd,id=mem,size=64M -machine memory-backend=mem "
+      "-chardev socket,id=vu0,path=@SOCK@ -device vhost-user-blk-pci,chardev=vu0 "
+      "-device vhost-user-blk-pci,chardev=vu0", "it's in use" },
+};
+
+static char *subst(const char *text, const char *key, const char *val)
+{
+    char **parts = g_strsplit(text, key, -1);
+    char *r = g_strjoinv(val, parts);
+
+    g_strfreev(parts);
+    return r;
+}
+
+static void test_bad_cmdlines(void)
 {
     VuBlk b;
-    char *cmd, *out = NULL, *err = NULL;
-    int status;
 
-    /* a running daemon, so that only the memory is wrong */
+    /* a running daemon, so that only the command line is wrong */
     memset(&b, 0, sizeof(b));
     b.peer = PEER_VDM;
     qblk_host_init(&b.h, "vdm-vub-XXXXXX", 4096, IMG_SIZE);
     b.sock_path = qblk_host_path(&b.h, "vu.sock");
     b.log_path = qblk_host_path(&b.h, "backend.log");
     daemon_start(&b);
-    cmd = g_strdup_printf("%s -machine pc -m 64 -nodefaults -chardev socket,id=vu0,path=%s "
-                          "-device vhost-user-blk-pci,chardev=vu0", qtest_binary(), b.sock_path);
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    g_assert_false(g_spawn_check_wait_status(status, NULL));
-    g_assert_nonnull(strstr(err, "vhost-user requires shared guest memory"));
-    g_free(cmd);
-    g_free(out);
-    g_free(err);
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad_cmdlines); i++) {
+        char *a1 = subst(bad_cmdlines[i].args, "@SOCK@", b.sock_path);
+        char *args = subst(a1, "@DIR@", b.h.dir);
+        char *cmd = g_strdup_printf("%s -machine pc -nodefaults %s", qtest_binary(), args);
+        char *out = NULL, *err = NULL;
+        int status;
+
+        g_test_message("%s", args);
+        g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        if (!strstr(err, bad_cmdlines[i].msg)) {
+            g_error("'%s': stderr '%s' lacks '%s'", args, err, bad_cmdlines[i].msg);
+        }
+        g_free(a1);
+        g_free(args);
+        g_free(cmd);
+        g_free(out);
+        g_free(err);
+    }
     daemon_kill(&b, SIGTERM);
     unlink(b.sock_path);
     unlink(b.log_path);
@@ -541,6 +590,9 @@ int main(int argc, char **argv)
         p = g_strdup_printf("/vhost-user-blk/%s/in_order_masked_by_backend", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_in_order_masked_by_backend);
         g_free(p);
+        p = g_strdup_printf("/vhost-user-blk/%s/qemu-storage-daemon", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_qsd_peer);
+        g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/driver_reset", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_driver_reset);
         g_free(p);
@@ -554,7 +606,6 @@ int main(int argc, char **argv)
         g_test_add_data_func(p, &layouts[i], test_reconnect);
         g_free(p);
     }
-    g_test_add_data_func("/vhost-user-blk/split-in-order/qemu-storage-daemon", &layouts[2], test_qsd_peer);
-    g_test_add_func("/vhost-user-blk/needs_shared_memory", test_needs_shared_memory);
+    g_test_add_func("/vhost-user-blk/bad_cmdlines", test_bad_cmdlines);
     return g_test_run();
 }
