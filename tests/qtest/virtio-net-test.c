@@ -747,6 +747,43 @@ static void test_stream(const void *opaque)
     g_free(netdev);
 }
 
+/*
+ * socket,fd=N (how QEMU's own virtio-net qtest connects): one end of a
+ * socketpair inherited by vdm, stream framing on it, frames both ways.
+ */
+static void test_socket_fd(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    static const char *const devs[] = { ",netdev=n0", NULL };
+    uint8_t hdr[4], buf[2048], want[2048];
+    int sv[2];
+    char *netdev;
+    Net t;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+    netdev = g_strdup_printf("-netdev socket,id=n0,fd=%d", sv[1]);
+    net_start(&t, l, netdev, devs);
+    close(sv[1]);
+    nic_init(&t, 0, l, F(VIRTIO_NET_F_MRG_RXBUF), 2);
+    tx_add(&t, 0, 1, 1000, 1);
+    kick(&t, 0, 1);
+    g_assert_true(read_full(sv[0], hdr, 4));
+    g_assert_cmpuint((uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3], ==, 1000);
+    g_assert_true(read_full(sv[0], buf, 1000));
+    fill_frame(want, 1000, 1);
+    g_assert_cmpmem(buf, 1000, want, 1000);
+    reap_tx(&t, 0, 1, 1);
+    rx_post(&t, 0, 0, 1, 2048);
+    put_be32(buf, 500);
+    fill_frame(buf + 4, 500, 2);
+    g_assert_cmpint(write(sv[0], buf, 504), ==, 504);
+    rx_expect(&t, 0, 0, 500, 2);
+    net_stop(&t);
+    close(sv[0]);
+    g_free(netdev);
+}
+
 /* stream server=on: the test connects; a zero length is a broken peer too. */
 static void test_stream_server(void)
 {
@@ -901,6 +938,7 @@ int main(int argc, char **argv)
     add_layout_tests("hostile", test_hostile);
     add_layout_tests("socket-udp", test_socket_udp);
     add_layout_tests("stream", test_stream);
+    add_layout_tests("socket-fd", test_socket_fd);
     g_test_add_func("/virtio-net-pci/config", test_config);
     g_test_add_func("/virtio-net-pci/stream-server", test_stream_server);
     g_test_add_func("/virtio-net-pci/tap-netns", test_tap);
