@@ -169,8 +169,14 @@ static void daemon_kill(VuBlk *b, int sig)
     b->daemon = 0;
 }
 
+/* The daemon and vdm; @dev_extra NULL: no -device (hotplug later). */
 static void vub_start(VuBlk *b, const Layout *l, Peer peer, const char *dev_extra)
 {
+    char *dev = dev_extra ? g_strdup_printf("-device vhost-user-blk-pci,chardev=vu0,addr=04.0,packed=%s,"
+                                            "in_order=%s,event_idx=off,indirect_desc=off%s",
+                                            l->packed ? "on" : "off", l->in_order ? "on" : "off", dev_extra)
+                          : g_strdup("");
+
     memset(b, 0, sizeof(*b));
     b->peer = peer;
     qblk_host_init(&b->h, "vdm-vub-XXXXXX", RAM_SIZE, IMG_SIZE);
@@ -179,11 +185,12 @@ static void vub_start(VuBlk *b, const Layout *l, Peer peer, const char *dev_extr
     daemon_start(b);
     b->qts = qtest_initf("-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-machine memory-backend=mem -nodefaults "
-                         "-chardev socket,id=vu0,path=%s,reconnect-ms=50 "
-                         "-device vhost-user-blk-pci,chardev=vu0,addr=04.0,packed=%s,in_order=%s,"
-                         "event_idx=off,indirect_desc=off%s",
-                         b->h.mem_path, b->sock_path, l->packed ? "on" : "off", l->in_order ? "on" : "off",
-                         dev_extra);
+                         "-chardev socket,id=vu0,path=%s,reconnect-ms=50 %s",
+                         b->h.mem_path, b->sock_path, dev);
+    g_free(dev);
+    if (!dev_extra) {
+        return;
+    }
     g_assert_cmpint(qpci_find_device(b->qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
                                      PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_BLOCK), ==, DEVFN);
     qvirtio_pci_init(&b->v, b->qts, DEVFN);
@@ -542,6 +549,40 @@ static void test_two_queues(const void *opaque)
     vub_stop(&b);
 }
 
+/* device_add / device_del (ACPI eject) twice on one chardev: the backend serves each device in turn. */
+static void test_hotplug(const void *opaque)
+{
+    const Layout *l = opaque;
+    char *props = g_strdup_printf("\"chardev\": \"vu0\", \"addr\": \"04.0\", \"packed\": %s, "
+                                  "\"in_order\": %s, \"event_idx\": \"off\", \"vectors\": 0",
+                                  l->packed ? "true" : "false", l->in_order ? "true" : "false");
+    VuBlk b;
+
+    vub_start(&b, l, PEER_VDM, NULL);
+    qtest_irq_intercept_in(b.qts, "ioapic");
+    qtest_outb(b.qts, 0xafe2, 0x02);        /* GPE.1 (PCI hotplug) enabled, as a guest does */
+    for (unsigned round = 0; round < 2; round++) {
+        JSONValue *ev;
+
+        qtest_qmp_device_add(b.qts, "vhost-user-blk-pci", "vub0", props);
+        g_assert_cmpint(qpci_find_device(b.qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
+                                         PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_BLOCK), ==, DEVFN);
+        qvirtio_pci_init(&b.v, b.qts, DEVFN);
+        memset(b.h.ram + RING_BASE, 0, 0x10000);
+        vub_init_device(&b, l->packed, l->in_order);
+        check_features(&b, l, true);
+        write_read_check(&b, 4, 30 + round);
+        ev = qpci_unplug_acpi_device_test(b.qts, "vub0", PCI_SLOT(DEVFN));
+        json_free(ev);
+        json_free(qtest_qmp_eventwait(b.qts, "DEVICE_DELETED"));
+        g_assert_cmphex(qpci_config_readl(b.qts, DEVFN, 0), ==, 0xffffffff);
+        vdriver_queue_free(b.vq);
+        b.vq = NULL;
+    }
+    g_free(props);
+    vub_stop(&b);
+}
+
 /* qemu-storage-daemon offers neither IN_ORDER nor RING_PACKED: both masked, I/O works. */
 static void test_qsd_peer(const void *opaque)
 {
@@ -655,6 +696,9 @@ int main(int argc, char **argv)
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/two_queues", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_two_queues);
+        g_free(p);
+        p = g_strdup_printf("/vhost-user-blk/%s/hotplug", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_hotplug);
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/driver_reset", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_driver_reset);
