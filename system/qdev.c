@@ -331,21 +331,15 @@ char *qdev_virtio_backend_type(const DeviceState *dev)
                            g_str_has_prefix(t->name, "virtio-") ? "-device" : "");
 }
 
-void qdev_unplug(DeviceState *dev)
-{
-    QDevEntry *e = entry_of(dev);
-    char *id = dev->id;
+/*
+ * DEVICE_DELETED data collected while qdev_unplug_and_notify runs: devices
+ * unplugged inside it (children of a bus the device provides, e.g. a SCSI
+ * disk of the adapter) finish first and are announced first, as QEMU's
+ * device_unparent empties a device's buses before it goes itself.
+ */
+static GPtrArray *deleted_events;
 
-    g_ptr_array_remove(devices, e);
-    entry_free(e);
-    if (dev->unplug) {
-        dev->unplug(dev);
-    }
-    dev->unrealize(dev);
-    g_free(id);
-}
-
-static void emit_device_deleted(const char *id, const char *path)
+static JSONValue *device_deleted_data(const char *id, const char *path)
 {
     JSONValue *data = json_object();
 
@@ -353,24 +347,51 @@ static void emit_device_deleted(const char *id, const char *path)
         json_object_set(data, "device", json_string(id));
     }
     json_object_set(data, "path", json_string(path));
-    qmp_event_emit("DEVICE_DELETED", data);
+    return data;
+}
+
+void qdev_unplug(DeviceState *dev)
+{
+    QDevEntry *e = entry_of(dev);
+    char *id = dev->id, *path = NULL, *backend = NULL;
+
+    if (deleted_events) {
+        path = qdev_qom_path(dev);
+        backend = qdev_virtio_backend_type(dev);
+    }
+    g_ptr_array_remove(devices, e);
+    entry_free(e);
+    if (dev->unplug) {
+        dev->unplug(dev);
+    }
+    dev->unrealize(dev);
+    if (deleted_events) {
+        /* the virtio backend child goes before its proxy */
+        if (backend) {
+            char *bpath = g_strdup_printf("%s/virtio-backend", path);
+            g_ptr_array_add(deleted_events, device_deleted_data(NULL, bpath));
+            g_free(bpath);
+        }
+        g_ptr_array_add(deleted_events, device_deleted_data(id, path));
+    }
+    g_free(backend);
+    g_free(path);
+    g_free(id);
 }
 
 void qdev_unplug_and_notify(DeviceState *dev)
 {
-    char *path = qdev_qom_path(dev), *id = g_strdup(dev->id), *backend = qdev_virtio_backend_type(dev);
+    GPtrArray *events;
 
+    g_assert(!deleted_events);      /* host bug: not re-entered */
+    deleted_events = g_ptr_array_new();
     qdev_unplug(dev);
-    /* As QEMU: the virtio backend child goes first, then the proxy. */
-    if (backend) {
-        char *bpath = g_strdup_printf("%s/virtio-backend", path);
-        emit_device_deleted(NULL, bpath);
-        g_free(bpath);
+    events = deleted_events;
+    deleted_events = NULL;
+    for (guint i = 0; i < events->len; i++) {
+        qmp_event_emit("DEVICE_DELETED", g_ptr_array_index(events, i));
     }
-    emit_device_deleted(id, path);
-    g_free(backend);
-    g_free(id);
-    g_free(path);
+    g_ptr_array_free(events, TRUE);
 }
 
 bool qdev_device_del(const char *id, const char **err_class, char **errp)

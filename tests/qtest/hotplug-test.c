@@ -317,6 +317,47 @@ static void test_net_hotplug(void)
     qtest_quit(qts);
 }
 
+/* DEVICE_DELETED of @path (@id NULL: no "device" member) is the next one. */
+static void expect_deleted(QTestState *qts, const char *id, const char *path)
+{
+    JSONValue *ev = qtest_qmp_eventwait(qts, "DEVICE_DELETED"), *data = json_object_get(ev, "data");
+
+    g_assert_cmpstr(json_get_string(json_object_get(data, "path")), ==, path);
+    g_assert_cmpstr(json_get_string(json_object_get(data, "device")), ==, id);
+    json_free(ev);
+}
+
+/*
+ * A SCSI adapter with a disk on its bus: the disk can be added and deleted
+ * at once; ejecting the adapter takes its disk along, and the events come
+ * disk first, then the adapter's backend, then the adapter (QEMU's order).
+ */
+static void test_scsi_hotplug(void)
+{
+    HP h;
+    JSONValue *r;
+
+    hp_start(&h);
+    qtest_qmp_device_add(h.qts, "virtio-scsi-pci", "scsi0", "\"addr\": \"06.0\"");
+    qtest_qmp_device_add(h.qts, "scsi-hd", "hd0", "\"drive\": \"d0\", \"bus\": \"scsi0.0\"");
+    qtest_qmp_device_del_send(h.qts, "hd0");
+    expect_deleted(h.qts, "hd0", "/machine/peripheral/hd0");
+    r = qtest_qmp(h.qts, "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/machine/peripheral/hd0\", "
+                         "\"property\": \"type\"}}");
+    g_assert_nonnull(json_object_get(r, "error"));
+    json_free(r);
+    qtest_qmp_device_add(h.qts, "scsi-hd", "hd1", "\"drive\": \"d0\", \"bus\": \"scsi0.0\"");
+    qtest_qmp_device_del_send(h.qts, "scsi0");
+    qtest_outl(h.qts, QPCI_ACPI_PCIHP_ADDR + QPCI_ACPI_PCIHP_EJ, 1u << HP_SLOT);
+    expect_deleted(h.qts, "hd1", "/machine/peripheral/hd1");
+    expect_deleted(h.qts, NULL, "/machine/peripheral/scsi0/virtio-backend");
+    expect_deleted(h.qts, "scsi0", "/machine/peripheral/scsi0");
+    g_assert_cmphex(qpci_config_readl(h.qts, HP_DEVFN, 0), ==, 0xffffffff);
+    /* the drive is free again */
+    qtest_qmp_device_add(h.qts, "virtio-blk-pci", "blk", "\"drive\": \"d0\"");
+    hp_stop(&h);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -327,5 +368,6 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/hotplug/errors", test_errors);
     g_test_add_func("/hotplug/virtio-net-pci", test_net_hotplug);
+    g_test_add_func("/hotplug/virtio-scsi-pci", test_scsi_hotplug);
     return g_test_run();
 }

@@ -186,6 +186,8 @@ static void test_options(void)
     expect_error("stream,id=x,server=maybe,addr.type=inet", "server");
     expect_error("stream,id=x,addr.type=vsock", "addr.type");
     expect_error("stream,id=x,addr.type=inet,addr.host=127.0.0.1", "addr.port");
+    expect_error("socket,id=x,fd=abc", "not a stream or datagram socket");
+    expect_error("socket,id=x,fd=1000000", "not a stream or datagram socket");
     expect_error("tap,id=x,vhost=on", "vhost");
     expect_error("tap,id=x,script=/etc/qemu-ifup", "script");
     g_assert_null(netdev("hubport,id=dup,hubid=5"));
@@ -491,6 +493,36 @@ static void test_udp(void)
     g_free(arg);
 }
 
+/* socket,fd= on a datagram socketpair: one frame per datagram to the connected peer. */
+static void test_socket_fd_dgram(void)
+{
+    uint8_t buf[2048];
+    int sv[2];
+    char *arg;
+    FakeNic f;
+    Want w = { &f, 1 };
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    arg = g_strdup_printf("socket,id=d,fd=%d", sv[1]);
+    g_assert_null(netdev(arg));
+    fake_attach(&f, "d");
+    g_assert_true(send_frame(f.nc, 0, 300, 8));
+    g_assert_cmpint(recv(sv[0], buf, sizeof(buf), 0), ==, 300);
+    {
+        GByteArray b = { buf, 300 };
+
+        check_frame(&b, 300, 8);
+    }
+    frame_fill(buf, 400, 9);
+    g_assert_cmpint(send(sv[0], buf, 400, 0), ==, 400);
+    loop_until(have_frames, &w);
+    check_frame(g_ptr_array_index(f.frames, 0), 400, 9);
+    net_cleanup();              /* closes sv[1] */
+    close(sv[0]);
+    fake_free(&f);
+    g_free(arg);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -500,5 +532,6 @@ int main(int argc, char **argv)
     g_test_add_func("/net/stream/framing-busy-bad-length", test_stream_framing);
     g_test_add_func("/net/stream/tx-backpressure", test_stream_tx_backpressure);
     g_test_add_func("/net/socket/udp", test_udp);
+    g_test_add_func("/net/socket/fd-dgram", test_socket_fd_dgram);
     return g_test_run();
 }
