@@ -258,6 +258,10 @@ static void test_errors(void)
     expect_error(h.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
                         "\"drive\": \"d0\", \"serial\": [1]}}",
                  "GenericError", "Invalid parameter type for 'serial', expected: string");
+    expect_error(h.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
+                        "\"id\": \"a/b\", \"drive\": \"d1\"}}", "GenericError", "Parameter 'id' expects an identifier");
+    expect_error(h.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
+                        "\"id\": \"0x\", \"drive\": \"d1\"}}", "GenericError", "Parameter 'id' expects an identifier");
     expect_error(h.qts, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"nope\"}}", "DeviceNotFound",
                  "Device 'nope' not found");
     expect_error(h.qts, "{\"execute\": \"device_del\", \"arguments\": {}}", "GenericError",
