@@ -107,7 +107,7 @@ bool vhost_user_scsi_realize(VHostUserSCSI *s, const VHostUserSCSIConf *conf, co
         own |= 1ULL << VIRTIO_SCSI_F_CHANGE;
     }
     return vhost_user_base_realize(&s->base, "vhost-user-scsi", vhost_user_scsi_feature_bits, own,
-                                   conf->queue_size, path, fd, reconnect_ms, mem, ram_fd, errp);
+                                   path, fd, reconnect_ms, mem, ram_fd, errp);
 
 fail_fd:
     if (fd >= 0) {

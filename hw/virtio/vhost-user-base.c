@@ -3,6 +3,7 @@
  *
  * Context: main loop thread only.
  */
+#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@ static void vhost_user_base_start(VHostUserBase *b)
 {
     VirtIODevice *vdev = &b->parent_obj;
     char *err = NULL;
+    int ret;
 
     if (!(vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) || vdev->broken || b->dev.started ||
         !vhost_dev_connected(&b->dev)) {
@@ -33,10 +35,18 @@ static void vhost_user_base_start(VHostUserBase *b)
         virtio_error(vdev, "vhost-user backend no longer offers the negotiated features");
         return;
     }
-    if (vhost_dev_start(&b->dev, vdev, &err) < 0) {
+    ret = vhost_dev_start(&b->dev, vdev, &err);
+    if (ret == 0) {
+        b->start_failures = 0;
+    } else if ((ret == -EPIPE || ret == -ENOTCONN || ret == -ETIMEDOUT) &&
+               ++b->start_failures < VHOST_USER_BASE_START_TRIES) {
+        /* the backend went away meanwhile: the reconnect restarts the rings */
         fprintf(stderr, "vdm: %s: %s\n", b->name, err);
-        g_free(err);
+    } else {
+        /* refused (a ring bigger than the backend's, ...) or hung up every time: the driver must learn it */
+        virtio_error(vdev, "%s", err);
     }
+    g_free(err);
 }
 
 static void base_set_status(VirtIODevice *vdev, uint8_t status)
@@ -47,6 +57,7 @@ static void base_set_status(VirtIODevice *vdev, uint8_t status)
 static void base_reset(VirtIODevice *vdev)
 {
     vhost_dev_reset(&to_base(vdev)->dev);
+    to_base(vdev)->start_failures = 0;
 }
 
 static const VirtIODeviceOps vhost_user_base_ops = {
@@ -93,8 +104,8 @@ void vhost_user_base_handle_notify(void *opaque, unsigned n)
 }
 
 bool vhost_user_base_realize(VHostUserBase *b, const char *name, const int *feature_bits, uint64_t own_features,
-                             unsigned queue_size, const char *path, int fd, unsigned reconnect_ms,
-                             GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
+                             const char *path, int fd, unsigned reconnect_ms, GuestMemory *mem,
+                             VhostRamFdFn *ram_fd, char **errp)
 {
     VirtIODevice *vdev = &b->parent_obj;
 
@@ -106,7 +117,6 @@ bool vhost_user_base_realize(VHostUserBase *b, const char *name, const int *feat
         virtio_cleanup(vdev);
         return false;
     }
-    b->dev.queue_size = queue_size;
     vhost_dev_set_reconnect(&b->dev, reconnect_ms);
     if (b->fetch_config && b->fetch_config(b, errp) < 0) {
         vhost_dev_cleanup(&b->dev);
