@@ -69,13 +69,29 @@ static void vhost_user_scsi_build_config(VHostUserSCSI *s)
         .max_lun = htole32(VIRTIO_SCSI_MAX_LUN),
     };
 
-    memcpy(s->base.parent_obj.config, &cfg, sizeof(cfg));
+    memcpy(s->parent_obj.config, &cfg, sizeof(cfg));
 }
+
+/* The base learns of status writes and resets (the core calls these with the device's state updated). */
+static void vus_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    vhost_user_base_status_changed(&((VHostUserSCSI *)vdev)->base, false);
+}
+
+static void vus_reset(VirtIODevice *vdev)
+{
+    vhost_user_base_status_changed(&((VHostUserSCSI *)vdev)->base, true);
+}
+
+static const VirtIODeviceOps vhost_user_scsi_ops = {
+    .set_status = vus_set_status,
+    .reset = vus_reset,
+};
 
 bool vhost_user_scsi_realize(VHostUserSCSI *s, const VHostUserSCSIConf *conf, const char *path, int fd,
                              unsigned reconnect_ms, GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
 {
-    VirtIODevice *vdev = &s->base.parent_obj;
+    VirtIODevice *vdev = &s->parent_obj;
     uint64_t own;
 
     if (conf->num_queues == 0 || conf->num_queues > 64) {
@@ -106,8 +122,14 @@ bool vhost_user_scsi_realize(VHostUserSCSI *s, const VHostUserSCSIConf *conf, co
     if (conf->param_change) {
         own |= 1ULL << VIRTIO_SCSI_F_CHANGE;
     }
-    return vhost_user_base_realize(&s->base, "vhost-user-scsi", vhost_user_scsi_feature_bits, own,
-                                   conf->queue_size, path, fd, reconnect_ms, mem, ram_fd, errp);
+    vdev->host_features = own;
+    if (!vhost_user_base_realize(&s->base, vdev, vdev->num_queues, "vhost-user-scsi", vhost_user_scsi_feature_bits,
+                                 conf->queue_size, path, fd, reconnect_ms, mem, ram_fd, errp)) {
+        virtio_cleanup(vdev);
+        return false;
+    }
+    vdev->ops = &vhost_user_scsi_ops;
+    return true;
 
 fail_fd:
     if (fd >= 0) {
@@ -119,11 +141,12 @@ fail_fd:
 void vhost_user_scsi_unrealize(VHostUserSCSI *s)
 {
     vhost_user_base_unrealize(&s->base);
+    virtio_cleanup(&s->parent_obj);
 }
 
 int vhost_user_scsi_set_config(VHostUserSCSI *s, uint32_t offset, const uint8_t *data, uint32_t len)
 {
-    VirtIODevice *vdev = &s->base.parent_obj;
+    VirtIODevice *vdev = &s->parent_obj;
     const uint32_t sense = offsetof(VirtIOSCSIConfig, sense_size), cdb = offsetof(VirtIOSCSIConfig, cdb_size);
 
     if (len == 0 || offset >= sizeof(VirtIOSCSIConfig) || len > sizeof(VirtIOSCSIConfig) - offset) {

@@ -80,7 +80,7 @@ static DeviceState *vus_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         return NULL;
     }
     /* QEMU's default vectors for virtio-scsi: num_queues + 3 (config, control, event). */
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vus.base.parent_obj, type, 0x010000, &pconf,
+    if (!virtio_pci_realize_conf(&s->proxy, &s->vus.parent_obj, type, 0x010000, &pconf,
                                  conf.num_queues + 3, errp)) {
         vhost_user_scsi_unrealize(&s->vus);
         g_free(s);

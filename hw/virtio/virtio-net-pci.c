@@ -13,6 +13,14 @@
  * the main loop) or, for a hub, when the other NIC transmits. Without
  * netdev= frames are dropped (a NIC with its cable out, link still up).
  *
+ * Vhost mode (netdev=ID of a -netdev vhost-user): the RX/TX queues of every
+ * pair go to the vhost-user backend through the vhost-user device base
+ * (hw/virtio/vhost-user-base.c, feature table vhost_user_net_feature_bits);
+ * the control queue, the config space (MAC, status, max pairs, mtu) and the
+ * device's own feature offer stay with the device model, that offer masked
+ * by the table against the backend's (IN_ORDER reaches the driver only with
+ * in_order=on and a backend that offers it).
+ *
  * Context: main loop thread only.
  */
 #include <glib.h>
@@ -20,6 +28,7 @@
 #include <string.h>
 
 #include "hw/pci/pci.h"
+#include "hw/virtio/vhost-user-base.h"
 #include "hw/virtio/virtio-net.h"
 #include "hw/virtio/virtio-pci.h"
 #include "net/net.h"
@@ -32,17 +41,53 @@
 typedef struct VirtIONetPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VirtIONet vnet;
-    VirtIONetClient client;     /* client.nc NULL without netdev= */
+    VirtIONetClient client;     /* client.nc NULL without netdev= or in vhost mode */
+    VHostUserBase vhost;        /* vhost mode: vhost.vdev set */
 } VirtIONetPCI;
+
+static void vnet_pci_vhost_unrealize(VirtIONetPCI *s)
+{
+    if (s->vhost.vdev) {
+        virtio_net_set_status_hook(&s->vnet, NULL, NULL);
+        vhost_user_base_unrealize(&s->vhost);
+        s->vhost.vdev = NULL;
+    }
+}
 
 static void vnet_pci_unrealize(DeviceState *dev)
 {
     VirtIONetPCI *s = (VirtIONetPCI *)dev;
 
-    virtio_pci_unrealize(&s->proxy);
+    virtio_pci_unrealize(&s->proxy);        /* resets the device: the backend stops its rings */
     virtio_net_client_detach(&s->client);
+    vnet_pci_vhost_unrealize(s);
     virtio_net_unrealize(&s->vnet);
     g_free(s);
+}
+
+static void vnet_pci_notify_irq(void *opaque, unsigned n)
+{
+    virtio_pci_notify_queue_irq(opaque, n);
+}
+
+/* Vhost mode: the data queues (RX and TX of every pair) are the backend's of netdev @nc. */
+static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **errp)
+{
+    const char *path;
+    unsigned reconnect_ms;
+    int fd = net_vhost_user_take(nc, &path, &reconnect_ms, errp);
+
+    if (fd < 0) {
+        return false;
+    }
+    if (!vhost_user_base_realize(&s->vhost, &s->vnet.parent_obj, 2 * s->vnet.max_queue_pairs, TYPE_NAME,
+                                 vhost_user_net_feature_bits, s->vnet.conf.rx_queue_size, path, fd, reconnect_ms,
+                                 vdm_guest_memory(), vdm_ram_fd, errp)) {
+        s->vhost.vdev = NULL;
+        return false;
+    }
+    virtio_net_set_status_hook(&s->vnet, vhost_user_base_status_changed, &s->vhost);
+    return true;
 }
 
 static bool set_error(char **errp, GError *gerr, const char *key)
@@ -102,7 +147,7 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
             *errp = g_strdup_printf("Property '" TYPE_NAME ".netdev' can't find value '%s'", netdev_id);
             return NULL;
         }
-        if (nc->fe) {
+        if (nc->fe && !net_client_is_vhost_user(nc)) {
             *errp = g_strdup_printf("Property '" TYPE_NAME ".netdev' can't take value '%s', it's in use",
                                     netdev_id);
             return NULL;
@@ -117,14 +162,24 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         g_free(s);
         return NULL;
     }
-    /* QEMU's default for virtio-net-pci: 2 * queue pairs + 2 (a vector per queue plus config). */
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vnet.parent_obj, TYPE_NAME, 0x020000, &pconf,
-                                 s->vnet.parent_obj.num_queues + 1, errp)) {
+    if (nc && net_client_is_vhost_user(nc) && !vnet_pci_vhost_realize(s, nc, errp)) {
         virtio_net_unrealize(&s->vnet);
         g_free(s);
         return NULL;
     }
-    if (nc && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
+    /* QEMU's default for virtio-net-pci: 2 * queue pairs + 2 (a vector per queue plus config). */
+    if (!virtio_pci_realize_conf(&s->proxy, &s->vnet.parent_obj, TYPE_NAME, 0x020000, &pconf,
+                                 s->vnet.parent_obj.num_queues + 1, errp)) {
+        vnet_pci_vhost_unrealize(s);
+        virtio_net_unrealize(&s->vnet);
+        g_free(s);
+        return NULL;
+    }
+    if (s->vhost.vdev) {
+        virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vhost);
+        s->vhost.notify_irq = vnet_pci_notify_irq;
+        s->vhost.notify_opaque = &s->proxy;
+    } else if (nc && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
         /* checked above: nothing else attaches between */
         g_assert_not_reached();
     }

@@ -1,12 +1,18 @@
 /*
- * What every vhost-user device model shares: a VirtIODevice whose rings a
- * vhost-user backend serves through the vhost frontend (hw/virtio/vhost.c).
- * The base starts the backend at DRIVER_OK (the core's own processing of
- * those rings is switched off), stops it on reset, forwards the driver's
- * notifications to the backend's kick eventfds and turns its call eventfds
- * into the transport's interrupts, and restarts after a reconnect. The
- * device model (vhost-user-scsi, ...) owns the config space and its own
- * feature offer; the feature table masks that offer with the backend's.
+ * What every vhost-user device model shares: a VirtIODevice whose rings (all
+ * of them, or its first nvqs) a vhost-user backend serves through the vhost
+ * frontend (hw/virtio/vhost.c). The base starts the backend at DRIVER_OK
+ * (the core's own processing of those rings is switched off), stops it on
+ * reset, forwards the driver's notifications of those rings to the backend's
+ * kick eventfds (and of any later queue, e.g. virtio-net's control queue, to
+ * the core), turns the backend's call eventfds into the transport's
+ * interrupts, and restarts after a reconnect. The device model owns the
+ * VirtIODevice, the config space and its own feature offer; the feature
+ * table masks that offer with the backend's.
+ *
+ * A device model tells the base about status writes and resets with
+ * vhost_user_base_status_changed: from its VirtIODeviceOps (vhost-user-scsi)
+ * or from a hook of its own (virtio-net's virtio_net_set_status_hook).
  *
  * Context: main loop thread only.
  */
@@ -21,11 +27,11 @@
 typedef struct VHostUserBase VHostUserBase;
 
 struct VHostUserBase {
-    VirtIODevice parent_obj;    /* first */
+    VirtIODevice *vdev;         /* the device model's */
+    unsigned nvqs;              /* queues 0..nvqs-1 are the backend's; the rest stay in the core */
     struct vhost_dev dev;
     const char *name;           /* "vhost-user-scsi": for messages */
     const int *feature_bits;
-    uint64_t own_features;      /* the device model's offer before the backend's say */
     /* Optional: config space from the backend (after realize and each reconnect). */
     int (*fetch_config)(VHostUserBase *b, char **errp);
     /* The transport's interrupt for a queue (virtio_pci_notify_queue_irq). */
@@ -34,17 +40,27 @@ struct VHostUserBase {
 };
 
 /*
- * After virtio_init(&b->parent_obj, ...): connect (socket @fd, or @path when
- * -1; @fd is taken either way), learn the backend's features, fetch the
- * config, and offer the driver @own_features masked by @feature_bits. All
- * queues of the device go to the backend. False with *@errp set (the
- * VirtIODevice is cleaned up then).
+ * After the device model set up @vdev (virtio_init, its own host_features):
+ * connect (socket @fd, or @path when -1; @fd is taken either way), learn the
+ * backend's features, fetch the config, and offer the driver
+ * vdev->host_features masked by @feature_bits against the backend's.
+ * Queues 0..@nvqs-1 go to the backend. False with *@errp set; @vdev is
+ * the caller's to clean up either way.
  */
-bool vhost_user_base_realize(VHostUserBase *b, const char *name, const int *feature_bits, uint64_t own_features,
-                             unsigned queue_size, const char *path, int fd, unsigned reconnect_ms,
-                             GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp);
+bool vhost_user_base_realize(VHostUserBase *b, VirtIODevice *vdev, unsigned nvqs, const char *name,
+                             const int *feature_bits, unsigned queue_size, const char *path, int fd,
+                             unsigned reconnect_ms, GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp);
 void vhost_user_base_unrealize(VHostUserBase *b);
-/* The transport's queue notifier: a driver notification of queue @n goes to the backend. */
+/*
+ * The device's status was written (@reset false: starts the backend once
+ * DRIVER_OK is set) or the device was reset (@reset true: stops it and
+ * forgets the ring positions). @opaque is the VHostUserBase.
+ */
+void vhost_user_base_status_changed(void *opaque, bool reset);
+/*
+ * The transport's queue notifier: a driver notification of queue @n goes to
+ * the backend (n < nvqs) or to the core (virtio_queue_notify).
+ */
 void vhost_user_base_handle_notify(void *opaque, unsigned n);
 
 #endif

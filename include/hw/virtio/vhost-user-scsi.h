@@ -35,7 +35,8 @@ typedef struct VHostUserSCSIConf {
 } VHostUserSCSIConf;
 
 typedef struct VHostUserSCSI {
-    VHostUserBase base;         /* first */
+    VirtIODevice parent_obj;    /* first */
+    VHostUserBase base;         /* every queue is the backend's */
     VHostUserSCSIConf conf;
 } VHostUserSCSI;
 

@@ -1,0 +1,85 @@
+/*
+ * -netdev vhost-user,id=ID,chardev=CHR[,queues=N]: a netdev whose frames
+ * never pass through the device host. The NIC that uses it (virtio-net-pci)
+ * hands its data queues to the vhost-user backend behind the chardev (vhost
+ * mode, include/hw/virtio/vhost-user-base.h) and keeps only its control
+ * queue. As QEMU, the netdev takes the connected client chardev when it is
+ * created; the NIC takes the connection from the netdev (once).
+ *
+ * Context: main loop thread only.
+ */
+#include <glib.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "sysemu/chardev.h"
+
+typedef struct NetVhostUserState {
+    NetClientState nc;          /* first */
+    int fd;                     /* the connected socket until a NIC takes it; -1 then */
+    char *path;                 /* the chardev's socket path (reconnects) */
+    unsigned reconnect_ms;
+} NetVhostUserState;
+
+/* Only a NIC in vhost mode uses this netdev: a frame sent to it has nowhere to go. */
+static bool vhost_user_send(NetClientState *nc, unsigned queue, const struct iovec *iov, unsigned iovcnt,
+                            size_t len)
+{
+    nc->stats.tx_dropped++;
+    return true;
+}
+
+static void vhost_user_cleanup(NetClientState *nc)
+{
+    NetVhostUserState *s = (NetVhostUserState *)nc;
+
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    g_free(s->path);
+}
+
+static const NetClientInfo net_vhost_user_info = {
+    .type = "vhost-user",
+    .send = vhost_user_send,
+    .cleanup = vhost_user_cleanup,
+};
+
+NetClientState *net_init_vhost_user(const char *id, const QDevOpt *opts, unsigned n, char **errp)
+{
+    const char *chr_id = net_opt_get(opts, n, "chardev"), *path;
+    NetVhostUserState *s;
+    unsigned reconnect_ms;
+    int fd;
+
+    fd = chardev_take_vhost_user("vhost-user", chr_id, &path, &reconnect_ms, errp);
+    if (fd < 0) {
+        return NULL;
+    }
+    s = (NetVhostUserState *)net_client_new(&net_vhost_user_info, sizeof(*s), id);
+    s->fd = fd;
+    s->path = g_strdup(path);
+    s->reconnect_ms = reconnect_ms;
+    return &s->nc;
+}
+
+bool net_client_is_vhost_user(const NetClientState *nc)
+{
+    return nc->info == &net_vhost_user_info;
+}
+
+int net_vhost_user_take(NetClientState *nc, const char **path, unsigned *reconnect_ms, char **errp)
+{
+    NetVhostUserState *s = (NetVhostUserState *)nc;
+    int fd;
+
+    if (!net_client_is_vhost_user(nc) || s->fd < 0) {
+        *errp = g_strdup_printf("netdev '%s': the vhost-user connection is in use", nc->id);
+        return -1;
+    }
+    fd = s->fd;
+    s->fd = -1;
+    *path = s->path;
+    *reconnect_ms = s->reconnect_ms;
+    return fd;
+}
