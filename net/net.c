@@ -23,7 +23,7 @@ typedef struct NetdevType {
 } NetdevType;
 
 static const char *const tap_props[] = { "ifname", "script", "downscript", "vhost", "vnet_hdr", NULL };
-static const char *const socket_props[] = { "udp", "localaddr", NULL };
+static const char *const socket_props[] = { "udp", "localaddr", "fd", NULL };
 static const char *const stream_props[] = { "server", "addr.type", "addr.host", "addr.port", "addr.path", NULL };
 static const char *const hubport_props[] = { "hubid", "queues", NULL };
 static const char *const vhost_user_props[] = { "chardev", "queues", NULL };

@@ -4,6 +4,9 @@
  *   -netdev socket,id=ID,udp=HOST:PORT,localaddr=HOST:PORT
  *       one frame per UDP datagram, sent to udp=, received on localaddr=
  *       from anyone (as QEMU's socket netdev in udp mode);
+ *   -netdev socket,id=ID,fd=N
+ *       an inherited socket: stream framing (below) on a stream socket, one
+ *       frame per datagram on a datagram socket (QEMU's qtests use this);
  *   -netdev stream,id=ID,server=on|off,addr.type=inet,addr.host=H,addr.port=P
  *   -netdev stream,id=ID,server=on|off,addr.type=unix,addr.path=PATH
  *       a stream connection (QEMU 7.2's stream netdev): every frame is a
@@ -257,7 +260,7 @@ static void sock_rx_reset(NetClientState *nc)
 static bool udp_send(NetSocketState *s, const struct iovec *iov, unsigned iovcnt, size_t len)
 {
     struct msghdr msg = {
-        .msg_name = &s->dst, .msg_namelen = s->dst_len,
+        .msg_name = s->dst_len ? &s->dst : NULL, .msg_namelen = s->dst_len,   /* fd=: connected */
         .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt,
     };
 
@@ -410,16 +413,45 @@ static NetSocketState *sock_new(const NetClientInfo *info, const char *id, bool 
     return s;
 }
 
+/*
+ * fd=N: a socket inherited from the parent (QEMU's qtests pass one end of a
+ * socketpair): a stream socket speaks the stream netdev's framing, a
+ * datagram socket one frame per datagram to its connected peer.
+ */
+static NetClientState *socket_from_fd(const char *id, const char *v, char **errp)
+{
+    guint64 fd;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    NetSocketState *s;
+
+    if (!g_ascii_string_to_unsigned(v, 10, 0, INT32_MAX, &fd, NULL) ||
+        getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+        (type != SOCK_STREAM && type != SOCK_DGRAM)) {
+        *errp = g_strdup_printf("socket: fd=%s is not a stream or datagram socket", v);
+        return NULL;
+    }
+    fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
+    fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    s = sock_new(&socket_info, id, type == SOCK_STREAM);
+    s->fd = (int)fd;
+    return &s->nc;
+}
+
 NetClientState *net_init_socket(const char *id, const QDevOpt *opts, unsigned n, char **errp)
 {
     const char *udp = net_opt_get(opts, n, "udp"), *local = net_opt_get(opts, n, "localaddr");
+    const char *fd_s = net_opt_get(opts, n, "fd");
     struct sockaddr_storage la;
     unsigned la_len;
     NetSocketState *s;
     int fd;
 
-    if (!udp || !local) {
-        *errp = g_strdup("socket: vdm takes udp=HOST:PORT,localaddr=HOST:PORT "
+    if (fd_s && !udp && !local) {
+        return socket_from_fd(id, fd_s, errp);
+    }
+    if (!udp || !local || fd_s) {
+        *errp = g_strdup("socket: vdm takes udp=HOST:PORT,localaddr=HOST:PORT or fd=N "
                          "(listen=, connect=, mcast= are not supported)");
         return NULL;
     }

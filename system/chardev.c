@@ -264,16 +264,26 @@ unsigned chardev_get_reconnect_ms(const Chardev *chr)
     return chr->reconnect_ms;
 }
 
+bool chardev_claim(Chardev *chr)
+{
+    if (chr->has_frontend) {
+        return false;
+    }
+    chr->has_frontend = true;   /* with no read/event hooks: nothing is read on its behalf */
+    return true;
+}
+
 int chardev_take_fd(Chardev *chr)
 {
     int fd = chr->fd;
 
-    if (chr->has_frontend || chr->fd_watch) {
-        return -1;
-    }
-    chr->has_frontend = true;   /* nobody else may attach */
     chr->fd = -1;
     return fd;
+}
+
+void chardev_release(Chardev *chr)
+{
+    chr->has_frontend = false;
 }
 
 void chardev_cleanup_all(void)

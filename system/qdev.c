@@ -7,17 +7,31 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hw/acpi/pcihp.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-mmio.h"
 #include "sysemu/blockdev.h"
 #include "sysemu/qdev.h"
+#include "sysemu/qmp.h"
 #include "sysemu/sysemu.h"
 
 /* Filled by constructors before main, read-only afterwards. */
 static const DeviceTypeInfo *device_types[32];
 static unsigned n_device_types;
-/* Every plugged device, in creation order. */
+/* What qdev keeps about a plugged device besides the device itself. */
+typedef struct QDevEntry {
+    DeviceState *dev;
+    char *anon_name;            /* "device[N]" when there is no id */
+    bool hotplugged, pending_delete;
+    int bus_index;
+    QDevOpt *opts;              /* deep copy of the creation options */
+    unsigned nopts;
+} QDevEntry;
+
+/* Every plugged device (QDevEntry), in creation order. */
 static GPtrArray *devices;
+/* QEMU's counters: peripheral-anon "device[N]" and a bus's "child[N]" are never reused. */
+static unsigned anon_count, bus_child_count;
 
 void device_type_register(const DeviceTypeInfo *info)
 {
@@ -162,65 +176,269 @@ static bool bus_present(const char *bus)
     return true;
 }
 
-bool device_new(const QDevOpt *opts, unsigned n, char **errp)
+static QDevEntry *entry_of(const DeviceState *dev)
+{
+    for (guint i = 0; devices && i < devices->len; i++) {
+        QDevEntry *e = g_ptr_array_index(devices, i);
+        if (e->dev == dev) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void entry_free(QDevEntry *e)
+{
+    for (unsigned i = 0; i < e->nopts; i++) {
+        g_free((char *)e->opts[i].key);
+        g_free((char *)e->opts[i].val);
+    }
+    g_free(e->opts);
+    g_free(e->anon_name);
+    g_free(e);
+}
+
+static DeviceState *device_create(const QDevOpt *opts, unsigned n, bool hotplugged, char **errp)
 {
     const char *driver = qdev_opt_get(opts, n, "driver"), *id;
     const DeviceTypeInfo *t;
     DeviceState *dev;
+    QDevEntry *e;
 
     if (!driver) {
         *errp = g_strdup("Parameter 'driver' is missing");
-        return false;
+        return NULL;
     }
     t = device_type_find(driver);
     if (!t) {
         *errp = g_strdup_printf("'%s' is not a valid device model name", driver);
-        return false;
+        return NULL;
     }
     if (!bus_present(t->bus)) {
         *errp = g_strdup_printf("No '%s' bus found for device '%s'", t->bus ? t->bus : "PCI", driver);
-        return false;
+        return NULL;
+    }
+    /*
+     * Of the machine's buses only pc's PCI bus 0 has a hotplug controller
+     * (QEMU: q35 has it on PCIe root ports, virtio-mmio has none); buses a
+     * device provides (SCSI) take hot-added devices directly.
+     */
+    if (hotplugged && (t->bus ? !strcmp(t->bus, "virtio-bus") : !acpi_pcihp_present())) {
+        *errp = g_strdup_printf("Bus '%s' does not support hotplugging", t->bus ? "virtio-mmio-bus.0" : "pcie.0");
+        return NULL;
     }
     id = qdev_opt_get(opts, n, "id");
     if (id && qdev_find_device(id)) {
         *errp = g_strdup_printf("Duplicate ID '%s' for device", id);
-        return false;
+        return NULL;
     }
     dev = t->create(opts, n, errp);
     if (!dev) {
-        return false;
+        return NULL;
     }
     dev->type = t;
     dev->id = g_strdup(id);
+    e = g_new0(QDevEntry, 1);
+    e->dev = dev;
+    e->hotplugged = hotplugged;
+    e->bus_index = (int)bus_child_count++;
+    if (!id) {
+        e->anon_name = g_strdup_printf("device[%u]", anon_count++);
+    }
+    e->opts = g_new0(QDevOpt, n ? n : 1);
+    e->nopts = n;
+    for (unsigned i = 0; i < n; i++) {
+        e->opts[i].key = g_strdup(opts[i].key);
+        e->opts[i].val = g_strdup(opts[i].val);
+    }
     if (!devices) {
         devices = g_ptr_array_new();
     }
-    g_ptr_array_add(devices, dev);
+    g_ptr_array_add(devices, e);
+    return dev;
+}
+
+bool device_new(const QDevOpt *opts, unsigned n, char **errp)
+{
+    return device_create(opts, n, false, errp) != NULL;
+}
+
+bool qdev_device_add(const QDevOpt *opts, unsigned n, char **errp)
+{
+    DeviceState *dev = device_create(opts, n, true, errp);
+
+    if (!dev) {
+        return false;
+    }
+    if (dev->unplug == pci_device_unplug) {
+        acpi_pcihp_device_plugged(PCI_SLOT(((PCIDevice *)dev)->devfn));
+    }
     return true;
 }
 
 DeviceState *qdev_find_device(const char *id)
 {
     for (guint i = 0; devices && i < devices->len; i++) {
-        DeviceState *dev = g_ptr_array_index(devices, i);
-        if (dev->id && !strcmp(dev->id, id)) {
-            return dev;
+        QDevEntry *e = g_ptr_array_index(devices, i);
+        if (e->dev->id && !strcmp(e->dev->id, id)) {
+            return e->dev;
         }
     }
     return NULL;
 }
 
+DeviceState *qdev_nth_device(unsigned i)
+{
+    return devices && i < devices->len ? ((QDevEntry *)g_ptr_array_index(devices, i))->dev : NULL;
+}
+
+void qdev_get_info(DeviceState *dev, QDevInfo *info)
+{
+    QDevEntry *e = entry_of(dev);
+
+    g_assert(e);        /* host bug: only plugged devices are asked about */
+    info->qom_name = dev->id ? dev->id : e->anon_name;
+    info->anonymous = !dev->id;
+    info->hotplugged = e->hotplugged;
+    info->pending_delete = e->pending_delete;
+    info->bus_index = e->bus_index;
+    info->opts = e->opts;
+    info->nopts = e->nopts;
+}
+
+char *qdev_qom_path(DeviceState *dev)
+{
+    QDevEntry *e = entry_of(dev);
+
+    g_assert(e);
+    return dev->id ? g_strdup_printf("/machine/peripheral/%s", dev->id)
+                   : g_strdup_printf("/machine/peripheral-anon/%s", e->anon_name);
+}
+
+char *qdev_virtio_backend_type(const DeviceState *dev)
+{
+    const DeviceTypeInfo *t = dev->type;
+    size_t len = strlen(t->name);
+
+    if (t->virtio_backend) {
+        return g_strdup(t->virtio_backend);
+    }
+    if (!t->parent || strcmp(t->parent, "virtio-pci") || len < 4 || strcmp(t->name + len - 4, "-pci")) {
+        return NULL;
+    }
+    /* QEMU names the backends virtio-X-device, vhost-user-X */
+    return g_strdup_printf("%.*s%s", (int)(len - 4), t->name,
+                           g_str_has_prefix(t->name, "virtio-") ? "-device" : "");
+}
+
+/*
+ * DEVICE_DELETED data collected while qdev_unplug_and_notify runs: devices
+ * unplugged inside it (children of a bus the device provides, e.g. a SCSI
+ * disk of the adapter) finish first and are announced first, as QEMU's
+ * device_unparent empties a device's buses before it goes itself.
+ */
+static GPtrArray *deleted_events;
+
+static JSONValue *device_deleted_data(const char *id, const char *path)
+{
+    JSONValue *data = json_object();
+
+    if (id) {
+        json_object_set(data, "device", json_string(id));
+    }
+    json_object_set(data, "path", json_string(path));
+    return data;
+}
+
 void qdev_unplug(DeviceState *dev)
 {
-    char *id = dev->id;
+    QDevEntry *e = entry_of(dev);
+    char *id = dev->id, *path = NULL, *backend = NULL;
 
-    g_ptr_array_remove(devices, dev);
+    if (deleted_events) {
+        path = qdev_qom_path(dev);
+        backend = qdev_virtio_backend_type(dev);
+    }
+    g_ptr_array_remove(devices, e);
+    entry_free(e);
     if (dev->unplug) {
         dev->unplug(dev);
     }
     dev->unrealize(dev);
+    if (deleted_events) {
+        /* the virtio backend child goes before its proxy */
+        if (backend) {
+            char *bpath = g_strdup_printf("%s/virtio-backend", path);
+            g_ptr_array_add(deleted_events, device_deleted_data(NULL, bpath));
+            g_free(bpath);
+        }
+        g_ptr_array_add(deleted_events, device_deleted_data(id, path));
+    }
+    g_free(backend);
+    g_free(path);
     g_free(id);
 }
+
+void qdev_unplug_and_notify(DeviceState *dev)
+{
+    GPtrArray *events;
+
+    g_assert(!deleted_events);      /* host bug: not re-entered */
+    deleted_events = g_ptr_array_new();
+    qdev_unplug(dev);
+    events = deleted_events;
+    deleted_events = NULL;
+    for (guint i = 0; i < events->len; i++) {
+        qmp_event_emit("DEVICE_DELETED", g_ptr_array_index(events, i));
+    }
+    g_ptr_array_free(events, TRUE);
+}
+
+bool qdev_device_del(const char *id, const char **err_class, char **errp)
+{
+    DeviceState *dev = NULL;
+    QDevEntry *e;
+
+    *err_class = NULL;
+    if (id[0] == '/') {
+        /* a QOM path: only a device's own node names it */
+        for (guint i = 0; devices && i < devices->len && !dev; i++) {
+            QDevEntry *c = g_ptr_array_index(devices, i);
+            char *p = qdev_qom_path(c->dev);
+            if (!strcmp(p, id)) {
+                dev = c->dev;
+            }
+            g_free(p);
+        }
+    } else {
+        dev = qdev_find_device(id);
+    }
+    if (!dev) {
+        *err_class = "DeviceNotFound";
+        *errp = g_strdup_printf("Device '%s' not found", id);
+        return false;
+    }
+    e = entry_of(dev);
+    if (e->pending_delete) {
+        *errp = g_strdup_printf("Device %s is already in the process of unplug", id);
+        return false;
+    }
+    if (dev->type->bus && strcmp(dev->type->bus, "virtio-bus")) {
+        /* a bus a device provides (SCSI): removed at once, as QEMU's simple unplug */
+        qdev_unplug_and_notify(dev);
+        return true;
+    }
+    if (dev->unplug != pci_device_unplug || !acpi_pcihp_present()) {
+        *errp = g_strdup_printf("Bus '%s' does not support hotplugging",
+                                dev->unplug == pci_device_unplug ? "pcie.0" : "virtio-mmio-bus.0");
+        return false;
+    }
+    /* pc: ask the guest; the device goes when it ejects the slot */
+    e->pending_delete = true;
+    acpi_pcihp_unplug_request(PCI_SLOT(((PCIDevice *)dev)->devfn));
+    return true;
+}
+
 
 void qdev_register_types(void)
 {
@@ -236,7 +454,7 @@ void qdev_register_types(void)
 void qdev_cleanup(void)
 {
     while (devices && devices->len) {
-        qdev_unplug(g_ptr_array_index(devices, devices->len - 1));
+        qdev_unplug(((QDevEntry *)g_ptr_array_index(devices, devices->len - 1))->dev);
     }
     if (devices) {
         g_ptr_array_free(devices, TRUE);

@@ -11,13 +11,16 @@
 #include <string.h>
 
 #include "sysemu/blockdev.h"
+#include "sysemu/qdev.h"
 #include "sysemu/qmp.h"
+#include "sysemu/qom.h"
 #include "sysemu/sysemu.h"
 
 typedef struct QmpMonitor {
     Chardev *chr;
     JSONStreamer streamer;
     bool negotiated;
+    const char *err_class;      /* a handler's error class; NULL: GenericError */
 } QmpMonitor;
 
 static GPtrArray *monitors;
@@ -28,7 +31,7 @@ typedef JSONValue *QmpHandler(QmpMonitor *mon, JSONValue *args, char **errp);
 typedef struct QmpCommand {
     const char *name;
     QmpHandler *handler;
-    const char *const *params;      /* accepted argument names; NULL: none */
+    const char *const *params;      /* accepted argument names; NULL: none; { "*" }: any */
 } QmpCommand;
 
 static void qmp_send(QmpMonitor *mon, JSONValue *msg)
@@ -262,6 +265,119 @@ static JSONValue *qmp_block_resize(QmpMonitor *mon, JSONValue *args, char **errp
     return json_object();
 }
 
+/* ---- QOM and devices ---- */
+
+static const char *const qom_list_params[] = { "path", NULL };
+static const char *const qom_get_params[] = { "path", "property", NULL };
+static const char *const qom_set_params[] = { "path", "property", "value", NULL };
+static const char *const device_del_params[] = { "id", NULL };
+/* device_add: every argument is a device option */
+static const char *const device_add_params[] = { "*", NULL };
+
+/* The string argument @name: NULL with *@errp set when missing or not a string. */
+static const char *arg_string(JSONValue *args, const char *name, char **errp)
+{
+    JSONValue *v = json_object_get(args, name);
+
+    if (!v) {
+        *errp = g_strdup_printf("Parameter '%s' is missing", name);
+        return NULL;
+    }
+    if (json_type(v) != JSON_STRING) {
+        *errp = g_strdup_printf("Invalid parameter type for '%s', expected: string", name);
+        return NULL;
+    }
+    return json_get_string(v);
+}
+
+static JSONValue *qmp_qom_list(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    const char *path = arg_string(args, "path", errp);
+
+    return path ? qom_list(path, &mon->err_class, errp) : NULL;
+}
+
+static JSONValue *qmp_qom_get(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    const char *path = arg_string(args, "path", errp), *prop;
+
+    if (!path || !(prop = arg_string(args, "property", errp))) {
+        return NULL;
+    }
+    return qom_get(path, prop, &mon->err_class, errp);
+}
+
+static JSONValue *qmp_qom_set(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    const char *path = arg_string(args, "path", errp), *prop;
+    JSONValue *value;
+
+    if (!path || !(prop = arg_string(args, "property", errp))) {
+        return NULL;
+    }
+    value = json_object_get(args, "value");
+    if (!value) {
+        *errp = g_strdup("Parameter 'value' is missing");
+        return NULL;
+    }
+    return qom_set(path, prop, value, &mon->err_class, errp);
+}
+
+/*
+ * device_add: the arguments are -device's options (QEMU's
+ * qemu_opts_from_qdict): strings as they are, numbers in decimal, bools
+ * on/off. vdm refuses other types (QEMU drops them silently).
+ */
+static JSONValue *qmp_device_add(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    size_t n = args ? json_object_size(args) : 0;
+    QDevOpt *opts = g_new0(QDevOpt, n ? n : 1);
+    char **vals = g_new0(char *, n + 1);
+    JSONValue *r = NULL;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        JSONValue *v = json_object_nth(args, i, &opts[i].key);
+
+        switch (json_type(v)) {
+        case JSON_STRING:
+            vals[i] = g_strdup(json_get_string(v));
+            break;
+        case JSON_INT:
+            vals[i] = g_strdup_printf("%" G_GINT64_FORMAT, json_get_int(v));
+            break;
+        case JSON_BOOL:
+            vals[i] = g_strdup(json_get_bool(v) ? "on" : "off");
+            break;
+        default:
+            *errp = g_strdup_printf("Invalid parameter type for '%s', expected: string", opts[i].key);
+            goto out;
+        }
+        opts[i].val = vals[i];
+    }
+    if (!qdev_opt_get(opts, (unsigned)n, "driver")) {
+        *errp = g_strdup("Parameter 'driver' is missing");
+        goto out;
+    }
+    if (qdev_device_add(opts, (unsigned)n, errp)) {
+        r = json_object();
+    }
+out:
+    g_strfreev(vals);
+    g_free(opts);
+    return r;
+}
+
+static JSONValue *qmp_device_del(QmpMonitor *mon, JSONValue *args, char **errp)
+{
+    const char *id = arg_string(args, "id", errp);
+
+    if (!id || !qdev_device_del(id, &mon->err_class, errp)) {
+        return NULL;
+    }
+    return json_object();
+}
+
 static const QmpCommand qmp_commands[] = {
     { "qmp_capabilities", qmp_capabilities, caps_params },
     { "query-status", qmp_query_status, NULL },
@@ -273,6 +389,11 @@ static const QmpCommand qmp_commands[] = {
     { "query-commands", qmp_query_commands, NULL },
     { "qom-list-types", qmp_qom_list_types, qom_types_params },
     { "block_resize", qmp_block_resize, block_resize_params },
+    { "qom-list", qmp_qom_list, qom_list_params },
+    { "qom-get", qmp_qom_get, qom_get_params },
+    { "qom-set", qmp_qom_set, qom_set_params },
+    { "device_add", qmp_device_add, device_add_params },
+    { "device_del", qmp_device_del, device_del_params },
     { "quit", qmp_quit, NULL },
 };
 
@@ -306,7 +427,7 @@ static bool param_known(const QmpCommand *cmd, const char *name)
     const char *const *p;
 
     for (p = cmd->params; p && *p; p++) {
-        if (strcmp(*p, name) == 0) {
+        if (strcmp(*p, name) == 0 || strcmp(*p, "*") == 0) {
             return true;
         }
     }
@@ -375,9 +496,10 @@ static JSONValue *qmp_dispatch(QmpMonitor *mon, JSONValue *req)
             return reply;
         }
     }
+    mon->err_class = NULL;
     ret = cmd->handler(mon, args, &err);
     if (!ret) {
-        reply = qmp_error("GenericError", err);
+        reply = qmp_error(mon->err_class ? mon->err_class : "GenericError", err);
         g_free(err);
         return reply;
     }

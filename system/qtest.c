@@ -15,7 +15,7 @@
  *   outb|outw|outl PORT VALUE           -> OK
  *   clock_step [NS] / clock_set NS      -> OK <virtual clock ns>
  *   irq_intercept_in|irq_intercept_out QOM-PATH -> OK | FAIL ...
- *   set_irq_in QOM-PATH NAME NUM LEVEL  -> FAIL Unknown device (no devices yet)
+ *   set_irq_in QOM-PATH NAME NUM LEVEL  -> OK | FAIL Unknown device
  *   endianness                          -> OK little
  *   module_load TYPE NAME               -> FAIL (no modules)
  *   anything else                       -> FAIL Unknown command '<word>'
@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "sysemu/ioport.h"
+#include "sysemu/qom.h"
 #include "sysemu/qtest.h"
 #include "sysemu/sysemu.h"
 #include "sysemu/vclock.h"
@@ -43,8 +44,9 @@ typedef struct QTestState {
     GString *inbuf;
     bool discarding;            /* an over-long line is being skipped */
     gint64 start_us;
-    char *irq_intercept_path;
+    char *irq_intercept_path;   /* canonical QOM path of the intercepted device */
     bool irq_intercept_out;
+    bool irq_intercept_ioapic;  /* that device is the IOAPIC */
     int irq_levels[QTEST_MAX_IRQS];
 } QTestState;
 
@@ -343,30 +345,74 @@ static void cmd_clock_set(QTestState *s, char **words)
 }
 
 /*
- * There is no QOM tree yet: any path is accepted and recorded. As in QEMU,
- * a second intercept for the same path is OK, for another path FAIL.
+ * The only device with GPIO lines is the IOAPIC of pc/q35 (24 inputs,
+ * "unnamed-gpio-in"); PCI INTx and the ACPI SCI arrive at its inputs.
+ */
+#define IOAPIC_TYPE     "ioapic"
+#define IOAPIC_NUM_PINS 24
+
+/*
+ * As QEMU: the path must resolve to an object (absolute, or a unique
+ * partial path such as "ioapic"); a second intercept of the same device is
+ * OK, of another FAIL.
  */
 static void cmd_irq_intercept(QTestState *s, char **words)
 {
-    if (s->irq_intercept_path) {
-        qtest_send(s, strcmp(s->irq_intercept_path, words[1]) == 0 ? "OK\n"
-                   : "FAIL IRQ intercept already enabled\n");
+    char *canon = NULL, *type = NULL;
+
+    if (!qom_resolve(words[1], &type, &canon)) {
+        qtest_send(s, "FAIL Unknown device\n");
         return;
     }
-    s->irq_intercept_path = g_strdup(words[1]);
+    if (s->irq_intercept_path) {
+        qtest_send(s, strcmp(s->irq_intercept_path, canon) == 0 ? "OK\n"
+                   : "FAIL IRQ intercept already enabled\n");
+        g_free(canon);
+        g_free(type);
+        return;
+    }
+    s->irq_intercept_path = canon;
+    s->irq_intercept_ioapic = !strcmp(type, IOAPIC_TYPE);
+    g_free(type);
     s->irq_intercept_out = strcmp(words[0], "irq_intercept_out") == 0;
     qtest_send(s, "OK\n");
+}
+
+/* Interrupt lines reach the test only through an input intercept on the IOAPIC. */
+static bool intercepting_ioapic(const QTestState *s)
+{
+    return s->irq_intercept_ioapic && !s->irq_intercept_out;
 }
 
 static void cmd_set_irq_in(QTestState *s, char **words)
 {
     int64_t num, level;
+    char *canon = NULL, *type = NULL;
+    bool ok, same;
 
     if (!parse_i64(words[3], &num) || !parse_i64(words[4], &level)) {
         qtest_send(s, "ERR invalid argument\n");
         return;
     }
-    qtest_send(s, "FAIL Unknown device\n");
+    if (!qom_resolve(words[1], &type, &canon)) {
+        qtest_send(s, "FAIL Unknown device\n");
+        return;
+    }
+    ok = !strcmp(type, IOAPIC_TYPE) && !strcmp(words[2], "unnamed-gpio-in") && num >= 0 &&
+         num < IOAPIC_NUM_PINS;
+    same = s->irq_intercept_path && !strcmp(canon, s->irq_intercept_path);
+    g_free(canon);
+    g_free(type);
+    /* QEMU asserts on a GPIO the device lacks; vdm answers ERR */
+    if (!ok) {
+        qtest_sendf(s, "ERR no GPIO input %s[%" PRIi64 "]\n", words[2], num);
+        return;
+    }
+    /* an intercepted input is reported back, as QEMU's qtest_irq_handler */
+    if (same && intercepting_ioapic(s)) {
+        qtest_set_irq_out((int)num, level != 0);
+    }
+    qtest_send(s, "OK\n");
 }
 
 static void cmd_endianness(QTestState *s, char **words)
@@ -532,7 +578,7 @@ void qtest_set_irq_out(int n, int level)
 {
     QTestState *s = qtest;
 
-    if (!s || !s->irq_intercept_path || n < 0 || n >= QTEST_MAX_IRQS) {
+    if (!s || !intercepting_ioapic(s) || n < 0 || n >= QTEST_MAX_IRQS) {
         return;
     }
     level = level != 0;

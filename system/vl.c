@@ -508,6 +508,33 @@ static void machine_init_ram(const char *backend_id, uint64_t m_size)
     }
 }
 
+/* -machine acpi=, ioapic2= (microvm): 1 on, 0 off, -1 auto. */
+static int machine_acpi = -1, machine_ioapic2 = -1;
+
+static int parse_on_off_auto(const char *name, const char *v)
+{
+    if (!strcmp(v, "auto")) {
+        return -1;
+    }
+    return parse_bool(name, v);
+}
+
+/*
+ * microvm's transports as QEMU's microvm_devices_init places them: with ACPI
+ * (the default) and the second IOAPIC (default with ACPI) 24 transports on
+ * GSI 24-47; ACPI without it 8 on GSI 16-23; no ACPI 8 on GSI 5-12.
+ */
+static void machine_init_virtio_mmio(void)
+{
+    if (machine_acpi == 0) {
+        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, 8, 5);
+    } else if (machine_ioapic2 == 0) {
+        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, 8, 16);
+    } else {
+        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, VIRTIO_MMIO_MAX_TRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
+    }
+}
+
 static void e820_put(uint8_t *e, uint64_t addr, uint64_t len, uint32_t type)
 {
     for (int i = 0; i < 8; i++) {
@@ -811,7 +838,7 @@ void vdm_init(int argc, char **argv)
         }
         switch (opt->index) {
         case OPT_MACHINE: {
-            static const char *const props[] = { "type", "memory-backend", "accel", NULL };
+            static const char *const props[] = { "type", "memory-backend", "accel", "acpi", "ioapic2", NULL };
             Opts o;
             const char *type;
 
@@ -843,6 +870,12 @@ void vdm_init(int argc, char **argv)
             }
             if (opts_get(&o, "accel") && strcmp(opts_get(&o, "accel"), "qtest")) {
                 die("invalid accelerator %s", opts_get(&o, "accel"));
+            }
+            if (opts_get(&o, "acpi")) {
+                machine_acpi = parse_on_off_auto("acpi", opts_get(&o, "acpi"));
+            }
+            if (opts_get(&o, "ioapic2")) {
+                machine_ioapic2 = parse_on_off_auto("ioapic2", opts_get(&o, "ioapic2"));
             }
             opts_free(&o);
             break;
@@ -968,6 +1001,12 @@ void vdm_init(int argc, char **argv)
     if (!machine_class) {
         machine_class = &machines[0];      /* the default, as QEMU's x86 default is pc */
     }
+    if (machine_ioapic2 != -1 && !machine_class->virtio_mmio) {
+        cur_opt = "machine";
+        cur_arg = machine_arg;
+        die("Property '%s-machine.ioapic2' not found",
+            machine_class->alias_of ? machine_class->alias_of : machine_class->name);
+    }
     register_types();
 
     /* objects first: the machine's memory-backend refers to one */
@@ -988,7 +1027,7 @@ void vdm_init(int argc, char **argv)
         pci_bus_init(machine_class->pci == MACHINE_PCI_Q35 ? PCI_HOST_Q35 : PCI_HOST_I440FX);
     }
     if (machine_class->virtio_mmio) {
-        virtio_mmio_transports_init(VIRTIO_MMIO_BASE, VIRTIO_MMIO_MAX_TRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
+        machine_init_virtio_mmio();
     }
     /* chardevs before devices: vhost-user devices name one (chardev=ID), as in QEMU */
     for (i = 0; i < chardevs_args->len; i++) {
@@ -1099,8 +1138,10 @@ void vdm_cleanup(void)
 {
     guint i;
 
+    /* devices first: they drain their requests before RAM goes away, and may still
+     * use a chardev while unplugging (an INTx lowered towards the qtest socket) */
+    qdev_cleanup();
     chardev_cleanup_all();
-    qdev_cleanup();         /* devices drain their requests before RAM goes away */
     if (virtio_mmio_bus_present()) {
         virtio_mmio_transports_cleanup();
     }

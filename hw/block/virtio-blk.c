@@ -100,6 +100,14 @@ void virtio_blk_conf_list(void (*fn)(const char *name, const char *type, const c
     qdev_prop_list(blk_props, G_N_ELEMENTS(blk_props), fn, opaque);
 }
 
+void virtio_blk_conf_list_values(const VirtIOBlkConf *conf,
+                                 void (*fn)(const char *name, const char *type, const char *value,
+                                            void *opaque),
+                                 void *opaque)
+{
+    qdev_prop_list_values(conf, blk_props, G_N_ELEMENTS(blk_props), fn, opaque);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Features and configuration space                                        */
 

@@ -86,14 +86,43 @@ bool qdev_prop_set(void *conf, const Property *props, size_t nprops, const char 
     return false;
 }
 
+static const char *const type_names[] = {
+    [PROP_TYPE_BOOL] = "bool", [PROP_TYPE_UINT32] = "uint32",
+    [PROP_TYPE_STRING] = "str", [PROP_TYPE_MACADDR] = "macaddr",
+};
+
+void qdev_prop_list_values(const void *conf, const Property *props, size_t nprops,
+                           void (*fn)(const char *name, const char *type, const char *value, void *opaque),
+                           void *opaque)
+{
+    for (size_t i = 0; i < nprops; i++) {
+        const uint8_t *field = (const uint8_t *)conf + props[i].offset;
+        char buf[32];
+        const char *v = buf;
+
+        switch (props[i].type) {
+        case PROP_TYPE_BOOL:
+            v = *(const bool *)field ? "true" : "false";
+            break;
+        case PROP_TYPE_UINT32:
+            g_snprintf(buf, sizeof(buf), "%u", *(const uint32_t *)field);
+            break;
+        case PROP_TYPE_STRING:
+            v = (const char *)field;
+            break;
+        case PROP_TYPE_MACADDR:
+            g_snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", field[0], field[1], field[2],
+                       field[3], field[4], field[5]);
+            break;
+        }
+        fn(props[i].name, type_names[props[i].type], v, opaque);
+    }
+}
+
 void qdev_prop_list(const Property *props, size_t nprops,
                     void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
                     void *opaque)
 {
-    static const char *const type_names[] = {
-        [PROP_TYPE_BOOL] = "bool", [PROP_TYPE_UINT32] = "uint32",
-        [PROP_TYPE_STRING] = "str", [PROP_TYPE_MACADDR] = "macaddr",
-    };
 
     for (size_t i = 0; i < nprops; i++) {
         fn(props[i].name, type_names[props[i].type], props[i].desc ? props[i].desc : "", opaque);

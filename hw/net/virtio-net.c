@@ -94,6 +94,14 @@ void virtio_net_conf_list(void (*fn)(const char *name, const char *type, const c
     qdev_prop_list(net_props, G_N_ELEMENTS(net_props), fn, opaque);
 }
 
+void virtio_net_conf_list_values(const VirtIONetConf *conf,
+                                 void (*fn)(const char *name, const char *type, const char *value,
+                                            void *opaque),
+                                 void *opaque)
+{
+    qdev_prop_list_values(conf, net_props, G_N_ELEMENTS(net_props), fn, opaque);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Features, configuration space, queue layout                             */
 

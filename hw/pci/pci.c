@@ -6,6 +6,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "hw/acpi/pcihp.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "sysemu/ioport.h"
@@ -451,6 +452,9 @@ void pci_bus_init(PCIHostKind kind)
         ioport_register(PCI_CONFIG_DATA_PORT, 4, &cfc_ops, NULL) < 0) {
         g_error("pci: cannot claim ports 0xcf8/0xcfc");
     }
+    if (kind == PCI_HOST_I440FX) {
+        acpi_pcihp_init();  /* the pc machine's ACPI PCI hotplug of bus 0 (PIIX4 PM) */
+    }
 }
 
 bool pci_bus_present(void)
@@ -471,6 +475,7 @@ void pci_bus_cleanup(void)
         pci_device_remove(&bus->lpc);
     }
     pci_device_remove(&bus->host_bridge);
+    acpi_pcihp_cleanup();
     ioport_unregister(PCI_CONFIG_ADDR_PORT, 4);
     ioport_unregister(PCI_CONFIG_DATA_PORT, 4);
     g_free(bus);

@@ -22,7 +22,17 @@
 typedef struct VHostUserBlkPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VHostUserBlk vub;
+    char *chardev_id;           /* claimed; looked up again at unplug (chardevs may be gone at exit) */
 } VHostUserBlkPCI;
+
+static void vub_pci_release_chardev(const char *id)
+{
+    Chardev *chr = chardev_find(id);
+
+    if (chr) {
+        chardev_release(chr);
+    }
+}
 
 static int vub_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
 {
@@ -40,6 +50,8 @@ static void vub_pci_unrealize(DeviceState *dev)
 
     virtio_pci_unrealize(&s->proxy);        /* resets the device: the backend stops its rings */
     vhost_user_blk_unrealize(&s->vub);
+    vub_pci_release_chardev(s->chardev_id);
+    g_free(s->chardev_id);
     g_free(s);
 }
 
@@ -92,24 +104,28 @@ static DeviceState *vub_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         *errp = g_strdup_printf("vdm: vhost-user-blk-pci needs a client chardev ('%s' is server=on)", chr_id);
         return NULL;
     }
-    fd = chardev_take_fd(chr);
-    if (fd < 0) {
+    if (!chardev_claim(chr)) {
         *errp = g_strdup_printf("Property 'vhost-user-blk-pci.chardev' can't take value '%s', "
                                 "it's in use", chr_id);
         return NULL;
     }
+    /* the connected socket, or (after an earlier device used it) -1: connect by path */
+    fd = chardev_take_fd(chr);
     s = g_new0(VHostUserBlkPCI, 1);
     if (!vhost_user_blk_realize(&s->vub, &conf, chardev_get_path(chr), fd, chardev_get_reconnect_ms(chr),
                                 vdm_guest_memory(), vdm_ram_fd, errp)) {
+        chardev_release(chr);
         g_free(s);
         return NULL;
     }
     if (!virtio_pci_realize_conf(&s->proxy, &s->vub.parent_obj, "vhost-user-blk-pci", 0x010000, &pconf,
                                  conf.num_queues + 1, errp)) {
         vhost_user_blk_unrealize(&s->vub);
+        chardev_release(chr);
         g_free(s);
         return NULL;
     }
+    s->chardev_id = g_strdup(chr_id);
     s->proxy.config_write = vub_pci_config_write;
     virtio_pci_set_queue_notifier(&s->proxy, vhost_user_blk_handle_notify, &s->vub);
     s->vub.notify_irq = vub_pci_notify_irq;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-blk-host.h"
 #include "hw/virtio/virtio-pci.h"
@@ -20,6 +21,7 @@ typedef struct VirtIOBlkPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VirtIOBlock vblk;
     Drive *drive;
+    char *drive_name;           /* drive= as given, for QOM */
 } VirtIOBlkPCI;
 
 static void vblk_pci_resized(void *opaque)
@@ -35,6 +37,7 @@ static void vblk_pci_unrealize(DeviceState *dev)
 
     virtio_pci_unrealize(&s->proxy);
     virtio_blk_host_unrealize(&s->vblk, s->drive);
+    g_free(s->drive_name);
     g_free(s);
 }
 
@@ -63,6 +66,7 @@ static DeviceState *vblk_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     }
     s->proxy.config_write = virtio_blk_host_config_write;
     s->proxy.pci_dev.qdev.unrealize = vblk_pci_unrealize;
+    s->drive_name = g_strdup(qdev_opt_get(opts, n, "drive"));
     return &s->proxy.pci_dev.qdev;
 }
 
@@ -74,6 +78,17 @@ static void vblk_pci_help(void)
     virtio_blk_conf_list(qdev_print_prop, NULL);
 }
 
+static void vblk_pci_list_props(DeviceState *dev, QDevPropFn *fn, void *opaque)
+{
+    VirtIOBlkPCI *s = (VirtIOBlkPCI *)dev;
+    char vectors[16];
+
+    fn("drive", "str", s->drive_name, opaque);
+    g_snprintf(vectors, sizeof(vectors), "%u", msix_nr_vectors(&s->proxy.pci_dev));
+    fn("vectors", "uint32", vectors, opaque);
+    virtio_blk_conf_list_values(&s->vblk.conf, fn, opaque);
+}
+
 static const DeviceTypeInfo virtio_blk_pci_info = {
     .name = "virtio-blk-pci",
     .parent = "virtio-pci",
@@ -81,5 +96,7 @@ static const DeviceTypeInfo virtio_blk_pci_info = {
     .desc = "virtio block device on PCI (modern)",
     .create = vblk_pci_new,
     .help = vblk_pci_help,
+    .list_props = vblk_pci_list_props,
+    .virtio_backend = "virtio-blk-device",
 };
 device_type_init(virtio_blk_pci_info)

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/vhost-user-base.h"
 #include "hw/virtio/virtio-net.h"
@@ -196,6 +197,18 @@ static void vnet_pci_help(void)
     virtio_net_conf_list(qdev_print_prop, NULL);
 }
 
+static void vnet_pci_list_props(DeviceState *dev, QDevPropFn *fn, void *opaque)
+{
+    VirtIONetPCI *s = (VirtIONetPCI *)dev;
+    char vectors[16];
+
+    fn("netdev", "str", s->client.nc ? s->client.nc->id : "", opaque);
+    fn("mq", "bool", s->vnet.max_queue_pairs > 1 ? "on" : "off", opaque);
+    g_snprintf(vectors, sizeof(vectors), "%u", msix_nr_vectors(&s->proxy.pci_dev));
+    fn("vectors", "uint32", vectors, opaque);
+    virtio_net_conf_list_values(&s->vnet.conf, fn, opaque);
+}
+
 static const DeviceTypeInfo virtio_net_pci_info = {
     .name = TYPE_NAME,
     .parent = "virtio-pci",
@@ -203,5 +216,7 @@ static const DeviceTypeInfo virtio_net_pci_info = {
     .desc = "virtio network device on PCI (modern)",
     .create = vnet_pci_new,
     .help = vnet_pci_help,
+    .list_props = vnet_pci_list_props,
+    .virtio_backend = "virtio-net-device",
 };
 device_type_init(virtio_net_pci_info)

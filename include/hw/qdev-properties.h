@@ -44,6 +44,15 @@ void qdev_prop_list(const Property *props, size_t nprops,
                     void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
                     void *opaque);
 
+/*
+ * Call @fn for each property with its type name and the current value of
+ * its field in @conf as text (bools "true"/"false", numbers in decimal), for
+ * QOM's qom-get (QDevPropFn in include/sysemu/qdev.h has this shape).
+ */
+void qdev_prop_list_values(const void *conf, const Property *props, size_t nprops,
+                           void (*fn)(const char *name, const char *type, const char *value, void *opaque),
+                           void *opaque);
+
 bool qdev_prop_parse_bool(const char *value, bool *out);
 bool qdev_prop_parse_mac(const char *value, uint8_t mac[6]);
 

@@ -52,16 +52,19 @@ bool chardev_write_all(Chardev *chr, const void *buf, size_t len);
 
 /*
  * For frontends that speak on the socket themselves (vhost-user: messages
- * carry fds, and the frontend reconnects on its own): the socket path, the
- * reconnect=/reconnect-ms= interval (0: none), and the connected fd, handed
- * over (the chardev forgets it and can have no other frontend). -1 when not
- * connected or already taken.
+ * carry fds, and the frontend reconnects on its own): the socket path and
+ * the reconnect=/reconnect-ms= interval (0: none). chardev_claim makes the
+ * caller the chardev's only frontend (false: it has one); chardev_take_fd
+ * then hands over the connected socket (-1 when not connected; the chardev
+ * forgets it); chardev_release (at unplug) lets another frontend claim it.
  */
 const char *chardev_get_path(const Chardev *chr);
 bool chardev_is_server(const Chardev *chr);
 void chardev_set_reconnect_ms(Chardev *chr, unsigned ms);
 unsigned chardev_get_reconnect_ms(const Chardev *chr);
+bool chardev_claim(Chardev *chr);
 int chardev_take_fd(Chardev *chr);
+void chardev_release(Chardev *chr);
 
 /*
  * A vhost-user device's chardev= property (QEMU's messages, for device type

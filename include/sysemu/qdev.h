@@ -24,6 +24,14 @@ typedef struct QDevOpt {
 typedef struct DeviceTypeInfo DeviceTypeInfo;
 typedef struct DeviceState DeviceState;
 
+/*
+ * One QOM property of a device: @name, its QOM type ("bool", "uint32",
+ * "int32", "str", ...) and the current value as text (bools "true"/"false",
+ * numbers in decimal). qom-get turns bool types into JSON booleans, integer
+ * types into JSON numbers and anything else into strings.
+ */
+typedef void QDevPropFn(const char *name, const char *type, const char *value, void *opaque);
+
 /* What every device has, whatever its bus (QEMU's DeviceState). */
 struct DeviceState {
     const DeviceTypeInfo *type;     /* set by device_new */
@@ -53,6 +61,20 @@ struct DeviceTypeInfo {
      * finds it itself).
      */
     const char *bus;
+    /*
+     * Optional (QOM, qom-list/qom-get): call @fn for each device property
+     * of @dev with its current value. Without it, the -device/device_add
+     * options the device was created with are shown as "str" properties.
+     * ("addr" of a PCI device is always shown as int32 devfn.)
+     */
+    void (*list_props)(DeviceState *dev, QDevPropFn *fn, void *opaque);
+    /*
+     * Optional: QOM type of the "virtio-backend" child. Without it, a type
+     * whose parent is "virtio-pci" gets one derived from its name
+     * ("virtio-net-pci" -> "virtio-net-device", "vhost-user-blk-pci" ->
+     * "vhost-user-blk").
+     */
+    const char *virtio_backend;
 };
 
 void device_type_register(const DeviceTypeInfo *info);
@@ -70,8 +92,46 @@ bool device_new(const QDevOpt *opts, unsigned n, char **errp);
 
 /* The device with id=@id, or NULL. */
 DeviceState *qdev_find_device(const char *id);
-/* Unplug @dev and free it (dev->id with it). */
+/* Unplug @dev and free it (dev->id with it). No event. */
 void qdev_unplug(DeviceState *dev);
+
+/* ---- hotplug (QMP device_add/device_del) and the QOM tree (system/qom.c) ---- */
+
+/*
+ * QMP device_add: like device_new, but the device is marked hotplugged and
+ * the machine's hotplug controller is told (pc: ACPI PCI hotplug "up" bit
+ * and SCI). Returns false with *@errp set.
+ */
+bool qdev_device_add(const QDevOpt *opts, unsigned n, char **errp);
+/*
+ * QMP device_del: request removal of the device named by @id (an id, or a
+ * QOM path starting with '/'). pc: the ACPI PCI hotplug "down" bit and SCI,
+ * the device stays until the guest ejects the slot (acpi_pcihp). Returns
+ * false with *@errp set and *@err_class ("DeviceNotFound" or NULL for
+ * GenericError).
+ */
+bool qdev_device_del(const char *id, const char **err_class, char **errp);
+/* Unplug @dev as the guest's eject does: DEVICE_DELETED event(s), then free. */
+void qdev_unplug_and_notify(DeviceState *dev);
+
+/* What the QOM tree shows about a plugged device. */
+typedef struct QDevInfo {
+    const char *qom_name;       /* the id, or "device[N]" (peripheral-anon) */
+    bool anonymous;             /* no id: under /machine/peripheral-anon */
+    bool hotplugged;            /* added by device_add */
+    bool pending_delete;        /* device_del requested, not ejected yet */
+    int bus_index;              /* the bus's "child[N]" link */
+    const QDevOpt *opts;        /* creation options */
+    unsigned nopts;
+} QDevInfo;
+
+/* The @i-th plugged device (creation order), or NULL past the end. */
+DeviceState *qdev_nth_device(unsigned i);
+void qdev_get_info(DeviceState *dev, QDevInfo *info);
+/* "/machine/peripheral/ID" or "/machine/peripheral-anon/device[N]"; g_free it. */
+char *qdev_qom_path(DeviceState *dev);
+/* QOM type of @dev's virtio-backend child, or NULL (see DeviceTypeInfo.virtio_backend); g_free it. */
+char *qdev_virtio_backend_type(const DeviceState *dev);
 
 /* ---- helpers for device types ---- */
 

@@ -510,6 +510,8 @@ void qtest_irq_intercept_in(QTestState *s, const char *qom_path)
 bool qtest_get_irq(QTestState *s, int num)
 {
     g_assert(num >= 0 && num < 256);
+    /* a round trip first, as QEMU's libqtest: lines a QMP command caused arrive before its reply */
+    qtest_inb(s, 0);
     return s->irq_level[num];
 }
 
@@ -598,4 +600,42 @@ JSONValue *qtest_qmp_eventwait(QTestState *s, const char *event)
 const JSONValue *qtest_qmp_greeting(QTestState *s)
 {
     return s->greeting;
+}
+
+void qtest_qmp_device_add(QTestState *s, const char *driver, const char *id, const char *props)
+{
+    GString *args = g_string_new(NULL);
+    JSONValue *r;
+
+    g_string_append_printf(args, "\"driver\": \"%s\"", driver);
+    if (id) {
+        g_string_append_printf(args, ", \"id\": \"%s\"", id);
+    }
+    if (props && *props) {
+        g_string_append_printf(args, ", %s", props);
+    }
+    r = qtest_qmp(s, "{\"execute\": \"device_add\", \"arguments\": {%s}}", args->str);
+    g_assert_nonnull(json_object_get(r, "return"));
+    json_free(r);
+    g_string_free(args, TRUE);
+}
+
+void qtest_qmp_device_del_send(QTestState *s, const char *id)
+{
+    JSONValue *r = qtest_qmp(s, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"%s\"}}", id);
+
+    g_assert_nonnull(json_object_get(r, "return"));
+    json_free(r);
+}
+
+JSONValue *qtest_qom_get(QTestState *s, const char *path, const char *property)
+{
+    JSONValue *r = qtest_qmp(s, "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"%s\", "
+                             "\"property\": \"%s\"}}", path, property);
+    JSONValue *ret = json_object_get(r, "return"), *copy;
+
+    g_assert_nonnull(ret);
+    copy = json_copy(ret);
+    json_free(r);
+    return copy;
 }

@@ -56,7 +56,7 @@ int64_t qtest_clock_step(QTestState *s, int64_t step);
 int64_t qtest_clock_step_next(QTestState *s);
 int64_t qtest_clock_set(QTestState *s, int64_t val);
 void qtest_irq_intercept_in(QTestState *s, const char *qom_path);
-/* Level of IRQ line @num as the asynchronous "IRQ raise/lower" lines left it. */
+/* Level of IRQ line @num as the asynchronous "IRQ raise/lower" lines left it (after a round trip). */
 bool qtest_get_irq(QTestState *s, int num);
 
 /* Send @line (no newline) and return the reply line without its newline; g_free it. */
@@ -78,6 +78,17 @@ JSONValue *qtest_qmp_eventwait(QTestState *s, const char *event);
 const JSONValue *qtest_qmp_greeting(QTestState *s);
 /* Like qtest_init but QMP is left un-negotiated (the greeting is still read). */
 QTestState *qtest_init_without_qmp_handshake(const char *extra_args);
+
+/*
+ * device_add of @driver with id @id (NULL: none) and the extra JSON members
+ * @props (e.g. "\"addr\": \"06.0\"", or NULL); asserts success (QEMU's
+ * qtest_qmp_device_add).
+ */
+void qtest_qmp_device_add(QTestState *s, const char *driver, const char *id, const char *props);
+/* device_del {"id": @id}; asserts success. The device may stay until the guest ejects it. */
+void qtest_qmp_device_del_send(QTestState *s, const char *id);
+/* qom-get's "return" (json_free it); asserts success. */
+JSONValue *qtest_qom_get(QTestState *s, const char *path, const char *property);
 
 /* The vdm binary to run. */
 const char *qtest_binary(void);

@@ -3,6 +3,7 @@
  */
 #include <glib.h>
 
+#include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
 #include "hw/virtio/virtio-pci.h"
 #include "qpci.h"
@@ -201,4 +202,70 @@ void qvirtio_pci_notify(QVirtioPCI *v, uint16_t q)
     qvirtio_pci_queue_select(v, q);
     off = qtest_readw(v->qts, v->common + VIRTIO_PCI_COMMON_Q_NOFF);
     qtest_writew(v->qts, v->notify + (uint64_t)off * v->notify_mult, q);
+}
+
+JSONValue *qpci_unplug_acpi_device_test(QTestState *s, const char *id, uint8_t slot)
+{
+    qtest_qmp_device_del_send(s, id);
+    qtest_outl(s, QPCI_ACPI_PCIHP_ADDR + QPCI_ACPI_PCIHP_EJ, 1u << slot);
+    return qtest_qmp_eventwait(s, "DEVICE_DELETED");
+}
+
+/* ---- MSI-X ---- */
+
+uint64_t qpci_msix_target(const QPCIMsix *m, unsigned v)
+{
+    return m->target + 0x100ull * v;
+}
+
+void qpci_msix_init(QTestState *s, int devfn, int bar, uint64_t bar_addr, uint64_t target, QPCIMsix *m)
+{
+    uint64_t next = bar_addr, base;
+    uint32_t table, pba;
+
+    memset(m, 0, sizeof(*m));
+    m->devfn = devfn;
+    m->target = target;
+    m->cap = qpci_find_cap(s, devfn, PCI_CAP_ID_MSIX, -1, 0);
+    g_assert_cmpuint(m->cap, !=, 0);
+    m->nvec = (qpci_config_readw(s, devfn, m->cap + PCI_MSIX_FLAGS) & PCI_MSIX_FLAGS_QSIZE) + 1;
+    table = qpci_config_readl(s, devfn, m->cap + PCI_MSIX_TABLE);
+    pba = qpci_config_readl(s, devfn, m->cap + PCI_MSIX_PBA);
+    g_assert_cmpuint(table & 7, ==, (unsigned)bar);
+    g_assert_cmpuint(pba & 7, ==, (unsigned)bar);
+    base = qpci_map_bar(s, devfn, bar, &next);
+    m->table = base + (table & ~7u);
+    m->pba = base + (pba & ~7u);
+    for (unsigned v = 0; v < m->nvec; v++) {
+        uint64_t e = m->table + v * PCI_MSIX_ENTRY_SIZE;
+
+        /* PCI 6.8.2.9: every vector comes out of reset masked */
+        g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_VECTOR_CTRL), ==, PCI_MSIX_ENTRY_CTRL_MASKBIT);
+        qtest_writel(s, e + PCI_MSIX_ENTRY_LOWER_ADDR, (uint32_t)qpci_msix_target(m, v));
+        qtest_writel(s, e + PCI_MSIX_ENTRY_UPPER_ADDR, (uint32_t)(qpci_msix_target(m, v) >> 32));
+        qtest_writel(s, e + PCI_MSIX_ENTRY_DATA, QPCI_MSI_DATA(v));
+        g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_DATA), ==, QPCI_MSI_DATA(v));
+        qtest_writel(s, qpci_msix_target(m, v), 0);
+    }
+}
+
+void qpci_msix_control(QTestState *s, const QPCIMsix *m, bool enable, bool maskall)
+{
+    uint16_t f = qpci_config_readw(s, m->devfn, m->cap + PCI_MSIX_FLAGS);
+
+    f &= (uint16_t)~(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+    f |= (enable ? PCI_MSIX_FLAGS_ENABLE : 0) | (maskall ? PCI_MSIX_FLAGS_MASKALL : 0);
+    qpci_config_writew(s, m->devfn, m->cap + PCI_MSIX_FLAGS, f);
+    /* the table size is read-only */
+    g_assert_cmphex(qpci_config_readw(s, m->devfn, m->cap + PCI_MSIX_FLAGS), ==, f);
+}
+
+void qpci_msix_mask(QTestState *s, const QPCIMsix *m, unsigned v, bool mask)
+{
+    qtest_writel(s, m->table + v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL, mask);
+}
+
+uint32_t qpci_msix_word(QTestState *s, const QPCIMsix *m, unsigned v)
+{
+    return qtest_readl(s, qpci_msix_target(m, v));
 }

@@ -33,6 +33,37 @@ uint64_t qpci_map_bar(QTestState *s, int devfn, int bar, uint64_t *next_free);
 /* Offset of the first capability @id with (for vendor caps) cfg_type @type at byte 3, after @start (0: from the list head). */
 uint8_t qpci_find_cap(QTestState *s, int devfn, uint8_t id, int vndr_type, uint8_t start);
 
+/* The pc machine's ACPI PCI hotplug registers (QEMU's acpi_pci_hotplug.rst). */
+#define QPCI_ACPI_PCIHP_ADDR    0xae00
+#define QPCI_ACPI_PCIHP_EJ      0x08
+
+/*
+ * As libqos' qpci_unplug_acpi_device_test: device_del @id, then eject
+ * @slot through the ACPI register as the guest's _EJ0 would, then wait for
+ * DEVICE_DELETED (returned; json_free it).
+ */
+JSONValue *qpci_unplug_acpi_device_test(QTestState *s, const char *id, uint8_t slot);
+
+/*
+ * MSI-X (PCI 6.8.2): map the table's BAR @bar at @bar_addr, point vector v at
+ * guest RAM @target + 0x100 * v with data QPCI_MSI_DATA(v) and zero those
+ * words; entries stay masked (asserted: they come out of reset masked).
+ */
+#define QPCI_MSI_DATA(v)    (0x4d530000u | (v))
+typedef struct QPCIMsix {
+    int devfn;
+    uint8_t cap;
+    unsigned nvec;
+    uint64_t table, pba, target;
+} QPCIMsix;
+void qpci_msix_init(QTestState *s, int devfn, int bar, uint64_t bar_addr, uint64_t target, QPCIMsix *m);
+/* Message control ENABLE / MASKALL (the table size reads back unchanged: asserted). */
+void qpci_msix_control(QTestState *s, const QPCIMsix *m, bool enable, bool maskall);
+void qpci_msix_mask(QTestState *s, const QPCIMsix *m, unsigned v, bool mask);
+/* Where vector @v writes, and what is there now. */
+uint64_t qpci_msix_target(const QPCIMsix *m, unsigned v);
+uint32_t qpci_msix_word(QTestState *s, const QPCIMsix *m, unsigned v);
+
 /* virtio-pci modern: the four structures' guest-physical addresses. */
 typedef struct QVirtioPCI {
     QTestState *qts;

@@ -219,13 +219,22 @@ static void test_clock(void)
 
 static void test_irq_intercept_and_misc(void)
 {
-    QTestState *s = start_none();
+    QTestState *s = qtest_init("-machine pc -m 16M -nodefaults");
 
     g_assert_false(qtest_get_irq(s, 0));
+    expect_reply(s, "irq_intercept_in /machine/nothing", "FAIL Unknown device");
     qtest_irq_intercept_in(s, "ioapic");
-    qtest_irq_intercept_in(s, "ioapic");        /* same device again: OK */
-    expect_reply(s, "irq_intercept_out /machine/other", "FAIL IRQ intercept already enabled");
+    qtest_irq_intercept_in(s, "/machine/i440fx/ioapic");   /* same device again: OK */
+    expect_reply(s, "irq_intercept_out /machine/other", "FAIL Unknown device");
+    expect_reply(s, "irq_intercept_out /machine/i440fx", "FAIL IRQ intercept already enabled");
     expect_reply(s, "set_irq_in /machine/nothing unnamed-gpio-in 0 1", "FAIL Unknown device");
+    /* an intercepted IOAPIC input comes back as an IRQ line */
+    expect_reply(s, "set_irq_in ioapic unnamed-gpio-in 5 1", "OK");
+    g_assert_true(qtest_get_irq(s, 5));
+    expect_reply(s, "set_irq_in ioapic unnamed-gpio-in 5 0", "OK");
+    g_assert_false(qtest_get_irq(s, 5));
+    expect_reply(s, "set_irq_in ioapic unnamed-gpio-in 24 1", "ERR no GPIO input unnamed-gpio-in[24]");
+    expect_reply(s, "set_irq_in ioapic bogus 0 1", "ERR no GPIO input bogus[0]");
     expect_reply(s, "module_load block curl", "FAIL");
     qtest_quit(s);
 }

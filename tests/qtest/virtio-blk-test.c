@@ -327,13 +327,9 @@ static void test_hostile_registers(void)
 
 #define MSIX_BAR_ADDR   (QPCI_MMIO_BASE + 0x100000)
 #define MSI_TARGET      0x3f0000ull        /* vector v writes to MSI_TARGET + 0x100 * v (RAM) */
-#define MSI_DATA(v)     (0x4d530000u | (v))
+#define MSI_DATA(v)     QPCI_MSI_DATA(v)
 
-typedef struct Msix {
-    uint8_t cap;
-    unsigned nvec;
-    uint64_t table, pba;
-} Msix;
+typedef QPCIMsix Msix;
 
 static uint64_t msi_target(unsigned v)
 {
@@ -343,47 +339,17 @@ static uint64_t msi_target(unsigned v)
 /* Map the MSI-X BAR and point every entry at RAM (entries stay masked). */
 static void msix_setup(Blk *b, Msix *m)
 {
-    QTestState *s = b->qts;
-    uint64_t next = MSIX_BAR_ADDR, bar;
-    uint32_t table, pba;
-
-    m->cap = qpci_find_cap(s, BLK_DEVFN, PCI_CAP_ID_MSIX, -1, 0);
-    g_assert_cmpuint(m->cap, !=, 0);
-    m->nvec = (qpci_config_readw(s, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS) & PCI_MSIX_FLAGS_QSIZE) + 1;
-    table = qpci_config_readl(s, BLK_DEVFN, m->cap + PCI_MSIX_TABLE);
-    pba = qpci_config_readl(s, BLK_DEVFN, m->cap + PCI_MSIX_PBA);
-    g_assert_cmpuint(table & 7, ==, VIRTIO_PCI_MSIX_BAR);
-    g_assert_cmpuint(pba & 7, ==, VIRTIO_PCI_MSIX_BAR);
-    bar = qpci_map_bar(s, BLK_DEVFN, VIRTIO_PCI_MSIX_BAR, &next);
-    m->table = bar + (table & ~7u);
-    m->pba = bar + (pba & ~7u);
-    for (unsigned v = 0; v < m->nvec; v++) {
-        uint64_t e = m->table + v * PCI_MSIX_ENTRY_SIZE;
-
-        /* PCI 6.8.2.9: every vector comes out of reset masked */
-        g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_VECTOR_CTRL), ==, PCI_MSIX_ENTRY_CTRL_MASKBIT);
-        qtest_writel(s, e + PCI_MSIX_ENTRY_LOWER_ADDR, (uint32_t)msi_target(v));
-        qtest_writel(s, e + PCI_MSIX_ENTRY_UPPER_ADDR, 0);
-        qtest_writel(s, e + PCI_MSIX_ENTRY_DATA, MSI_DATA(v));
-        g_assert_cmphex(qtest_readl(s, e + PCI_MSIX_ENTRY_DATA), ==, MSI_DATA(v));
-        memset(b->h.ram + msi_target(v), 0, 4);
-    }
+    qpci_msix_init(b->qts, BLK_DEVFN, VIRTIO_PCI_MSIX_BAR, MSIX_BAR_ADDR, MSI_TARGET, m);
 }
 
 static void msix_control(Blk *b, Msix *m, bool enable, bool maskall)
 {
-    uint16_t f = qpci_config_readw(b->qts, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS);
-
-    f &= (uint16_t)~(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
-    f |= (enable ? PCI_MSIX_FLAGS_ENABLE : 0) | (maskall ? PCI_MSIX_FLAGS_MASKALL : 0);
-    qpci_config_writew(b->qts, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS, f);
-    /* the table size is read-only */
-    g_assert_cmphex(qpci_config_readw(b->qts, BLK_DEVFN, m->cap + PCI_MSIX_FLAGS), ==, f);
+    qpci_msix_control(b->qts, m, enable, maskall);
 }
 
 static void msix_mask(Blk *b, Msix *m, unsigned v, bool mask)
 {
-    qtest_writel(b->qts, m->table + v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL, mask);
+    qpci_msix_mask(b->qts, m, v, mask);
 }
 
 static uint32_t msi_word(Blk *b, unsigned v)

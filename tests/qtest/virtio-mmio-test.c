@@ -422,6 +422,61 @@ static void test_hostile_registers(void)
     vm_stop(&m);
 }
 
+/*
+ * -machine microvm,acpi=off: 8 transports on GSI 5-12; acpi on with
+ * ioapic2=off: 8 on GSI 16-23. The device takes transport 7 and a config
+ * change (block_resize) raises that transport's line.
+ */
+static void check_small_layout(const char *props, int irq)
+{
+    const uint64_t base = VIRTIO_MMIO_BASE + 7 * VIRTIO_MMIO_SIZE;
+    char *dir = g_dir_make_tmp("vdm-mmio-XXXXXX", NULL), *img = g_build_filename(dir, "d.img", NULL);
+    QTestState *s;
+    JSONValue *r;
+    int fd = open(img, O_RDWR | O_CREAT, 0600);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, IMG_SIZE), ==, 0);
+    close(fd);
+    s = qtest_initf("-machine microvm,%s -m 64M -nodefaults -drive file=%s,if=none,id=d0,format=raw "
+                    "-device virtio-blk-device,drive=d0", props, img);
+    qtest_irq_intercept_in(s, "ioapic");
+    g_assert_cmphex(qtest_readl(s, base + VIRTIO_MMIO_DEVICE_ID), ==, VIRTIO_ID_BLOCK);
+    g_assert_cmphex(qtest_readl(s, base + VIRTIO_MMIO_SIZE + VIRTIO_MMIO_MAGIC_VALUE), ==, 0);  /* no 9th */
+    qtest_writel(s, base + VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    qtest_writel(s, base + VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    qtest_writel(s, base + VIRTIO_MMIO_DRIVER_FEATURES, 1);        /* VERSION_1 */
+    qtest_writel(s, base + VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+    g_assert_false(qtest_get_irq(s, irq));
+    r = qtest_qmp(s, "{\"execute\": \"block_resize\", \"arguments\": {\"device\": \"d0\", \"size\": %u}}",
+                  2 * IMG_SIZE);
+    g_assert_nonnull(json_object_get(r, "return"));
+    json_free(r);
+    /* a qtest command after the QMP reply: the IRQ line (sent on the qtest socket) is read by then */
+    (void)qtest_readl(s, base + VIRTIO_MMIO_STATUS);
+    g_assert_true(qtest_get_irq(s, irq));
+    /* a configuration change sets both bits, as QEMU's virtio_notify_config */
+    g_assert_cmphex(qtest_readl(s, base + VIRTIO_MMIO_INTERRUPT_STATUS), ==,
+                    VIRTIO_MMIO_INT_CONFIG | VIRTIO_MMIO_INT_VRING);
+    g_assert_cmphex(qtest_readq(s, base + VIRTIO_MMIO_CONFIG), ==, 2 * IMG_SIZE / 512);
+    qtest_writel(s, base + VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
+    g_assert_true(qtest_get_irq(s, irq));
+    qtest_writel(s, base + VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+    g_assert_false(qtest_get_irq(s, irq));
+    qtest_quit(s);
+    unlink(img);
+    rmdir(dir);
+    g_free(img);
+    g_free(dir);
+}
+
+static void test_acpi_off_and_single_ioapic(void)
+{
+    check_small_layout("acpi=off", 5 + 7);
+    check_small_layout("ioapic2=off", 16 + 7);
+}
+
 static void test_no_virtio_bus_elsewhere(void)
 {
     QTestState *s = qtest_init("-machine microvm -m 64M -nodefaults");
@@ -447,5 +502,7 @@ int main(int argc, char **argv)
     g_test_add_func("/virtio-mmio/hostile/queue-ready-with-bad-size", test_hostile_queue_ready);
     g_test_add_func("/virtio-mmio/hostile/registers-and-bad-notify", test_hostile_registers);
     g_test_add_func("/virtio-mmio/microvm-has-fw_cfg-no-pci", test_no_virtio_bus_elsewhere);
+    g_test_add_func("/virtio-mmio/acpi-off-and-single-ioapic-layouts-config-irq",
+                    test_acpi_off_and_single_ioapic);
     return g_test_run();
 }

@@ -598,6 +598,72 @@ static void test_hostile(const void *opaque)
     net_stop(&t);
 }
 
+/*
+ * Hotplug: device_add a virtio-net-pci on a free netdev (in use: refused),
+ * frames flow, ACPI unplug frees the netdev for the next device_add.
+ */
+static void test_hotplug(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    static const char *const devs[] = { ",netdev=n0", NULL };
+    char *props = g_strdup_printf("\"netdev\": \"n1\", \"addr\": \"05.0\", \"packed\": %s, \"in_order\": %s, "
+                                  "\"event_idx\": \"off\", \"indirect_desc\": \"off\", "
+                                  "\"mac\": \"52:54:00:00:00:99\"",
+                                  l->packed ? "true" : "false", l->in_order ? "true" : "false");
+    JSONValue *r;
+    Net t;
+
+    net_start(&t, l, HUB_NETDEVS, devs);
+    for (unsigned round = 0; round < 2; round++) {
+        const char *id = round ? "hp1" : "hp0";
+
+        qtest_qmp_device_add(t.qts, "virtio-net-pci", id, props);
+        r = qtest_qmp(t.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-net-pci\", "
+                      "\"id\": \"x\", \"netdev\": \"n1\", \"addr\": \"06.0\"}}");
+        g_assert_cmpstr(json_get_string(json_object_get(json_object_get(r, "error"), "desc")), ==,
+                        "Property 'virtio-net-pci.netdev' can't take value 'n1', it's in use");
+        json_free(r);
+        {
+            char *path = g_strdup_printf("/machine/peripheral/%s", id);
+
+            r = qtest_qom_get(t.qts, path, "netdev");
+            g_assert_cmpstr(json_get_string(r), ==, "n1");
+            json_free(r);
+            r = qtest_qom_get(t.qts, path, "mac");
+            g_assert_cmpstr(json_get_string(r), ==, "52:54:00:00:00:99");
+            json_free(r);
+            g_free(path);
+        }
+        qvirtio_pci_init_at(&t.nic[1].v, t.qts, NIC_DEVFN(1), QPCI_MMIO_BASE + 0x100000ull);
+        t.nnics = 2;
+        if (round == 0) {
+            nic_init(&t, 0, l, 0, 2);
+        }
+        nic_init(&t, 1, l, 0, 2);
+        rx_post(&t, 1, 0, 1, 2048);
+        tx_add(&t, 0, 1, 128, 30 + round);
+        kick(&t, 0, 1);
+        rx_expect(&t, 1, 0, 128, 30 + round);
+        reap_tx(&t, 0, 1, 1);
+        /* the guest ejects it: the netdev is free, A's frames now go nowhere (dropped, not held) */
+        json_free(qpci_unplug_acpi_device_test(t.qts, id, 5));
+        r = qtest_qmp_eventwait(t.qts, "DEVICE_DELETED");
+        g_assert_cmpstr(json_get_string(json_object_get(json_object_get(r, "data"), "device")), ==, id);
+        json_free(r);
+        for (unsigned q = 0; q < 2; q++) {
+            vdriver_queue_free(t.nic[1].vq[q]);
+            t.nic[1].vq[q] = NULL;
+        }
+        memset(t.nic[1].next_slot, 0, sizeof(t.nic[1].next_slot));
+        t.nnics = 1;
+        tx_add(&t, 0, 1, 64, 40);
+        kick(&t, 0, 1);
+        reap_tx(&t, 0, 1, 1);
+    }
+    net_stop(&t);
+    g_free(props);
+}
+
 /* ---- socket and stream netdevs: the test is the peer ---- */
 
 static int bound_socket(int type, unsigned *port)
@@ -748,6 +814,43 @@ static void test_stream(const void *opaque)
     g_free(netdev);
 }
 
+/*
+ * socket,fd=N (how QEMU's own virtio-net qtest connects): one end of a
+ * socketpair inherited by vdm, stream framing on it, frames both ways.
+ */
+static void test_socket_fd(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    static const char *const devs[] = { ",netdev=n0", NULL };
+    uint8_t hdr[4], buf[2048], want[2048];
+    int sv[2];
+    char *netdev;
+    Net t;
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+    netdev = g_strdup_printf("-netdev socket,id=n0,fd=%d", sv[1]);
+    net_start(&t, l, netdev, devs);
+    close(sv[1]);
+    nic_init(&t, 0, l, F(VIRTIO_NET_F_MRG_RXBUF), 2);
+    tx_add(&t, 0, 1, 1000, 1);
+    kick(&t, 0, 1);
+    g_assert_true(read_full(sv[0], hdr, 4));
+    g_assert_cmpuint((uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3], ==, 1000);
+    g_assert_true(read_full(sv[0], buf, 1000));
+    fill_frame(want, 1000, 1);
+    g_assert_cmpmem(buf, 1000, want, 1000);
+    reap_tx(&t, 0, 1, 1);
+    rx_post(&t, 0, 0, 1, 2048);
+    put_be32(buf, 500);
+    fill_frame(buf + 4, 500, 2);
+    g_assert_cmpint(write(sv[0], buf, 504), ==, 504);
+    rx_expect(&t, 0, 0, 500, 2);
+    net_stop(&t);
+    close(sv[0]);
+    g_free(netdev);
+}
+
 /* stream server=on: the test connects; a zero length is a broken peer too. */
 static void test_stream_server(void)
 {
@@ -892,11 +995,13 @@ int main(int argc, char **argv)
     add_layout_tests("hub-a-to-b", test_hub_a_to_b);
     add_layout_tests("peer-reset-releases-sender", test_peer_reset_releases_sender);
     add_layout_tests("mrg-rxbuf", test_mrg_rxbuf);
+    add_layout_tests("hotplug", test_hotplug);
     add_layout_tests("rx-buffer-too-small", test_rx_buffer_too_small);
     add_layout_tests("mq", test_mq);
     add_layout_tests("hostile", test_hostile);
     add_layout_tests("socket-udp", test_socket_udp);
     add_layout_tests("stream", test_stream);
+    add_layout_tests("socket-fd", test_socket_fd);
     g_test_add_func("/virtio-net-pci/config", test_config);
     g_test_add_func("/virtio-net-pci/stream-server", test_stream_server);
     g_test_add_func("/virtio-net-pci/tap-netns", test_tap);

@@ -1212,6 +1212,95 @@ static void test_reset_with_commands_in_flight(gconstpointer data)
     scsi_teardown(&t);
 }
 
+/*
+ * Random CDBs (any opcode, random fields), random data buffer sizes in either
+ * direction (sometimes both) and sometimes bad LUN bytes: every command gets
+ * a well-formed answer and the device never breaks (HOSTILE-INPUT.md).
+ */
+static void test_random_cdbs_answered(gconstpointer data)
+{
+    static const uint8_t responses[] = { VIRTIO_SCSI_S_OK, VIRTIO_SCSI_S_OVERRUN, VIRTIO_SCSI_S_BAD_TARGET,
+                                         VIRTIO_SCSI_S_FAILURE };
+    ScsiTest t;
+    unsigned answered[4] = { 0 };
+
+    scsi_setup(&t, data, false);
+    for (unsigned i = 0; i < 400; i++) {
+        uint8_t cdb[16], lun[8] = { 1, 0, 0, 0 };
+        uint32_t dout = 0, din = 0, used;
+        unsigned k = g_test_rand_int_range(0, 10);
+        VirtIOSCSICmdResp *r;
+        bool known = false;
+        Cmd c;
+
+        for (unsigned b = 0; b < sizeof(cdb); b++) {
+            cdb[b] = (uint8_t)g_test_rand_int();
+        }
+        if (k < 6) {
+            /* Mostly implemented opcodes, with random fields: the interesting paths. */
+            static const uint8_t ops[] = { INQUIRY, MODE_SENSE_6, MODE_SENSE_10, READ_CAPACITY_10,
+                                           SERVICE_ACTION_IN_16, REPORT_LUNS, REQUEST_SENSE, READ_10, WRITE_10,
+                                           READ_16, WRITE_16, UNMAP, WRITE_SAME_10, WRITE_SAME_16, VERIFY_16 };
+            cdb[0] = ops[g_test_rand_int_range(0, G_N_ELEMENTS(ops))];
+            if (cdb[0] == READ_16 || cdb[0] == WRITE_16 || cdb[0] == WRITE_SAME_16 || cdb[0] == VERIFY_16) {
+                memset(cdb + 2, 0, 6);          /* keep the LBA small enough to be in range sometimes */
+                cdb[9] &= 0x1f;
+                memset(cdb + 10, 0, 2);
+            }
+        }
+        if (k == 7) {
+            lun[0] = (uint8_t)g_test_rand_int_range(0, 3);
+            lun[1] = (uint8_t)g_test_rand_int_range(0, 3);
+            lun[2] = (uint8_t)g_test_rand_int();
+        }
+        switch (g_test_rand_int_range(0, 4)) {
+        case 0:
+            dout = (uint32_t)g_test_rand_int_range(1, 8193);
+            break;
+        case 1:
+            din = (uint32_t)g_test_rand_int_range(1, 8193);
+            break;
+        case 2:
+            dout = (uint32_t)g_test_rand_int_range(1, 600);
+            din = (uint32_t)g_test_rand_int_range(1, 600);
+            break;
+        default:
+            break;
+        }
+        c = cmd_build_lun(&t, lun, cdb, sizeof(cdb), dout, din);
+        for (uint32_t b = 0; b < dout; b++) {
+            ((uint8_t *)host(&t, c.dout))[b] = (uint8_t)g_test_rand_int();
+        }
+        used = cmd_run(&t, &c, g_test_rand_int_range(0, 2) ? 0 : 7);
+        r = resp_of(&t, &c);
+        g_assert_false(t.dev.parent_obj.broken);
+        g_assert_cmpuint(used, >=, RESP_SIZE);
+        g_assert_cmpuint(used, <=, RESP_SIZE + din);
+        for (unsigned j = 0; j < G_N_ELEMENTS(responses); j++) {
+            if (r->response == responses[j]) {
+                answered[j]++;
+                known = true;
+            }
+        }
+        g_assert_true(known);
+        if (r->response == VIRTIO_SCSI_S_OK && r->status == SCSI_STATUS_CHECK_CONDITION) {
+            g_assert_cmpuint(le32toh(r->sense_len), ==, SCSI_SENSE_FIXED_LEN);
+            g_assert_cmphex(r->sense[0], ==, 0x70);
+        } else if (r->response == VIRTIO_SCSI_S_OK) {
+            g_assert_cmpuint(r->status, ==, SCSI_STATUS_GOOD);
+        }
+        g_assert_cmpuint(le32toh(r->resid), <=, MAX(dout, din));
+        /* Keep the heap from running out: commands are done, their memory can be reused. */
+        if (t.heap > RAM_GPA + RAM_SIZE / 2) {
+            t.heap = RAM_GPA + RAM_SIZE / 4;
+        }
+    }
+    g_assert_cmpuint(answered[0], >, 0);
+    g_assert_cmpuint(t.disk.in_flight, ==, 0);
+    g_assert_cmpuint(t.dev.in_flight, ==, 0);
+    scsi_teardown(&t);
+}
+
 static void test_properties(void)
 {
     VirtIOSCSIConf conf;
@@ -1272,6 +1361,7 @@ int main(int argc, char **argv)
         { "events", test_events },
         { "out-of-order-completion", test_out_of_order_completion },
         { "reset-with-commands-in-flight", test_reset_with_commands_in_flight },
+        { "random-cdbs-answered", test_random_cdbs_answered },
     };
 
     g_test_init(&argc, &argv, NULL);

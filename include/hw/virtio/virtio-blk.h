@@ -194,6 +194,11 @@ bool virtio_blk_conf_set(VirtIOBlkConf *conf, const char *name, const char *valu
 /* Call @fn for each property: name, type ("bool", "uint32", "str") and a one-line description. */
 void virtio_blk_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
                           void *opaque);
+/* Each property with its current value in @conf (qdev_prop_list_values). */
+void virtio_blk_conf_list_values(const VirtIOBlkConf *conf,
+                                 void (*fn)(const char *name, const char *type, const char *value,
+                                            void *opaque),
+                                 void *opaque);
 
 /*
  * Set up @s on @conf->blk with guest memory @mem: queues, config space and

@@ -240,6 +240,11 @@ bool virtio_net_conf_set(VirtIONetConf *conf, const char *name, const char *valu
 /* Call @fn for each property (-device TYPE,help). */
 void virtio_net_conf_list(void (*fn)(const char *name, const char *type, const char *desc, void *opaque),
                           void *opaque);
+/* Call @fn for each property with its value in @conf (qom-list/qom-get). */
+void virtio_net_conf_list_values(const VirtIONetConf *conf,
+                                 void (*fn)(const char *name, const char *type, const char *value,
+                                            void *opaque),
+                                 void *opaque);
 /* Parse "52:54:00:12:34:56". */
 bool virtio_net_parse_mac(const char *s, uint8_t mac[6]);
 
