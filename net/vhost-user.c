@@ -4,7 +4,8 @@
  * hands its data queues to the vhost-user backend behind the chardev (vhost
  * mode, include/hw/virtio/vhost-user-base.h) and keeps only its control
  * queue. As QEMU, the netdev takes the connected client chardev when it is
- * created; the NIC takes the connection from the netdev (once).
+ * created; the NIC takes the connection from the netdev. A NIC plugged
+ * after an earlier one was unplugged connects again by the socket path.
  *
  * Context: main loop thread only.
  */
@@ -17,6 +18,7 @@
 typedef struct NetVhostUserState {
     NetClientState nc;          /* first */
     int fd;                     /* the connected socket until a NIC takes it; -1 then */
+    bool in_use;                /* a NIC has the connection (net_vhost_user_take .. _release) */
     char *path;                 /* the chardev's socket path (reconnects) */
     unsigned reconnect_ms;
 } NetVhostUserState;
@@ -68,18 +70,23 @@ bool net_client_is_vhost_user(const NetClientState *nc)
     return nc->info == &net_vhost_user_info;
 }
 
-int net_vhost_user_take(NetClientState *nc, const char **path, unsigned *reconnect_ms, char **errp)
+bool net_vhost_user_take(NetClientState *nc, int *fd, const char **path, unsigned *reconnect_ms, char **errp)
 {
     NetVhostUserState *s = (NetVhostUserState *)nc;
-    int fd;
 
-    if (!net_client_is_vhost_user(nc) || s->fd < 0) {
+    if (!net_client_is_vhost_user(nc) || s->in_use) {
         *errp = g_strdup_printf("netdev '%s': the vhost-user connection is in use", nc->id);
-        return -1;
+        return false;
     }
-    fd = s->fd;
+    s->in_use = true;
+    *fd = s->fd;
     s->fd = -1;
     *path = s->path;
     *reconnect_ms = s->reconnect_ms;
-    return fd;
+    return true;
+}
+
+void net_vhost_user_release(NetClientState *nc)
+{
+    ((NetVhostUserState *)nc)->in_use = false;
 }

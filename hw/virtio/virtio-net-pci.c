@@ -44,6 +44,7 @@ typedef struct VirtIONetPCI {
     VirtIONet vnet;
     VirtIONetClient client;     /* client.nc NULL without netdev= or in vhost mode */
     VHostUserBase vhost;        /* vhost mode: vhost.vdev set */
+    NetClientState *vhost_nc;   /* vhost mode: the vhost-user netdev */
 } VirtIONetPCI;
 
 static void vnet_pci_vhost_unrealize(VirtIONetPCI *s)
@@ -52,6 +53,8 @@ static void vnet_pci_vhost_unrealize(VirtIONetPCI *s)
         virtio_net_set_status_hook(&s->vnet, NULL, NULL);
         vhost_user_base_unrealize(&s->vhost);
         s->vhost.vdev = NULL;
+        net_vhost_user_release(s->vhost_nc);
+        s->vhost_nc = NULL;
     }
 }
 
@@ -76,17 +79,19 @@ static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **e
 {
     const char *path;
     unsigned reconnect_ms;
-    int fd = net_vhost_user_take(nc, &path, &reconnect_ms, errp);
+    int fd;
 
-    if (fd < 0) {
+    if (!net_vhost_user_take(nc, &fd, &path, &reconnect_ms, errp)) {
         return false;
     }
     if (!vhost_user_base_realize(&s->vhost, &s->vnet.parent_obj, 2 * s->vnet.max_queue_pairs, TYPE_NAME,
                                  vhost_user_net_feature_bits, s->vnet.conf.rx_queue_size, path, fd, reconnect_ms,
                                  vdm_guest_memory(), vdm_ram_fd, errp)) {
         s->vhost.vdev = NULL;
+        net_vhost_user_release(nc);
         return false;
     }
+    s->vhost_nc = nc;
     virtio_net_set_status_hook(&s->vnet, vhost_user_base_status_changed, &s->vhost);
     return true;
 }
@@ -202,7 +207,7 @@ static void vnet_pci_list_props(DeviceState *dev, QDevPropFn *fn, void *opaque)
     VirtIONetPCI *s = (VirtIONetPCI *)dev;
     char vectors[16];
 
-    fn("netdev", "str", s->client.nc ? s->client.nc->id : "", opaque);
+    fn("netdev", "str", s->client.nc ? s->client.nc->id : s->vhost_nc ? s->vhost_nc->id : "", opaque);
     fn("mq", "bool", s->vnet.max_queue_pairs > 1 ? "on" : "off", opaque);
     g_snprintf(vectors, sizeof(vectors), "%u", msix_nr_vectors(&s->proxy.pci_dev));
     fn("vectors", "uint32", vectors, opaque);

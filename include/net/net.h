@@ -181,10 +181,13 @@ NetClientState *net_init_hubport(const char *id, const QDevOpt *opts, unsigned n
 NetClientState *net_init_vhost_user(const char *id, const QDevOpt *opts, unsigned n, char **errp);
 bool net_client_is_vhost_user(const NetClientState *nc);
 /*
- * Hand the backend connection to the NIC (once): the socket fd (the caller
- * owns it now), the socket path and reconnect interval (valid while @nc
- * lives). -1 with *@errp set when taken already.
+ * Hand the backend connection to a NIC: *@fd the socket connected at
+ * creation (the caller owns it now), or -1 after an earlier NIC had it
+ * (connect to *@path again), the socket path and reconnect interval (valid
+ * while @nc lives). False with *@errp set while another NIC has it.
  */
-int net_vhost_user_take(NetClientState *nc, const char **path, unsigned *reconnect_ms, char **errp);
+bool net_vhost_user_take(NetClientState *nc, int *fd, const char **path, unsigned *reconnect_ms, char **errp);
+/* The NIC is gone (unplugged, or failed to realize): another may take the netdev. */
+void net_vhost_user_release(NetClientState *nc);
 
 #endif
