@@ -19,6 +19,7 @@ typedef struct NetVhostUserState {
     NetClientState nc;          /* first */
     int fd;                     /* the connected socket until a NIC takes it; -1 then */
     bool in_use;                /* a NIC has the connection (net_vhost_user_take .. _release) */
+    char *chr_id;               /* the chardev, claimed while the netdev lives */
     char *path;                 /* the chardev's socket path (reconnects) */
     unsigned reconnect_ms;
 } NetVhostUserState;
@@ -38,6 +39,8 @@ static void vhost_user_cleanup(NetClientState *nc)
     if (s->fd >= 0) {
         close(s->fd);
     }
+    chardev_release_vhost_user(s->chr_id);
+    g_free(s->chr_id);
     g_free(s->path);
 }
 
@@ -54,12 +57,12 @@ NetClientState *net_init_vhost_user(const char *id, const QDevOpt *opts, unsigne
     unsigned reconnect_ms;
     int fd;
 
-    fd = chardev_take_vhost_user("vhost-user", chr_id, &path, &reconnect_ms, errp);
-    if (fd < 0) {
+    if (!chardev_take_vhost_user("vhost-user", chr_id, &fd, &path, &reconnect_ms, errp)) {
         return NULL;
     }
     s = (NetVhostUserState *)net_client_new(&net_vhost_user_info, sizeof(*s), id);
     s->fd = fd;
+    s->chr_id = g_strdup(chr_id);
     s->path = g_strdup(path);
     s->reconnect_ms = reconnect_ms;
     return &s->nc;

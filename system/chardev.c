@@ -316,31 +316,39 @@ void chardev_cleanup_all(void)
     }
 }
 
-int chardev_take_vhost_user(const char *type, const char *chr_id, const char **path, unsigned *reconnect_ms,
-                            char **errp)
+bool chardev_take_vhost_user(const char *type, const char *chr_id, int *fd, const char **path,
+                             unsigned *reconnect_ms, char **errp)
 {
     Chardev *chr;
-    int fd;
 
     if (!chr_id) {
         *errp = g_strdup("chardev is mandatory");
-        return -1;
+        return false;
     }
     chr = chardev_find(chr_id);
     if (!chr) {
         *errp = g_strdup_printf("Property '%s.chardev' can't find value '%s'", type, chr_id);
-        return -1;
+        return false;
     }
     if (chardev_is_server(chr)) {
         *errp = g_strdup_printf("vdm: %s needs a client chardev ('%s' is server=on)", type, chr_id);
-        return -1;
+        return false;
     }
-    fd = chardev_take_fd(chr);
-    if (fd < 0) {
+    if (!chardev_claim(chr)) {
         *errp = g_strdup_printf("Property '%s.chardev' can't take value '%s', it's in use", type, chr_id);
-        return -1;
+        return false;
     }
+    *fd = chardev_take_fd(chr);
     *path = chardev_get_path(chr);
     *reconnect_ms = chardev_get_reconnect_ms(chr);
-    return fd;
+    return true;
+}
+
+void chardev_release_vhost_user(const char *chr_id)
+{
+    Chardev *chr = chr_id ? chardev_find(chr_id) : NULL;
+
+    if (chr) {
+        chardev_release(chr);
+    }
 }

@@ -198,13 +198,31 @@ static void entry_free(QDevEntry *e)
     g_free(e);
 }
 
+/* QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_' (ids name QOM path components). */
+static bool id_wellformed(const char *id)
+{
+    if (!g_ascii_isalpha(id[0])) {
+        return false;
+    }
+    for (const char *p = id + 1; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static DeviceState *device_create(const QDevOpt *opts, unsigned n, bool hotplugged, char **errp)
 {
-    const char *driver = qdev_opt_get(opts, n, "driver"), *id;
+    const char *driver = qdev_opt_get(opts, n, "driver"), *id = qdev_opt_get(opts, n, "id");
     const DeviceTypeInfo *t;
     DeviceState *dev;
     QDevEntry *e;
 
+    if (id && !id_wellformed(id)) {
+        *errp = g_strdup("Parameter 'id' expects an identifier");
+        return NULL;
+    }
     if (!driver) {
         *errp = g_strdup("Parameter 'driver' is missing");
         return NULL;
@@ -227,7 +245,6 @@ static DeviceState *device_create(const QDevOpt *opts, unsigned n, bool hotplugg
         *errp = g_strdup_printf("Bus '%s' does not support hotplugging", t->bus ? "virtio-mmio-bus.0" : "pcie.0");
         return NULL;
     }
-    id = qdev_opt_get(opts, n, "id");
     if (id && qdev_find_device(id)) {
         *errp = g_strdup_printf("Duplicate ID '%s' for device", id);
         return NULL;

@@ -48,6 +48,14 @@ static uint64_t bar_address(const PCIDevice *d, int n)
     uint64_t addr, last;
     bool is64 = b->type & PCI_BASE_ADDRESS_MEM_TYPE_64;
 
+    if (b->type & PCI_BASE_ADDRESS_SPACE_IO) {
+        /* I/O decoding on, non-zero, inside the 64 KiB port space */
+        if (!(pci_get_word(d->config + PCI_COMMAND) & PCI_COMMAND_IO)) {
+            return PCI_BAR_UNMAPPED;
+        }
+        addr = pci_get_long(d->config + PCI_BASE_ADDRESS_0 + 4 * n) & ~(uint32_t)(b->size - 1);
+        return addr == 0 || addr + b->size > IOPORT_SPACE_SIZE ? PCI_BAR_UNMAPPED : addr;
+    }
     if (!(pci_get_word(d->config + PCI_COMMAND) & PCI_COMMAND_MEMORY)) {
         return PCI_BAR_UNMAPPED;
     }
@@ -63,6 +71,19 @@ static uint64_t bar_address(const PCIDevice *d, int n)
     return addr;
 }
 
+static void bar_unmap(PCIBar *b)
+{
+    if (b->addr == PCI_BAR_UNMAPPED) {
+        return;
+    }
+    if (b->type & PCI_BASE_ADDRESS_SPACE_IO) {
+        ioport_unregister((uint32_t)b->addr, (uint32_t)b->size);
+    } else {
+        mmio_region_del(b->addr, b->opaque);
+    }
+    b->addr = PCI_BAR_UNMAPPED;
+}
+
 static void update_mappings(PCIDevice *d)
 {
     for (int n = 0; n < PCI_NUM_BARS; n++) {
@@ -76,13 +97,23 @@ static void update_mappings(PCIDevice *d)
         if (addr == b->addr) {
             continue;
         }
-        if (b->addr != PCI_BAR_UNMAPPED) {
-            mmio_region_del(b->addr, b->opaque);
+        bar_unmap(b);
+        if (addr == PCI_BAR_UNMAPPED) {
+            continue;
         }
-        b->addr = addr;
-        if (addr != PCI_BAR_UNMAPPED && mmio_region_add(addr, b->size, b->ops, b->opaque) < 0) {
+        if (b->type & PCI_BASE_ADDRESS_SPACE_IO) {
+            /*
+             * Ports cannot overlap (no priorities in the I/O table): a BAR
+             * the guest put over claimed ports stays unmapped, as if its
+             * accesses went to the earlier owner.
+             */
+            if (ioport_register((uint32_t)addr, (uint32_t)b->size, b->io_ops, b->opaque) == 0) {
+                b->addr = addr;
+            }
+        } else if (mmio_region_add(addr, b->size, b->ops, b->opaque) == 0) {
+            b->addr = addr;
+        } else {
             g_warning("%s: cannot map BAR %d at 0x%" G_GINT64_MODIFIER "x: MMIO table full", d->name, n, addr);
-            b->addr = PCI_BAR_UNMAPPED;
         }
     }
 }
@@ -230,9 +261,8 @@ void pci_device_remove(PCIDevice *d)
 {
     pci_set_irq(d, 0);
     for (int n = 0; n < PCI_NUM_BARS; n++) {
-        if (d->bars[n].size && d->bars[n].addr != PCI_BAR_UNMAPPED) {
-            mmio_region_del(d->bars[n].addr, d->bars[n].opaque);
-            d->bars[n].addr = PCI_BAR_UNMAPPED;
+        if (d->bars[n].size) {
+            bar_unmap(&d->bars[n]);
         }
     }
     msix_uninit(d);
@@ -269,6 +299,18 @@ void pci_register_bar(PCIDevice *d, int n, uint8_t type, uint64_t size, const MM
     if (type & PCI_BASE_ADDRESS_MEM_TYPE_64) {
         pci_set_long(d->wmask + reg + 4, (uint32_t)(wmask >> 32));
     }
+}
+
+void pci_register_io_bar(PCIDevice *d, int n, uint32_t size, const IOPortOps *ops, void *opaque)
+{
+    uint32_t reg = PCI_BASE_ADDRESS_0 + 4 * n;
+
+    /* host bugs, not guest input */
+    g_assert(n >= 0 && n < PCI_NUM_BARS && size >= 4 && size <= 256 && (size & (size - 1)) == 0);
+    d->bars[n] = (PCIBar){ .size = size, .type = PCI_BASE_ADDRESS_SPACE_IO, .addr = PCI_BAR_UNMAPPED,
+                           .io_ops = ops, .opaque = opaque };
+    pci_set_long(d->config + reg, PCI_BASE_ADDRESS_SPACE_IO);
+    pci_set_long(d->wmask + reg, ~(size - 1) & ~3u);
 }
 
 uint8_t pci_add_capability(PCIDevice *d, uint8_t cap_id, uint8_t size)

@@ -69,29 +69,13 @@ static void vhost_user_scsi_build_config(VHostUserSCSI *s)
         .max_lun = htole32(VIRTIO_SCSI_MAX_LUN),
     };
 
-    memcpy(s->parent_obj.config, &cfg, sizeof(cfg));
+    memcpy(s->base.parent_obj.config, &cfg, sizeof(cfg));
 }
-
-/* The base learns of status writes and resets (the core calls these with the device's state updated). */
-static void vus_set_status(VirtIODevice *vdev, uint8_t status)
-{
-    vhost_user_base_status_changed(&((VHostUserSCSI *)vdev)->base, false);
-}
-
-static void vus_reset(VirtIODevice *vdev)
-{
-    vhost_user_base_status_changed(&((VHostUserSCSI *)vdev)->base, true);
-}
-
-static const VirtIODeviceOps vhost_user_scsi_ops = {
-    .set_status = vus_set_status,
-    .reset = vus_reset,
-};
 
 bool vhost_user_scsi_realize(VHostUserSCSI *s, const VHostUserSCSIConf *conf, const char *path, int fd,
                              unsigned reconnect_ms, GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
 {
-    VirtIODevice *vdev = &s->parent_obj;
+    VirtIODevice *vdev = &s->base.parent_obj;
     uint64_t own;
 
     if (conf->num_queues == 0 || conf->num_queues > 64) {
@@ -122,14 +106,8 @@ bool vhost_user_scsi_realize(VHostUserSCSI *s, const VHostUserSCSIConf *conf, co
     if (conf->param_change) {
         own |= 1ULL << VIRTIO_SCSI_F_CHANGE;
     }
-    vdev->host_features = own;
-    if (!vhost_user_base_realize(&s->base, vdev, vdev->num_queues, "vhost-user-scsi", vhost_user_scsi_feature_bits,
-                                 conf->queue_size, path, fd, reconnect_ms, mem, ram_fd, errp)) {
-        virtio_cleanup(vdev);
-        return false;
-    }
-    vdev->ops = &vhost_user_scsi_ops;
-    return true;
+    return vhost_user_device_realize(&s->base, "vhost-user-scsi", vhost_user_scsi_feature_bits, own,
+                                   path, fd, reconnect_ms, mem, ram_fd, errp);
 
 fail_fd:
     if (fd >= 0) {
@@ -140,13 +118,12 @@ fail_fd:
 
 void vhost_user_scsi_unrealize(VHostUserSCSI *s)
 {
-    vhost_user_base_unrealize(&s->base);
-    virtio_cleanup(&s->parent_obj);
+    vhost_user_device_unrealize(&s->base);
 }
 
 int vhost_user_scsi_set_config(VHostUserSCSI *s, uint32_t offset, const uint8_t *data, uint32_t len)
 {
-    VirtIODevice *vdev = &s->parent_obj;
+    VirtIODevice *vdev = &s->base.parent_obj;
     const uint32_t sense = offsetof(VirtIOSCSIConfig, sense_size), cdb = offsetof(VirtIOSCSIConfig, cdb_size);
 
     if (len == 0 || offset >= sizeof(VirtIOSCSIConfig) || len > sizeof(VirtIOSCSIConfig) - offset) {

@@ -3,6 +3,7 @@
  *
  * Context: main loop thread only.
  */
+#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@ static void vhost_user_base_start(VHostUserBase *b)
 {
     VirtIODevice *vdev = b->vdev;
     char *err = NULL;
+    int ret;
 
     if (!(vdev->status & VIRTIO_CONFIG_S_DRIVER_OK) || vdev->broken || b->dev.started ||
         !vhost_dev_connected(&b->dev)) {
@@ -28,10 +30,18 @@ static void vhost_user_base_start(VHostUserBase *b)
         virtio_error(vdev, "vhost-user backend no longer offers the negotiated features");
         return;
     }
-    if (vhost_dev_start(&b->dev, vdev, &err) < 0) {
+    ret = vhost_dev_start(&b->dev, vdev, &err);
+    if (ret == 0) {
+        b->start_failures = 0;
+    } else if ((ret == -EPIPE || ret == -ENOTCONN || ret == -ETIMEDOUT) &&
+               ++b->start_failures < VHOST_USER_BASE_START_TRIES) {
+        /* the backend went away meanwhile: the reconnect restarts the rings */
         fprintf(stderr, "vdm: %s: %s\n", b->name, err);
-        g_free(err);
+    } else {
+        /* refused (a ring bigger than the backend's, ...) or hung up every time: the driver must learn it */
+        virtio_error(vdev, "%s", err);
     }
+    g_free(err);
 }
 
 void vhost_user_base_status_changed(void *opaque, bool reset)
@@ -40,6 +50,7 @@ void vhost_user_base_status_changed(void *opaque, bool reset)
 
     if (reset) {
         vhost_dev_reset(&b->dev);
+        b->start_failures = 0;
     } else {
         vhost_user_base_start(b);
     }
@@ -88,8 +99,8 @@ void vhost_user_base_handle_notify(void *opaque, unsigned n)
 }
 
 bool vhost_user_base_realize(VHostUserBase *b, VirtIODevice *vdev, unsigned nvqs, const char *name,
-                             const int *feature_bits, unsigned queue_size, const char *path, int fd,
-                             unsigned reconnect_ms, GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
+                             const int *feature_bits, const char *path, int fd, unsigned reconnect_ms,
+                             GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
 {
     g_assert(nvqs >= 1 && nvqs <= vdev->num_queues);    /* host-programming invariant */
     b->vdev = vdev;
@@ -100,7 +111,6 @@ bool vhost_user_base_realize(VHostUserBase *b, VirtIODevice *vdev, unsigned nvqs
                        errp) < 0) {
         return false;
     }
-    b->dev.queue_size = queue_size;
     vhost_dev_set_reconnect(&b->dev, reconnect_ms);
     if (b->fetch_config && b->fetch_config(b, errp) < 0) {
         vhost_dev_cleanup(&b->dev);
@@ -113,4 +123,43 @@ bool vhost_user_base_realize(VHostUserBase *b, VirtIODevice *vdev, unsigned nvqs
 void vhost_user_base_unrealize(VHostUserBase *b)
 {
     vhost_dev_cleanup(&b->dev);
+}
+
+/* ---- VHostUserDevice: the core tells the base of status writes and resets ---- */
+
+static void vhost_user_device_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    vhost_user_base_status_changed(&((VHostUserDevice *)vdev)->vhost, false);   /* parent_obj is first */
+}
+
+static void vhost_user_device_reset(VirtIODevice *vdev)
+{
+    vhost_user_base_status_changed(&((VHostUserDevice *)vdev)->vhost, true);
+}
+
+static const VirtIODeviceOps vhost_user_device_ops = {
+    .set_status = vhost_user_device_set_status,
+    .reset = vhost_user_device_reset,
+};
+
+bool vhost_user_device_realize(VHostUserDevice *d, const char *name, const int *feature_bits, uint64_t own_features,
+                               const char *path, int fd, unsigned reconnect_ms, GuestMemory *mem,
+                               VhostRamFdFn *ram_fd, char **errp)
+{
+    VirtIODevice *vdev = &d->parent_obj;
+
+    vdev->host_features = own_features;
+    if (!vhost_user_base_realize(&d->vhost, vdev, vdev->num_queues, name, feature_bits, path, fd, reconnect_ms,
+                                 mem, ram_fd, errp)) {
+        virtio_cleanup(vdev);
+        return false;
+    }
+    vdev->ops = &vhost_user_device_ops;
+    return true;
+}
+
+void vhost_user_device_unrealize(VHostUserDevice *d)
+{
+    vhost_user_base_unrealize(&d->vhost);
+    virtio_cleanup(&d->parent_obj);
 }

@@ -25,15 +25,6 @@ typedef struct VHostUserBlkPCI {
     char *chardev_id;           /* claimed; looked up again at unplug (chardevs may be gone at exit) */
 } VHostUserBlkPCI;
 
-static void vub_pci_release_chardev(const char *id)
-{
-    Chardev *chr = chardev_find(id);
-
-    if (chr) {
-        chardev_release(chr);
-    }
-}
-
 static int vub_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
 {
     return vhost_user_blk_set_config((VHostUserBlk *)vdev, offset, data, len);
@@ -50,7 +41,7 @@ static void vub_pci_unrealize(DeviceState *dev)
 
     virtio_pci_unrealize(&s->proxy);        /* resets the device: the backend stops its rings */
     vhost_user_blk_unrealize(&s->vub);
-    vub_pci_release_chardev(s->chardev_id);
+    chardev_release_vhost_user(s->chardev_id);
     g_free(s->chardev_id);
     g_free(s);
 }
@@ -60,9 +51,9 @@ static DeviceState *vub_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     VHostUserBlkConf conf;
     VirtIOPCIConf pconf;
     VHostUserBlkPCI *s;
-    const char *chr_id = NULL;
+    const char *chr_id = NULL, *path;
+    unsigned reconnect_ms;
     GError *gerr = NULL;
-    Chardev *chr;
     int ret, fd;
 
     vhost_user_blk_conf_init(&conf);
@@ -82,54 +73,32 @@ static DeviceState *vub_pci_new(const QDevOpt *opts, unsigned n, char **errp)
             continue;
         }
         if (!vhost_user_blk_conf_set(&conf, k, v, &gerr)) {
-            if (g_error_matches(gerr, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION)) {
-                *errp = g_strdup_printf("Property 'vhost-user-blk-pci.%s' not found", k);
-            } else {
-                *errp = g_strdup(gerr->message);
-            }
-            g_error_free(gerr);
+            *errp = qdev_prop_error("vhost-user-blk-pci", k, gerr);
             return NULL;
         }
     }
-    if (!chr_id) {
-        *errp = g_strdup("chardev is mandatory");      /* QEMU's vhost-user-blk message */
+    if (!chardev_take_vhost_user("vhost-user-blk-pci", chr_id, &fd, &path, &reconnect_ms, errp)) {
         return NULL;
     }
-    chr = chardev_find(chr_id);
-    if (!chr) {
-        *errp = g_strdup_printf("Property 'vhost-user-blk-pci.chardev' can't find value '%s'", chr_id);
-        return NULL;
-    }
-    if (chardev_is_server(chr)) {
-        *errp = g_strdup_printf("vdm: vhost-user-blk-pci needs a client chardev ('%s' is server=on)", chr_id);
-        return NULL;
-    }
-    if (!chardev_claim(chr)) {
-        *errp = g_strdup_printf("Property 'vhost-user-blk-pci.chardev' can't take value '%s', "
-                                "it's in use", chr_id);
-        return NULL;
-    }
-    /* the connected socket, or (after an earlier device used it) -1: connect by path */
-    fd = chardev_take_fd(chr);
     s = g_new0(VHostUserBlkPCI, 1);
-    if (!vhost_user_blk_realize(&s->vub, &conf, chardev_get_path(chr), fd, chardev_get_reconnect_ms(chr),
-                                vdm_guest_memory(), vdm_ram_fd, errp)) {
-        chardev_release(chr);
+    if (!vhost_user_blk_realize(&s->vub, &conf, path, fd, reconnect_ms, vdm_guest_memory(), vdm_ram_fd,
+                                errp)) {
+        chardev_release_vhost_user(chr_id);
         g_free(s);
         return NULL;
     }
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vub.parent_obj, "vhost-user-blk-pci", 0x010000, &pconf,
+    if (!virtio_pci_realize_conf(&s->proxy, &s->vub.base.parent_obj, "vhost-user-blk-pci", 0x010000, &pconf,
                                  conf.num_queues + 1, errp)) {
         vhost_user_blk_unrealize(&s->vub);
-        chardev_release(chr);
+        chardev_release_vhost_user(chr_id);
         g_free(s);
         return NULL;
     }
     s->chardev_id = g_strdup(chr_id);
     s->proxy.config_write = vub_pci_config_write;
-    virtio_pci_set_queue_notifier(&s->proxy, vhost_user_blk_handle_notify, &s->vub);
-    s->vub.notify_irq = vub_pci_notify_irq;
-    s->vub.notify_opaque = &s->proxy;
+    virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vub.base.vhost);
+    s->vub.base.vhost.notify_irq = vub_pci_notify_irq;
+    s->vub.base.vhost.notify_opaque = &s->proxy;
     s->proxy.pci_dev.qdev.unrealize = vub_pci_unrealize;
     return &s->proxy.pci_dev.qdev;
 }

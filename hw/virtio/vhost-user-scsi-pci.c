@@ -19,6 +19,7 @@
 typedef struct VHostUserSCSIPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VHostUserSCSI vus;
+    char *chardev_id;           /* claimed until unplug */
 } VHostUserSCSIPCI;
 
 static int vus_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
@@ -37,6 +38,8 @@ static void vus_pci_unrealize(DeviceState *dev)
 
     virtio_pci_unrealize(&s->proxy);        /* resets the device: the backend stops its rings */
     vhost_user_scsi_unrealize(&s->vus);
+    chardev_release_vhost_user(s->chardev_id);
+    g_free(s->chardev_id);
     g_free(s);
 }
 
@@ -70,26 +73,28 @@ static DeviceState *vus_pci_new(const QDevOpt *opts, unsigned n, char **errp)
             return NULL;
         }
     }
-    fd = chardev_take_vhost_user(type, chr_id, &path, &reconnect_ms, errp);
-    if (fd < 0) {
+    if (!chardev_take_vhost_user(type, chr_id, &fd, &path, &reconnect_ms, errp)) {
         return NULL;
     }
     s = g_new0(VHostUserSCSIPCI, 1);
     if (!vhost_user_scsi_realize(&s->vus, &conf, path, fd, reconnect_ms, vdm_guest_memory(), vdm_ram_fd, errp)) {
+        chardev_release_vhost_user(chr_id);
         g_free(s);
         return NULL;
     }
     /* QEMU's default vectors for virtio-scsi: num_queues + 3 (config, control, event). */
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vus.parent_obj, type, 0x010000, &pconf,
+    if (!virtio_pci_realize_conf(&s->proxy, &s->vus.base.parent_obj, type, 0x010000, &pconf,
                                  conf.num_queues + 3, errp)) {
         vhost_user_scsi_unrealize(&s->vus);
+        chardev_release_vhost_user(chr_id);
         g_free(s);
         return NULL;
     }
+    s->chardev_id = g_strdup(chr_id);
     s->proxy.config_write = vus_pci_config_write;
-    virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vus.base);
-    s->vus.base.notify_irq = vus_pci_notify_irq;
-    s->vus.base.notify_opaque = &s->proxy;
+    virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vus.base.vhost);
+    s->vus.base.vhost.notify_irq = vus_pci_notify_irq;
+    s->vus.base.vhost.notify_opaque = &s->proxy;
     s->proxy.pci_dev.qdev.unrealize = vus_pci_unrealize;
     return &s->proxy.pci_dev.qdev;
 }

@@ -361,18 +361,43 @@ static int set_mem_table(struct vhost_dev *dev)
     return vhost_user_set_mem_table(&dev->conn, reply_ack(dev), regions, fds, n);
 }
 
-/* GET_INFLIGHT_FD once (the region then lives as long as the device), SET_INFLIGHT_FD every start. */
-static int setup_inflight(struct vhost_dev *dev)
+static void free_inflight(struct vhost_dev *dev)
 {
+    if (dev->inflight_addr) {
+        munmap(dev->inflight_addr, dev->inflight.mmap_size);
+        dev->inflight_addr = NULL;
+    }
+    if (dev->inflight_fd >= 0) {
+        close(dev->inflight_fd);
+        dev->inflight_fd = -1;
+    }
+}
+
+/*
+ * GET_INFLIGHT_FD at the first start after a reset (the region then lives
+ * across backend restarts until the next device reset, as QEMU keeps it),
+ * sized for the rings the driver set up; SET_INFLIGHT_FD every start.
+ */
+static int setup_inflight(struct vhost_dev *dev, VirtIODevice *vdev)
+{
+    unsigned qsize = 0;
     int ret;
 
     if (!has_protocol(dev, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD)) {
         return 0;
     }
+    for (unsigned n = 0; n < dev->nvqs; n++) {
+        if (virtio_queue_get_enabled(vdev, n)) {
+            qsize = MAX(qsize, virtio_queue_get_num(vdev, n));
+        }
+    }
+    if (dev->inflight_fd >= 0 && qsize > dev->inflight.queue_size) {
+        free_inflight(dev);     /* not big enough: nothing can be in flight in it (see vhost_dev_reset) */
+    }
     if (dev->inflight_fd < 0) {
         void *addr;
 
-        ret = vhost_user_get_inflight_fd(&dev->conn, (uint16_t)dev->nvqs, (uint16_t)dev->queue_size,
+        ret = vhost_user_get_inflight_fd(&dev->conn, (uint16_t)dev->nvqs, (uint16_t)qsize,
                                          &dev->inflight, &dev->inflight_fd);
         if (ret < 0) {
             return ret;
@@ -388,21 +413,9 @@ static int setup_inflight(struct vhost_dev *dev)
         }
         dev->inflight_addr = addr;
         dev->inflight.num_queues = (uint16_t)dev->nvqs;
-        dev->inflight.queue_size = (uint16_t)dev->queue_size;
+        dev->inflight.queue_size = (uint16_t)qsize;
     }
     return vhost_user_set_inflight_fd(&dev->conn, reply_ack(dev), &dev->inflight, dev->inflight_fd);
-}
-
-static void free_inflight(struct vhost_dev *dev)
-{
-    if (dev->inflight_addr) {
-        munmap(dev->inflight_addr, dev->inflight.mmap_size);
-        dev->inflight_addr = NULL;
-    }
-    if (dev->inflight_fd >= 0) {
-        close(dev->inflight_fd);
-        dev->inflight_fd = -1;
-    }
 }
 
 /*
@@ -455,7 +468,7 @@ int vhost_dev_start(struct vhost_dev *dev, VirtIODevice *vdev, char **errp)
     }
     if (ret == 0) {
         what = "SET_INFLIGHT_FD";
-        ret = setup_inflight(dev);
+        ret = setup_inflight(dev, vdev);
     }
     for (unsigned n = 0; ret == 0 && n < dev->nvqs; n++) {
         VhostUserVringSetup s = { .index = n, .enable = true };
@@ -531,10 +544,8 @@ void vhost_dev_reset(struct vhost_dev *dev)
         dev->vqs[n].base_valid = false;
         dev->vqs[n].resync = false;
     }
-    if (dev->inflight_addr) {
-        /* a fresh driver: nothing is in flight */
-        memset(dev->inflight_addr, 0, dev->inflight.mmap_size);
-    }
+    /* a fresh driver has nothing in flight; its rings may be bigger: a new region at the next start */
+    free_inflight(dev);
 }
 
 /* ---- reconnect ---- */

@@ -85,8 +85,8 @@ static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **e
         return false;
     }
     if (!vhost_user_base_realize(&s->vhost, &s->vnet.parent_obj, 2 * s->vnet.max_queue_pairs, TYPE_NAME,
-                                 vhost_user_net_feature_bits, s->vnet.conf.rx_queue_size, path, fd, reconnect_ms,
-                                 vdm_guest_memory(), vdm_ram_fd, errp)) {
+                                 vhost_user_net_feature_bits, path, fd, reconnect_ms, vdm_guest_memory(),
+                                 vdm_ram_fd, errp)) {
         s->vhost.vdev = NULL;
         net_vhost_user_release(nc);
         return false;

@@ -8,6 +8,7 @@
  * (spec 4.1.4.3.2 "The driver MUST configure the other virtqueue fields
  * before enabling the virtqueue"), features once FEATURES_OK is set.
  */
+#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,22 @@ static void common_write(VirtIOPCIProxy *p, hwaddr off, uint64_t val, unsigned s
     }
 }
 
+/* The driver notified queue @q (modern notify area or legacy QUEUE_NOTIFY). */
+static void queue_notify(VirtIOPCIProxy *p, uint64_t q)
+{
+    VirtIODevice *vdev = p->vdev;
+
+    /* a notification for a queue the device does not have is ignored */
+    if (q >= vdev->num_queues) {
+        return;
+    }
+    if (p->queue_notifier) {
+        p->queue_notifier(p->queue_notifier_opaque, (unsigned)q);     /* vhost: the backend's kick */
+    } else {
+        virtio_queue_notify(vdev, (unsigned)q);
+    }
+}
+
 /* ---- the BAR ---- */
 
 static uint64_t bar_read(void *opaque, hwaddr off, unsigned size)
@@ -256,12 +273,7 @@ static void bar_write(void *opaque, hwaddr off, uint64_t val, unsigned size)
     } else if (off >= VIRTIO_PCI_NOTIFY_OFFSET) {
         hwaddr q = (off - VIRTIO_PCI_NOTIFY_OFFSET) / VIRTIO_PCI_NOTIFY_MULTIPLIER;
 
-        /* a notification for a queue the device does not have is ignored */
-        if (q < vdev->num_queues && p->queue_notifier) {
-            p->queue_notifier(p->queue_notifier_opaque, (unsigned)q);
-        } else if (q < vdev->num_queues) {
-            virtio_queue_notify(vdev, (unsigned)q);
-        }
+        queue_notify(p, q);
     }
     /* ISR is read-only */
 }
@@ -347,6 +359,156 @@ static void add_cfg_cap(VirtIOPCIProxy *p)
     d->config_written = virtio_pci_config_written;
 }
 
+/* ---- legacy interface (spec 4.1.4.8): I/O BAR 0 of transitional devices ---- */
+
+/* Where the device configuration starts: after the MSI-X vector registers while MSI-X is enabled. */
+static unsigned legacy_config_off(const VirtIOPCIProxy *p)
+{
+    return msix_enabled(&p->pci_dev) ? VIRTIO_PCI_LEGACY_CONFIG_MSIX : VIRTIO_PCI_LEGACY_CONFIG;
+}
+
+/* Byte @a of the legacy register block as the driver would read it now (ISR without clearing). */
+static uint8_t legacy_byte(VirtIOPCIProxy *p, uint32_t a)
+{
+    VirtIODevice *vdev = p->vdev;
+    unsigned cfg = legacy_config_off(p);
+    uint8_t img[VIRTIO_PCI_LEGACY_CONFIG_MSIX] = { 0 };
+    hwaddr desc = 0, drv, dev;
+
+    if (a >= cfg) {
+        return a - cfg < vdev->config_len ? vdev->config[a - cfg] : 0;
+    }
+    pci_set_long(img + VIRTIO_PCI_LEGACY_HOST_FEATURES, (uint32_t)vdev->host_features);
+    pci_set_long(img + VIRTIO_PCI_LEGACY_GUEST_FEATURES, (uint32_t)vdev->guest_features);
+    if (queue_valid(p)) {
+        virtio_queue_get_rings(vdev, p->queue_select, &desc, &drv, &dev);
+        pci_set_long(img + VIRTIO_PCI_LEGACY_QUEUE_PFN, (uint32_t)(desc >> VIRTIO_PCI_LEGACY_PFN_SHIFT));
+        pci_set_word(img + VIRTIO_PCI_LEGACY_QUEUE_NUM,
+                     (uint16_t)virtio_queue_get_max_num(vdev, p->queue_select));
+    }
+    pci_set_word(img + VIRTIO_PCI_LEGACY_QUEUE_SEL, p->queue_select);
+    img[VIRTIO_PCI_LEGACY_STATUS] = vdev->status;
+    img[VIRTIO_PCI_LEGACY_ISR] = vdev->isr;
+    pci_set_word(img + VIRTIO_PCI_LEGACY_MSI_CONFIG_VECTOR, p->config_vector);
+    pci_set_word(img + VIRTIO_PCI_LEGACY_MSI_QUEUE_VECTOR,
+                 queue_valid(p) ? virtio_queue_get_vector(vdev, p->queue_select) : VIRTIO_NO_VECTOR);
+    return img[a];
+}
+
+static uint32_t legacy_read(void *opaque, uint32_t off, unsigned size)
+{
+    VirtIOPCIProxy *p = opaque;
+    uint32_t v = 0;
+
+    for (unsigned i = 0; i < size; i++) {
+        v |= (uint32_t)legacy_byte(p, off + i) << (8 * i);
+    }
+    /* reading ISR returns and clears it and de-asserts INTx, as the modern ISR */
+    if (off <= VIRTIO_PCI_LEGACY_ISR && VIRTIO_PCI_LEGACY_ISR < off + size &&
+        VIRTIO_PCI_LEGACY_ISR < legacy_config_off(p)) {
+        p->vdev->isr = 0;
+        pci_set_irq(&p->pci_dev, 0);
+    }
+    return v;
+}
+
+/*
+ * QUEUE_PFN: the legacy layout (spec 2.7.2 legacy interfaces) of a queue of
+ * QueueNumMax entries from page @pfn: descriptors, the available ring right
+ * after them, the used ring at the next 4 KiB boundary. The queue is then
+ * enabled; 0 resets the device, as QEMU does.
+ */
+static void legacy_queue_pfn(VirtIOPCIProxy *p, uint32_t pfn)
+{
+    VirtIODevice *vdev = p->vdev;
+    unsigned q = p->queue_select, num;
+    hwaddr desc, avail, used;
+
+    if (pfn == 0) {
+        virtio_pci_reset(p);
+        return;
+    }
+    if (!queue_config_writable(p)) {
+        return;
+    }
+    num = virtio_queue_get_max_num(vdev, q);
+    desc = (hwaddr)pfn << VIRTIO_PCI_LEGACY_PFN_SHIFT;
+    avail = desc + 16ull * num;
+    used = (avail + 6 + 2ull * num + VIRTIO_PCI_LEGACY_VRING_ALIGN - 1) & ~(hwaddr)(VIRTIO_PCI_LEGACY_VRING_ALIGN - 1);
+    if (virtio_queue_set_num(vdev, q, num) == 0 && virtio_queue_set_rings(vdev, q, desc, avail, used) == 0) {
+        virtio_queue_set_enabled(vdev, q, true);
+    }
+}
+
+static void legacy_write(void *opaque, uint32_t off, uint32_t val, unsigned size)
+{
+    VirtIOPCIProxy *p = opaque;
+    VirtIODevice *vdev = p->vdev;
+    unsigned cfg = legacy_config_off(p);
+
+    if (off >= cfg) {
+        uint8_t buf[4];
+
+        for (unsigned i = 0; i < size; i++) {
+            buf[i] = (uint8_t)(val >> (8 * i));
+        }
+        if (p->config_write && off - cfg < vdev->config_len) {
+            p->config_write(vdev, off - cfg, buf, size);
+        }
+        return;
+    }
+    switch (off) {
+    case VIRTIO_PCI_LEGACY_GUEST_FEATURES:
+        /* no FEATURES_OK in legacy: the device takes the offered bits, as QEMU does */
+        virtio_set_features(vdev, val & vdev->host_features);
+        break;
+    case VIRTIO_PCI_LEGACY_QUEUE_PFN:
+        legacy_queue_pfn(p, val);
+        break;
+    case VIRTIO_PCI_LEGACY_QUEUE_SEL:
+        p->queue_select = (uint16_t)val;
+        break;
+    case VIRTIO_PCI_LEGACY_QUEUE_NOTIFY:
+        queue_notify(p, val & 0xffff);
+        break;
+    case VIRTIO_PCI_LEGACY_STATUS:
+        if ((val & 0xff) == 0) {
+            virtio_pci_reset(p);
+        } else {
+            virtio_set_status(vdev, (uint8_t)val);
+        }
+        break;
+    case VIRTIO_PCI_LEGACY_MSI_CONFIG_VECTOR:
+        p->config_vector = checked_vector(p, val);
+        break;
+    case VIRTIO_PCI_LEGACY_MSI_QUEUE_VECTOR:
+        if (queue_valid(p)) {
+            virtio_queue_set_vector(vdev, p->queue_select, checked_vector(p, val));
+        }
+        break;
+    default:
+        break;                  /* read-only (features, num, ISR) or reserved: ignored */
+    }
+}
+
+static const IOPortOps virtio_pci_legacy_ops = { .read = legacy_read, .write = legacy_write };
+
+/* The transitional device id (spec 4.1.2.3) of virtio device @id, or 0 when it has none. */
+static uint16_t legacy_device_id(uint16_t id)
+{
+    static const uint16_t ids[][2] = {
+        { 1, 0x1000 }, { 2, 0x1001 }, { 5, 0x1002 }, { 3, 0x1003 }, { 8, 0x1004 }, { 4, 0x1005 },
+        { 9, 0x1009 },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(ids); i++) {
+        if (ids[i][0] == id) {
+            return ids[i][1];
+        }
+    }
+    return 0;
+}
+
 /* ---- transport ops: MSI-X when enabled, else INTx ---- */
 
 static void virtio_pci_notify_vector(VirtIOPCIProxy *p, uint16_t vector)
@@ -419,16 +581,31 @@ int virtio_pci_realize(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *ty
                        uint32_t class_code, unsigned nvectors)
 {
     PCIDevice *d = &proxy->pci_dev;
+    uint16_t legacy_id = proxy->legacy ? legacy_device_id(vdev->device_id) : 0;
     int ret;
 
+    if (proxy->legacy && !legacy_id) {
+        return -ENOTSUP;
+    }
+    /* transitional: the legacy device id, revision 0, subsystem id = virtio device id (as QEMU) */
     ret = pci_device_init(d, type_name, devfn, PCI_VENDOR_ID_REDHAT_QUMRANET,
-                          PCI_DEVICE_ID_VIRTIO_MODERN_BASE + vdev->device_id, class_code, 1);
+                          legacy_id ? legacy_id : PCI_DEVICE_ID_VIRTIO_MODERN_BASE + vdev->device_id,
+                          class_code, legacy_id ? 0 : 1);
     if (ret < 0) {
         return ret;
     }
     proxy->vdev = vdev;
     pci_set_word(d->config + PCI_SUBSYSTEM_VENDOR_ID, PCI_SUBVENDOR_ID_REDHAT_QUMRANET);
-    pci_set_word(d->config + PCI_SUBSYSTEM_ID, 0x1100);     /* QEMU's subsystem id */
+    pci_set_word(d->config + PCI_SUBSYSTEM_ID, legacy_id ? vdev->device_id : 0x1100);   /* QEMU's ids */
+    if (legacy_id) {
+        /* QEMU: the register block with the MSI-X vectors plus the device config, rounded up */
+        uint32_t size = 4;
+
+        while (size < VIRTIO_PCI_LEGACY_CONFIG_MSIX + vdev->config_len) {
+            size <<= 1;
+        }
+        pci_register_io_bar(d, VIRTIO_PCI_LEGACY_BAR, size, &virtio_pci_legacy_ops, proxy);
+    }
     d->config[PCI_INTERRUPT_PIN] = 1;                        /* INTA */
     /*
      * QEMU's order: common, ISR, device, notify, PCI cfg access, then MSI-X;
@@ -469,6 +646,7 @@ void virtio_pci_conf_init(VirtIOPCIConf *c)
 {
     c->devfn = -1;
     c->vectors = -1;
+    c->legacy = false;
 }
 
 int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key, const char *val,
@@ -499,13 +677,24 @@ int virtio_pci_conf_set(VirtIOPCIConf *c, const char *type_name, const char *key
         }
         return 1;
     }
-    if (!strcmp(key, "disable-legacy") || !strcmp(key, "disable-modern")) {
+    if (!strcmp(key, "disable-legacy")) {
         bool b;
 
-        /* Only the modern interface exists: accept the values that say so. */
-        if (!qdev_str_bool(val, &b) || b != !strcmp(key, "disable-legacy")) {
-            *errp = g_strdup_printf("vdm: %s supports only disable-legacy=on, disable-modern=off",
-                                    type_name);
+        /* off (and QEMU's auto on a root bus): a transitional device with the legacy I/O BAR */
+        if (!strcmp(val, "auto")) {
+            b = false;
+        } else if (!qdev_str_bool(val, &b)) {
+            *errp = g_strdup_printf("Property '%s.disable-legacy' doesn't take value '%s'", type_name, val);
+            return -1;
+        }
+        c->legacy = !b;
+        return 1;
+    }
+    if (!strcmp(key, "disable-modern")) {
+        bool b;
+
+        if (!qdev_str_bool(val, &b) || b) {
+            *errp = g_strdup_printf("vdm: %s supports only disable-modern=off", type_name);
             return -1;
         }
         return 1;
@@ -518,8 +707,9 @@ void virtio_pci_conf_help(void)
     qdev_print_prop("addr", "int32", "Slot and optional function number, example: 06.0 or 06", NULL);
     qdev_print_prop("vectors", "uint32", "MSI-X vectors (default num-queues + 1, 0: no MSI-X, max 64)",
                     NULL);
-    qdev_print_prop("disable-legacy", "OnOffAuto", "on (vdm: modern only)", NULL);
-    qdev_print_prop("disable-modern", "bool", "false (vdm: modern only)", NULL);
+    qdev_print_prop("disable-legacy", "OnOffAuto",
+                    "on (default here: modern only), off/auto: transitional with the legacy I/O BAR", NULL);
+    qdev_print_prop("disable-modern", "bool", "false (vdm: always modern)", NULL);
 }
 
 bool virtio_pci_realize_conf(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const char *type_name,
@@ -528,6 +718,11 @@ bool virtio_pci_realize_conf(VirtIOPCIProxy *proxy, VirtIODevice *vdev, const ch
 {
     long vectors = c->vectors >= 0 ? c->vectors : MIN(default_vectors, VIRTIO_PCI_MAX_VECTORS);
 
+    proxy->legacy = c->legacy;
+    if (c->legacy && !legacy_device_id(vdev->device_id)) {
+        *errp = g_strdup("device is modern-only, use disable-legacy=on");       /* QEMU's message */
+        return false;
+    }
     if (virtio_pci_realize(proxy, vdev, type_name, c->devfn, class_code, (unsigned)vectors) < 0) {
         *errp = c->devfn >= 0 ? g_strdup_printf("PCI: slot %d function %d not available for %s",
                                                 PCI_SLOT(c->devfn), PCI_FUNC(c->devfn), type_name)

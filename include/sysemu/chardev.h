@@ -68,11 +68,15 @@ void chardev_release(Chardev *chr);
 
 /*
  * A vhost-user device's chardev= property (QEMU's messages, for device type
- * @type): the client chardev @chr_id, its connected fd taken, its path and
- * reconnect interval. Returns the fd, or -1 with *@errp set.
+ * @type): the client chardev @chr_id claimed, its connected socket taken
+ * into *@fd (-1 when not connected, e.g. an earlier device had it: connect by
+ * *@path), its reconnect interval. False with *@errp set.
+ * chardev_release_vhost_user at unplug lets a later device claim it (a no-op
+ * once the chardevs are gone at exit).
  */
-int chardev_take_vhost_user(const char *type, const char *chr_id, const char **path, unsigned *reconnect_ms,
-                            char **errp);
+bool chardev_take_vhost_user(const char *type, const char *chr_id, int *fd, const char **path,
+                             unsigned *reconnect_ms, char **errp);
+void chardev_release_vhost_user(const char *chr_id);
 
 /* Close every chardev (unlinks the sockets servers created). */
 void chardev_cleanup_all(void);

@@ -258,6 +258,10 @@ static void test_errors(void)
     expect_error(h.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
                         "\"drive\": \"d0\", \"serial\": [1]}}",
                  "GenericError", "Invalid parameter type for 'serial', expected: string");
+    expect_error(h.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
+                        "\"id\": \"a/b\", \"drive\": \"d1\"}}", "GenericError", "Parameter 'id' expects an identifier");
+    expect_error(h.qts, "{\"execute\": \"device_add\", \"arguments\": {\"driver\": \"virtio-blk-pci\", "
+                        "\"id\": \"0x\", \"drive\": \"d1\"}}", "GenericError", "Parameter 'id' expects an identifier");
     expect_error(h.qts, "{\"execute\": \"device_del\", \"arguments\": {\"id\": \"nope\"}}", "DeviceNotFound",
                  "Device 'nope' not found");
     expect_error(h.qts, "{\"execute\": \"device_del\", \"arguments\": {}}", "GenericError",
@@ -358,6 +362,25 @@ static void test_scsi_hotplug(void)
     hp_stop(&h);
 }
 
+/* A transitional device's I/O BAR goes with it: the ports read all-ones after the eject, and the slot takes a new device. */
+static void test_legacy_io_bar(void)
+{
+    HP h;
+
+    hp_start(&h);
+    qtest_qmp_device_add(h.qts, "virtio-blk-pci", "leg", "\"drive\": \"d0\", \"addr\": \"06.0\", "
+                         "\"disable-legacy\": \"off\"");
+    qpci_config_writel(h.qts, HP_DEVFN, PCI_BASE_ADDRESS_0, 0xc000);
+    qpci_config_writew(h.qts, HP_DEVFN, PCI_COMMAND, PCI_COMMAND_IO);
+    g_assert_cmphex(qtest_inl(h.qts, 0xc000), !=, 0xffffffff);      /* host features */
+    json_free(qpci_unplug_acpi_device_test(h.qts, "leg", HP_SLOT));
+    expect_deleted(h.qts, "leg", "/machine/peripheral/leg");
+    g_assert_cmphex(qtest_inl(h.qts, 0xc000), ==, 0xffffffff);
+    g_assert_cmphex(qpci_config_readl(h.qts, HP_DEVFN, 0), ==, 0xffffffff);
+    qtest_qmp_device_add(h.qts, "virtio-blk-pci", "leg", "\"drive\": \"d0\", \"addr\": \"06.0\"");
+    hp_stop(&h);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -369,5 +392,6 @@ int main(int argc, char **argv)
     g_test_add_func("/hotplug/errors", test_errors);
     g_test_add_func("/hotplug/virtio-net-pci", test_net_hotplug);
     g_test_add_func("/hotplug/virtio-scsi-pci", test_scsi_hotplug);
+    g_test_add_func("/hotplug/legacy-io-bar", test_legacy_io_bar);
     return g_test_run();
 }

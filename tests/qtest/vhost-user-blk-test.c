@@ -49,7 +49,7 @@ static const Layout layouts[] = {
     { "packed-in-order", true, true },
 };
 
-typedef enum Peer { PEER_VDM, PEER_VDM_NO_IN_ORDER, PEER_VDM_TWO_QUEUES, PEER_QSD } Peer;
+typedef enum Peer { PEER_VDM, PEER_VDM_NO_IN_ORDER, PEER_VDM_TWO_QUEUES, PEER_VDM_SMALL_RINGS, PEER_QSD } Peer;
 
 typedef struct VuBlk {
     QTestState *qts;
@@ -59,6 +59,7 @@ typedef struct VuBlk {
     VDriverQueueConfig cfg;
     VDriverQueue *vq;           /* queue 0 */
     VDriverQueue *vq1;          /* queue 1 (num-queues=2) */
+    unsigned qnum;              /* ring size the driver sets, 0: QUEUE_NUM */
     GPid daemon;
     Peer peer;
     unsigned starts;            /* daemon starts, for log names */
@@ -134,7 +135,8 @@ static void daemon_start(VuBlk *b)
         cmd = g_strdup_printf("exec %s --socket %s --image %s --backend threads %s 2>>%s",
                               daemon_binary(), b->sock_path, b->h.img_path,
                               b->peer == PEER_VDM_NO_IN_ORDER ? "--in-order=off" :
-                              b->peer == PEER_VDM_TWO_QUEUES ? "--num-queues 2" : "", b->log_path);
+                              b->peer == PEER_VDM_TWO_QUEUES ? "--num-queues 2" :
+                              b->peer == PEER_VDM_SMALL_RINGS ? "--queue-size 32" : "", b->log_path);
     }
     argv[2] = cmd;
     unlink(b->sock_path);
@@ -213,18 +215,18 @@ static void vub_stop(VuBlk *b)
     qblk_host_cleanup(&b->h);
 }
 
-/* Driver initialisation (spec 3.1.1) of queue 0; the driver accepts VERSION_1, PACKED, IN_ORDER as offered. */
-/* Queue @n of @nq: @cfg laid out at @base, enabled. */
+/* Queue @n: @cfg laid out at @base, enabled. */
 static VDriverQueue *vub_init_queue(VuBlk *b, unsigned n, VDriverQueueConfig *cfg, bool packed, bool in_order,
                                     uint64_t base)
 {
     QVirtioPCI *v = &b->v;
+    unsigned num = b->qnum ? b->qnum : QUEUE_NUM;
     VDriverQueue *vq;
 
     qvirtio_pci_queue_select(v, (uint16_t)n);
     g_assert_cmpuint(qtest_readw(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE), ==, 128);
-    qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE, QUEUE_NUM);
-    *cfg = (VDriverQueueConfig){ .num = QUEUE_NUM, .packed = packed, .in_order = in_order };
+    qtest_writew(b->qts, v->common + VIRTIO_PCI_COMMON_Q_SIZE, num);
+    *cfg = (VDriverQueueConfig){ .num = num, .packed = packed, .in_order = in_order };
     vdriver_layout_rings(cfg, base);
     vq = vdriver_queue_new(&b->h.gm, cfg);
     g_assert_nonnull(vq);
@@ -233,7 +235,11 @@ static VDriverQueue *vub_init_queue(VuBlk *b, unsigned n, VDriverQueueConfig *cf
     return vq;
 }
 
-static void vub_init_queues(VuBlk *b, bool packed, bool in_order, unsigned nq)
+/*
+ * Driver initialisation (spec 3.1.1) with @nq queues; the driver accepts
+ * VERSION_1, PACKED, IN_ORDER as offered. Returns the status after DRIVER_OK.
+ */
+static uint8_t vub_init_queues_status(VuBlk *b, bool packed, bool in_order, unsigned nq)
 {
     QVirtioPCI *v = &b->v;
     uint64_t want;
@@ -252,12 +258,24 @@ static void vub_init_queues(VuBlk *b, bool packed, bool in_order, unsigned nq)
         b->vq1 = vub_init_queue(b, 1, &cfg1, packed, in_order, RING_BASE + 0x8000);
     }
     qvirtio_pci_set_status(v, qvirtio_pci_get_status(v) | VIRTIO_CONFIG_S_DRIVER_OK);
-    g_assert_cmphex(qvirtio_pci_get_status(v), ==, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                    VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+    return qvirtio_pci_get_status(v);
+}
+
+static void vub_init_queues(VuBlk *b, bool packed, bool in_order, unsigned nq)
+{
+    g_assert_cmphex(vub_init_queues_status(b, packed, in_order, nq), ==,
+                    VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+                    VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
 static void vub_init_device(VuBlk *b, bool packed, bool in_order)
 {
+    vub_init_queues(b, packed, in_order, 1);
+}
+
+static void vub_init_device_num(VuBlk *b, bool packed, bool in_order, unsigned num)
+{
+    b->qnum = num;
     vub_init_queues(b, packed, in_order, 1);
 }
 
@@ -583,6 +601,39 @@ static void test_hotplug(const void *opaque)
     vub_stop(&b);
 }
 
+/* The backend cannot take the driver's ring (64 entries, its maximum is 32): NEEDS_RESET, not a silent hang. */
+static void test_backend_refuses_ring(const void *opaque)
+{
+    const Layout *l = opaque;
+    VuBlk b;
+
+    gint64 deadline;
+
+    vub_start(&b, l, PEER_VDM_SMALL_RINGS, ",vectors=0");
+    (void)vub_init_queues_status(&b, l->packed, l->in_order, 1);
+    /*
+     * The daemon hangs up at GET_INFLIGHT_FD for rings above its size: vdm
+     * reconnects, retries, and after VHOST_USER_BASE_START_TRIES sets NEEDS_RESET.
+     */
+    deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
+    while (!(qvirtio_pci_get_status(&b.v) & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+    g_assert_cmphex(qvirtio_pci_get_status(&b.v), ==,
+                    VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+                    VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* the config change interrupt told the driver (ISR bit 1) */
+    g_assert_cmphex(qtest_readb(b.qts, b.v.isr) & 2, ==, 2);
+    /* a reset and a ring the backend takes: the device works */
+    memset(b.h.ram + RING_BASE, 0, 0x10000);
+    vdriver_queue_free(b.vq);
+    b.vq = NULL;
+    vub_init_device_num(&b, l->packed, l->in_order, 32);
+    write_read_check(&b, 4, 90);
+    vub_stop(&b);
+}
+
 /* qemu-storage-daemon offers neither IN_ORDER nor RING_PACKED: both masked, I/O works. */
 static void test_qsd_peer(const void *opaque)
 {
@@ -699,6 +750,9 @@ int main(int argc, char **argv)
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/hotplug", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_hotplug);
+        g_free(p);
+        p = g_strdup_printf("/vhost-user-blk/%s/backend_refuses_ring", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_backend_refuses_ring);
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/driver_reset", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_driver_reset);

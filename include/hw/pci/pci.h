@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sysemu/ioport.h"
 #include "sysemu/mmio.h"
 #include "sysemu/qdev.h"
 
@@ -69,9 +70,10 @@ typedef struct MSIXState MSIXState;
 
 typedef struct PCIBar {
     uint64_t size;              /* 0: BAR not implemented */
-    uint8_t type;               /* low bits: PCI_BASE_ADDRESS_MEM_TYPE_64, PREFETCH */
-    uint64_t addr;              /* mapped address or PCI_BAR_UNMAPPED */
-    const MMIOOps *ops;
+    uint8_t type;               /* low bits: PCI_BASE_ADDRESS_SPACE_IO, or MEM_TYPE_64 / PREFETCH */
+    uint64_t addr;              /* mapped address (port for I/O) or PCI_BAR_UNMAPPED */
+    const MMIOOps *ops;         /* memory BAR */
+    const IOPortOps *io_ops;    /* I/O BAR */
     void *opaque;
 } PCIBar;
 
@@ -124,6 +126,12 @@ PCIDevice *pci_find_device(int devfn);
 
 /* A memory BAR of @size bytes (a power of two >= 16); @type: MEM_TYPE_64 / PREFETCH bits. */
 void pci_register_bar(PCIDevice *d, int n, uint8_t type, uint64_t size, const MMIOOps *ops, void *opaque);
+/*
+ * An I/O BAR of @size bytes (a power of two, 4..256). It decodes while
+ * COMMAND.IO is set and its address is non-zero with the whole range below
+ * 64 KiB; a range over ports already claimed stays unmapped.
+ */
+void pci_register_io_bar(PCIDevice *d, int n, uint32_t size, const IOPortOps *ops, void *opaque);
 /*
  * Add a capability of @size bytes at the next free offset (from 0x40) and
  * put it at the head of the list, as QEMU does: returns its offset (id and

@@ -1,8 +1,8 @@
 /*
  * vhost-user-blk: a virtio-blk device whose requests a vhost-user backend
  * serves (vdm-vhost-user-blk, qemu-storage-daemon, SPDK, ...). The device
- * model keeps the configuration and the feature negotiation; the rings go to
- * the backend through the vhost frontend (include/hw/virtio/vhost.h).
+ * model keeps the configuration and its feature offer; the rings go to the
+ * backend through the vhost-user device base (include/hw/virtio/vhost-user-base.h).
  *
  * Features offered to the driver: the device model's own (VERSION_1, the ring
  * bits its properties allow, the virtio-blk bits QEMU's vhost-user-blk offers)
@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "hw/virtio/vhost.h"
+#include "hw/virtio/vhost-user-base.h"
 #include "hw/virtio/virtio-blk.h"
 
 typedef struct VHostUserBlkConf {
@@ -34,13 +34,8 @@ typedef struct VHostUserBlkConf {
 } VHostUserBlkConf;
 
 typedef struct VHostUserBlk {
-    VirtIODevice parent_obj;
+    VHostUserDevice base;       /* first: the VirtIODevice, the vhost_dev, start/stop/reconnect */
     VHostUserBlkConf conf;
-    struct vhost_dev dev;
-    uint64_t own_features;      /* the device model's offer before the backend's say */
-    /* The transport's interrupt for a queue (virtio_pci_notify_queue_irq). */
-    void (*notify_irq)(void *opaque, unsigned n);
-    void *notify_opaque;
 } VHostUserBlk;
 
 void vhost_user_blk_conf_init(VHostUserBlkConf *conf);
@@ -56,8 +51,6 @@ void vhost_user_blk_conf_list(void (*fn)(const char *name, const char *type, con
 bool vhost_user_blk_realize(VHostUserBlk *s, const VHostUserBlkConf *conf, const char *path, int fd,
                             unsigned reconnect_ms, GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp);
 void vhost_user_blk_unrealize(VHostUserBlk *s);
-/* Forward a driver notification of queue @n (the transport's queue notifier). */
-void vhost_user_blk_handle_notify(void *opaque, unsigned n);
 /* Driver config write (writeback byte with CONFIG_WCE): sent to the backend with SET_CONFIG. */
 int vhost_user_blk_set_config(VHostUserBlk *s, uint32_t offset, const uint8_t *data, uint32_t len);
 

@@ -35,8 +35,7 @@ typedef struct VHostUserSCSIConf {
 } VHostUserSCSIConf;
 
 typedef struct VHostUserSCSI {
-    VirtIODevice parent_obj;    /* first */
-    VHostUserBase base;         /* every queue is the backend's */
+    VHostUserDevice base;       /* first: the VirtIODevice and the base (every queue the backend's) */
     VHostUserSCSIConf conf;
 } VHostUserSCSI;
 

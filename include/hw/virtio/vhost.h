@@ -106,8 +106,7 @@ struct vhost_dev {
     /* INFLIGHT_SHMFD region, kept across backend restarts. */
     int inflight_fd;
     void *inflight_addr;
-    VhostUserInflight inflight;
-    unsigned queue_size;        /* for GET_INFLIGHT_FD; set before the first start */
+    VhostUserInflight inflight; /* num_queues, queue_size: what the region was asked for */
     /* Reconnect */
     unsigned reconnect_ms;      /* 0: never */
     unsigned hup_watch, reconnect_timer;

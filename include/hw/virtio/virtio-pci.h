@@ -1,5 +1,6 @@
 /*
- * virtio-pci, modern interface only (virtio 1.x spec 4.1): a VirtIODevice
+ * virtio-pci (virtio 1.x spec 4.1), modern interface, plus the legacy one
+ * (spec 4.1.4.8, I/O BAR 0) on transitional devices (disable-legacy=off): a VirtIODevice
  * behind a PCI function with the vendor-specific capabilities for the
  * common, notify, ISR and device configuration structures, all in one
  * 64-bit memory BAR (BAR 4), laid out as QEMU lays them out:
@@ -71,6 +72,23 @@
 #define VIRTIO_PCI_CFG_CAP_DATA         16
 #define VIRTIO_PCI_CFG_CAP_SIZE         20
 
+/* Legacy register block (spec 4.1.4.8) in I/O BAR 0 of transitional devices. */
+#define VIRTIO_PCI_LEGACY_BAR                0
+#define VIRTIO_PCI_LEGACY_HOST_FEATURES      0x00
+#define VIRTIO_PCI_LEGACY_GUEST_FEATURES     0x04
+#define VIRTIO_PCI_LEGACY_QUEUE_PFN          0x08
+#define VIRTIO_PCI_LEGACY_QUEUE_NUM          0x0c
+#define VIRTIO_PCI_LEGACY_QUEUE_SEL          0x0e
+#define VIRTIO_PCI_LEGACY_QUEUE_NOTIFY       0x10
+#define VIRTIO_PCI_LEGACY_STATUS             0x12
+#define VIRTIO_PCI_LEGACY_ISR                0x13
+#define VIRTIO_PCI_LEGACY_MSI_CONFIG_VECTOR  0x14
+#define VIRTIO_PCI_LEGACY_MSI_QUEUE_VECTOR   0x16
+#define VIRTIO_PCI_LEGACY_CONFIG             0x14    /* device config, MSI-X disabled */
+#define VIRTIO_PCI_LEGACY_CONFIG_MSIX        0x18    /* device config, MSI-X enabled */
+#define VIRTIO_PCI_LEGACY_PFN_SHIFT          12
+#define VIRTIO_PCI_LEGACY_VRING_ALIGN        4096
+
 #define VIRTIO_PCI_BAR                  4
 #define VIRTIO_PCI_COMMON_OFFSET        0x0000
 #define VIRTIO_PCI_ISR_OFFSET           0x1000
@@ -90,6 +108,7 @@ typedef struct VirtIOPCIProxy {
     uint16_t queue_select;
     uint16_t config_vector;     /* msix_config */
     uint8_t cfg_cap;            /* offset of the PCI cfg access capability */
+    bool legacy;                /* transitional: legacy I/O BAR 0 too (set before realize) */
     /* Device-specific config write (e.g. virtio_blk_set_config); NULL: read-only. */
     int (*config_write)(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len);
     /* vhost: queue notifications go here instead of the core (virtio_pci_set_queue_notifier). */
@@ -126,6 +145,7 @@ void virtio_pci_notify_queue_irq(VirtIOPCIProxy *proxy, unsigned n);
 typedef struct VirtIOPCIConf {
     int devfn;                  /* addr=, -1: first free slot */
     long vectors;               /* vectors=, -1: the device's default */
+    bool legacy;                /* disable-legacy=off|auto: transitional */
 } VirtIOPCIConf;
 
 void virtio_pci_conf_init(VirtIOPCIConf *c);
