@@ -125,6 +125,11 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         g_free(s);
         return NULL;
     }
+    /*
+     * A packet peer. (A vhost-user netdev, a row still to come in net/net.c's
+     * table, is not one: its NIC would hand the rings to the vhost frontend,
+     * hw/virtio/vhost.c, instead of attaching here; tell it by nc->info->type.)
+     */
     if (nc && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
         /* checked above: nothing else attaches between */
         g_assert_not_reached();

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz-device.h"
 #include "fuzz-input.h"
 #include "hw/virtio/virtio-mmio.h"
 #include "sysemu/mmio.h"
@@ -42,38 +43,6 @@ void qtest_set_irq_out(int n, int level)
     }
 }
 
-/* The device: uses every buffer it is given, completely, at once. */
-static void handle_queue(VirtIODevice *vdev, VirtQueue *vq)
-{
-    VirtQueueElement *e;
-    unsigned n = 0;
-
-    while (n++ < 512 && (e = virtqueue_pop(vq, sizeof(*e)))) {
-        virtqueue_push(vq, e, 0);
-        virtqueue_element_free(e);
-    }
-    virtio_notify(vdev, vq);
-}
-
-static void mmio_access(uint64_t addr, unsigned size, uint64_t val, bool write)
-{
-    uint8_t buf[8];
-    uint64_t n;
-    const void *r = mmio_lookup(addr, size, &n);
-
-    if (!r) {
-        return;         /* unassigned */
-    }
-    if (write) {
-        for (unsigned i = 0; i < size; i++) {
-            buf[i] = (uint8_t)(val >> (8 * i));
-        }
-        mmio_region_write(r, addr, buf, n);
-    } else {
-        mmio_region_read(r, addr, buf, n);
-    }
-}
-
 static uint32_t reg(uint32_t off)
 {
     uint8_t b[4];
@@ -86,7 +55,7 @@ static uint32_t reg(uint32_t off)
 
 static void set_reg(uint32_t off, uint32_t val)
 {
-    mmio_access(DEV_BASE + off, 4, val, true);
+    fz_mmio_access(DEV_BASE + off, 4, val, true);
 }
 
 static void honest_setup(uint8_t flags, uint16_t num, uint8_t q)
@@ -129,8 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     guest_memory_init(&mem);
     g_assert(guest_memory_add(&mem, 0, RAM_SIZE, ram, true) == 0);
     g_assert(virtio_init(&vdev, "fuzz-mmio", 2, 8, &mem, 2, 256) == 0);
-    virtio_queue_set_handler(&vdev, 0, handle_queue);
-    virtio_queue_set_handler(&vdev, 1, handle_queue);
+    virtio_queue_set_handler(&vdev, 0, fz_use_all);
+    virtio_queue_set_handler(&vdev, 1, fz_use_all);
     virtio_mmio_transports_init(VIRTIO_MMIO_BASE, NTRANSPORTS, VIRTIO_MMIO_IRQ_BASE);
     g_assert(virtio_mmio_plug(&vdev, NULL) == NTRANSPORTS - 1);
 
@@ -144,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint64_t val = in_u64(&in);
 
             /* naturally aligned, as the qtest memory path sends them */
-            mmio_access(base + (off & ~(uint16_t)(sz - 1)), sz, val, in_u8(&in) & 1);
+            fz_mmio_access(base + (off & ~(uint16_t)(sz - 1)), sz, val, in_u8(&in) & 1);
             break;
         }
         case 1: {

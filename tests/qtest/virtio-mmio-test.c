@@ -9,19 +9,18 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "hw/virtio/virtio-blk.h"
 #include "hw/virtio/virtio-mmio.h"
 #include "libqtest.h"
+#include "qblk.h"
 #include "vdriver.h"
 
 #define RAM_SIZE    (64u << 20)
 #define IMG_SIZE    (1u << 20)
 #define QNUM        64
 #define RINGS_GPA   0x10000ull
-#define SLOTS_GPA   0x100000ull     /* request i: header at SLOTS_GPA + i * 0x10000, status +0x10, data +0x1000 */
 #define LAST        (VIRTIO_MMIO_MAX_TRANSPORTS - 1)
 /* QEMU plugs the first device into the last transport */
 #define DEV_BASE    (VIRTIO_MMIO_BASE + LAST * VIRTIO_MMIO_SIZE)
@@ -40,11 +39,8 @@ static const RingKind kinds[] = {
 };
 
 typedef struct MicroVM {
+    QBlkHost h;                 /* image, shared RAM, request slots */
     QTestState *qts;
-    char *dir, *img, *ram_file;
-    int img_fd;
-    uint8_t *ram;
-    GuestMemory gm;
     VDriverQueueConfig qc;
     VDriverQueue *vq;
 } MicroVM;
@@ -61,29 +57,14 @@ static void wr(MicroVM *m, uint32_t off, uint32_t val)
 
 static void vm_start(MicroVM *m, const RingKind *k, const char *more)
 {
-    int fd;
-
     memset(m, 0, sizeof(*m));
-    m->dir = g_dir_make_tmp("vdm-mmio-XXXXXX", NULL);
-    g_assert_nonnull(m->dir);
-    m->img = g_build_filename(m->dir, "disk.img", NULL);
-    m->ram_file = g_build_filename(m->dir, "ram", NULL);
-    m->img_fd = open(m->img, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(m->img_fd, >=, 0);
-    g_assert_cmpint(ftruncate(m->img_fd, IMG_SIZE), ==, 0);
-    fd = open(m->ram_file, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, RAM_SIZE), ==, 0);
-    m->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    g_assert_true(m->ram != MAP_FAILED);
-    close(fd);
-    guest_memory_init(&m->gm);
-    g_assert_cmpint(guest_memory_add(&m->gm, 0, RAM_SIZE, m->ram, true), ==, 0);
+    qblk_host_init(&m->h, "vdm-mmio-XXXXXX", RAM_SIZE, IMG_SIZE);
     m->qts = qtest_initf("-machine microvm,memory-backend=mem -nodefaults "
                          "-object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                          "-drive file=%s,if=none,id=d0,format=raw "
                          "-device virtio-blk-device,drive=d0,packed=%s,in_order=%s,event_idx=off%s",
-                         m->ram_file, m->img, k->packed ? "on" : "off", k->in_order ? "on" : "off", more);
+                         m->h.mem_path, m->h.img_path, k->packed ? "on" : "off", k->in_order ? "on" : "off",
+                         more);
 }
 
 static void vm_stop(MicroVM *m)
@@ -92,14 +73,7 @@ static void vm_stop(MicroVM *m)
     if (m->vq) {
         vdriver_queue_free(m->vq);
     }
-    munmap(m->ram, RAM_SIZE);
-    close(m->img_fd);
-    unlink(m->img);
-    unlink(m->ram_file);
-    rmdir(m->dir);
-    g_free(m->img);
-    g_free(m->ram_file);
-    g_free(m->dir);
+    qblk_host_cleanup(&m->h);
 }
 
 static uint64_t dev_features(MicroVM *m)
@@ -154,7 +128,7 @@ static void vm_driver_init(MicroVM *m, const RingKind *k)
     wr(m, VIRTIO_MMIO_QUEUE_NUM, QNUM);
     m->qc = (VDriverQueueConfig){ .num = QNUM, .packed = k->packed, .in_order = k->in_order };
     vdriver_layout_rings(&m->qc, RINGS_GPA);
-    m->vq = vdriver_queue_new(&m->gm, &m->qc);
+    m->vq = vdriver_queue_new(&m->h.gm, &m->qc);
     g_assert_nonnull(m->vq);
     set_rings(m, m->qc.desc, m->qc.driver, m->qc.device);
     g_assert_cmphex(rd(m, VIRTIO_MMIO_QUEUE_USED_LOW), ==, (uint32_t)m->qc.device);
@@ -165,59 +139,11 @@ static void vm_driver_init(MicroVM *m, const RingKind *k)
                     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
-static uint64_t req_gpa(unsigned i)
-{
-    return SLOTS_GPA + i * 0x10000ull;
-}
-
-/* Queue request @i: header, @len bytes at its data area (out for writes, in for reads), status. */
-static void vm_queue_req(MicroVM *m, unsigned i, uint32_t type, uint64_t sector, uint32_t len)
-{
-    VirtIOBlkOutHdr hdr = { .type = type, .sector = sector };
-    VDriverSeg out[2] = { { req_gpa(i), sizeof(hdr) } }, in[2];
-    unsigned no = 1, ni = 0;
-
-    memcpy(m->ram + req_gpa(i), &hdr, sizeof(hdr));
-    m->ram[req_gpa(i) + 0x10] = 0xff;
-    if (type == VIRTIO_BLK_T_OUT) {
-        out[no++] = (VDriverSeg){ req_gpa(i) + 0x1000, len };
-    } else {
-        in[ni++] = (VDriverSeg){ req_gpa(i) + 0x1000, len };
-    }
-    in[ni++] = (VDriverSeg){ req_gpa(i) + 0x10, 1 };
-    g_assert_cmpint(vdriver_add(m->vq, out, no, in, ni, GUINT_TO_POINTER(i + 1), false), ==, 0);
-}
-
 static void vm_kick(MicroVM *m)
 {
     if (vdriver_kick_prepare(m->vq)) {
         wr(m, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
     }
-}
-
-/* Wait (bounded) for @n completions, each with status OK. */
-static void vm_wait(MicroVM *m, unsigned n)
-{
-    gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
-
-    for (unsigned got = 0; got < n;) {
-        uint32_t len;
-        void *tok = vdriver_get_buf(m->vq, &len, NULL);
-
-        g_assert_null(vdriver_error(m->vq));
-        if (tok) {
-            g_assert_cmphex(m->ram[req_gpa(GPOINTER_TO_UINT(tok) - 1) + 0x10], ==, VIRTIO_BLK_S_OK);
-            got++;
-        } else {
-            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-            g_usleep(200);
-        }
-    }
-}
-
-static uint8_t pattern(size_t i, unsigned seed)
-{
-    return (uint8_t)(i * 13 + seed * 101 + (i >> 8));
 }
 
 static void test_ids_and_config(void)
@@ -275,25 +201,22 @@ static void test_write_read(const void *opaque)
 {
     const RingKind *k = opaque;
     enum { NREQ = 8, LEN = 4096 };
-    uint8_t file[LEN];
+    uint8_t file[LEN], want[LEN];
     MicroVM m;
 
     vm_start(&m, k, "");
     qtest_irq_intercept_in(m.qts, "ioapic2");
     vm_driver_init(&m, k);
     for (unsigned i = 0; i < NREQ; i++) {
-        for (size_t j = 0; j < LEN; j++) {
-            m.ram[req_gpa(i) + 0x1000 + j] = pattern(j, i);
-        }
-        vm_queue_req(&m, i, VIRTIO_BLK_T_OUT, i * 8 + 3, LEN);
+        qblk_fill_pattern(m.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, i);
+        qblk_add(&m.h, m.vq, i, VIRTIO_BLK_T_OUT, i * 8 + 3, LEN, false);
     }
     vm_kick(&m);
-    vm_wait(&m, NREQ);
+    qblk_reap(&m.h, m.vq, NREQ);
     for (unsigned i = 0; i < NREQ; i++) {
-        g_assert_cmpint(pread(m.img_fd, file, LEN, (off_t)(i * 8 + 3) * 512), ==, LEN);
-        for (size_t j = 0; j < LEN; j++) {
-            g_assert_cmphex(file[j], ==, pattern(j, i));
-        }
+        g_assert_cmpint(pread(m.h.img_fd, file, LEN, (off_t)(i * 8 + 3) * 512), ==, LEN);
+        qblk_fill_pattern(want, LEN, i);
+        g_assert_cmpmem(file, LEN, want, LEN);
     }
     /* the used-buffer interrupt: InterruptStatus bit 0 and the line, lowered by InterruptACK */
     (void)rd(&m, VIRTIO_MMIO_STATUS);
@@ -306,22 +229,21 @@ static void test_write_read(const void *opaque)
     g_assert_cmphex(rd(&m, VIRTIO_MMIO_INTERRUPT_STATUS), ==, 0);
     /* read back into cleared buffers, then enough rounds to wrap the ring */
     for (unsigned i = 0; i < NREQ; i++) {
-        memset(m.ram + req_gpa(i) + 0x1000, 0, LEN);
-        vm_queue_req(&m, i, VIRTIO_BLK_T_IN, i * 8 + 3, LEN);
+        memset(m.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, 0, LEN);
+        qblk_add(&m.h, m.vq, i, VIRTIO_BLK_T_IN, i * 8 + 3, LEN, false);
     }
     vm_kick(&m);
-    vm_wait(&m, NREQ);
+    qblk_reap(&m.h, m.vq, NREQ);
     for (unsigned i = 0; i < NREQ; i++) {
-        for (size_t j = 0; j < LEN; j++) {
-            g_assert_cmphex(m.ram[req_gpa(i) + 0x1000 + j], ==, pattern(j, i));
-        }
+        qblk_fill_pattern(want, LEN, i);
+        g_assert_cmpmem(m.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, want, LEN);
     }
     for (unsigned round = 0; round < 3 * QNUM / NREQ; round++) {
         for (unsigned i = 0; i < NREQ; i++) {
-            vm_queue_req(&m, i, VIRTIO_BLK_T_IN, i, 512);
+            qblk_add(&m.h, m.vq, i, VIRTIO_BLK_T_IN, i, 512, false);
         }
         vm_kick(&m);
-        vm_wait(&m, NREQ);
+        qblk_reap(&m.h, m.vq, NREQ);
     }
     g_assert_cmpuint(vdriver_inflight(m.vq), ==, 0);
     /* reset: status 0 clears the queue and lowers the line */
@@ -413,9 +335,9 @@ static void test_hostile_registers(void)
     /* config writes outside the device's config are dropped */
     qtest_writel(m.qts, DEV_BASE + VIRTIO_MMIO_CONFIG + 0xf0, 0xffffffff);
     /* the device still works: one read completes with the interrupt */
-    vm_queue_req(&m, 0, VIRTIO_BLK_T_IN, 0, 512);
+    qblk_add(&m.h, m.vq, 0, VIRTIO_BLK_T_IN, 0, 512, false);
     vm_kick(&m);
-    vm_wait(&m, 1);
+    qblk_reap(&m.h, m.vq, 1);
     (void)rd(&m, VIRTIO_MMIO_STATUS);
     g_assert_true(qtest_get_irq(m.qts, DEV_IRQ));
     g_assert_cmphex(rd(&m, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
