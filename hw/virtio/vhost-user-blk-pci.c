@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "hw/virtio/vhost-user-blk.h"
+#include "hw/virtio/vhost-user-pci.h"
 #include "hw/virtio/virtio-pci.h"
 #include "sysemu/chardev.h"
 #include "sysemu/qdev.h"
@@ -28,11 +29,6 @@ typedef struct VHostUserBlkPCI {
 static int vub_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
 {
     return vhost_user_blk_set_config((VHostUserBlk *)vdev, offset, data, len);
-}
-
-static void vub_pci_notify_irq(void *opaque, unsigned n)
-{
-    virtio_pci_notify_queue_irq(opaque, n);
 }
 
 static void vub_pci_unrealize(DeviceState *dev)
@@ -87,8 +83,8 @@ static DeviceState *vub_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         g_free(s);
         return NULL;
     }
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vub.base.parent_obj, "vhost-user-blk-pci", 0x010000, &pconf,
-                                 conf.num_queues + 1, errp)) {
+    if (!vhost_user_pci_realize(&s->proxy, &s->vub.base.vhost, "vhost-user-blk-pci", 0x010000, &pconf,
+                                conf.num_queues + 1, errp)) {
         vhost_user_blk_unrealize(&s->vub);
         chardev_release_vhost_user(chr_id);
         g_free(s);
@@ -96,9 +92,6 @@ static DeviceState *vub_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     }
     s->chardev_id = g_strdup(chr_id);
     s->proxy.config_write = vub_pci_config_write;
-    virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vub.base.vhost);
-    s->vub.base.vhost.notify_irq = vub_pci_notify_irq;
-    s->vub.base.vhost.notify_opaque = &s->proxy;
     s->proxy.pci_dev.qdev.unrealize = vub_pci_unrealize;
     return &s->proxy.pci_dev.qdev;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "hw/virtio/vhost-user-scsi.h"
+#include "hw/virtio/vhost-user-pci.h"
 #include "hw/virtio/virtio-pci.h"
 #include "sysemu/chardev.h"
 #include "sysemu/qdev.h"
@@ -25,11 +26,6 @@ typedef struct VHostUserSCSIPCI {
 static int vus_pci_config_write(VirtIODevice *vdev, uint32_t offset, const uint8_t *data, uint32_t len)
 {
     return vhost_user_scsi_set_config((VHostUserSCSI *)vdev, offset, data, len);
-}
-
-static void vus_pci_notify_irq(void *opaque, unsigned n)
-{
-    virtio_pci_notify_queue_irq(opaque, n);
 }
 
 static void vus_pci_unrealize(DeviceState *dev)
@@ -83,8 +79,7 @@ static DeviceState *vus_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         return NULL;
     }
     /* QEMU's default vectors for virtio-scsi: num_queues + 3 (config, control, event). */
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vus.base.parent_obj, type, 0x010000, &pconf,
-                                 conf.num_queues + 3, errp)) {
+    if (!vhost_user_pci_realize(&s->proxy, &s->vus.base.vhost, type, 0x010000, &pconf, conf.num_queues + 3, errp)) {
         vhost_user_scsi_unrealize(&s->vus);
         chardev_release_vhost_user(chr_id);
         g_free(s);
@@ -92,9 +87,6 @@ static DeviceState *vus_pci_new(const QDevOpt *opts, unsigned n, char **errp)
     }
     s->chardev_id = g_strdup(chr_id);
     s->proxy.config_write = vus_pci_config_write;
-    virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vus.base.vhost);
-    s->vus.base.vhost.notify_irq = vus_pci_notify_irq;
-    s->vus.base.vhost.notify_opaque = &s->proxy;
     s->proxy.pci_dev.qdev.unrealize = vus_pci_unrealize;
     return &s->proxy.pci_dev.qdev;
 }

@@ -29,7 +29,7 @@
 
 #include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
-#include "hw/virtio/vhost-user-base.h"
+#include "hw/virtio/vhost-user-pci.h"
 #include "hw/virtio/virtio-net.h"
 #include "hw/virtio/virtio-pci.h"
 #include "net/net.h"
@@ -67,11 +67,6 @@ static void vnet_pci_unrealize(DeviceState *dev)
     vnet_pci_vhost_unrealize(s);
     virtio_net_unrealize(&s->vnet);
     g_free(s);
-}
-
-static void vnet_pci_notify_irq(void *opaque, unsigned n)
-{
-    virtio_pci_notify_queue_irq(opaque, n);
 }
 
 /* Vhost mode: the data queues (RX and TX of every pair) are the backend's of netdev @nc. */
@@ -174,18 +169,17 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         return NULL;
     }
     /* QEMU's default for virtio-net-pci: 2 * queue pairs + 2 (a vector per queue plus config). */
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vnet.parent_obj, TYPE_NAME, 0x020000, &pconf,
-                                 s->vnet.parent_obj.num_queues + 1, errp)) {
+    if (s->vhost.vdev ? !vhost_user_pci_realize(&s->proxy, &s->vhost, TYPE_NAME, 0x020000, &pconf,
+                                                s->vnet.parent_obj.num_queues + 1, errp)
+                      : !virtio_pci_realize_conf(&s->proxy, &s->vnet.parent_obj, TYPE_NAME, 0x020000, &pconf,
+                                                 s->vnet.parent_obj.num_queues + 1, errp)) {
         vnet_pci_vhost_unrealize(s);
         virtio_net_unrealize(&s->vnet);
         g_free(s);
         return NULL;
     }
-    if (s->vhost.vdev) {
-        virtio_pci_set_queue_notifier(&s->proxy, vhost_user_base_handle_notify, &s->vhost);
-        s->vhost.notify_irq = vnet_pci_notify_irq;
-        s->vhost.notify_opaque = &s->proxy;
-    } else if (nc && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
+    /* A packet peer; a vhost-user netdev is not one (the backend has the data queues). */
+    if (nc && !s->vhost.vdev && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
         /* checked above: nothing else attaches between */
         g_assert_not_reached();
     }
