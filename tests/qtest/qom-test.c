@@ -318,6 +318,53 @@ static void test_set(void)
     g_free(img);
 }
 
+/*
+ * QEMU's qom-test walk: qom-list every object below @path, qom-get every
+ * property, recurse into child<> properties. Returns the objects seen.
+ */
+static unsigned walk(QTestState *s, const char *path, unsigned depth)
+{
+    JSONValue *r = qom_list(s, path), *ret = json_object_get(r, "return");
+    unsigned n = 1;
+
+    g_assert_nonnull(ret);
+    g_assert_cmpuint(depth, <, 16);
+    for (size_t i = 0; i < json_array_size(ret); i++) {
+        JSONValue *e = json_array_get(ret, i), *v;
+        const char *name = json_get_string(json_object_get(e, "name"));
+        const char *type = json_get_string(json_object_get(e, "type"));
+        char *child = g_strdup_printf("%s/%s", strcmp(path, "/") ? path : "", name);
+
+        v = qtest_qom_get(s, path, name);
+        if (g_str_has_prefix(type, "child<")) {
+            g_assert_cmpstr(json_get_string(v), ==, child);
+            n += walk(s, child, depth + 1);
+        } else if (g_str_has_prefix(type, "link<")) {
+            g_assert_cmpint(json_type(v), ==, JSON_STRING);
+        }
+        json_free(v);
+        g_free(child);
+    }
+    json_free(r);
+    return n;
+}
+
+static void test_walk(void)
+{
+    static const char *const machines[] = { "pc", "q35", "microvm", "none" };
+    char *img;
+    QTestState *s = start_two(&img);
+
+    /* root, machine, 3 containers, i440fx, pci.0, ioapic, i440FX, 2 devices with virtio-bus + backend */
+    g_assert_cmpuint(walk(s, "/", 0), ==, 15);
+    stop_two(s, img);
+    for (size_t i = 0; i < G_N_ELEMENTS(machines); i++) {
+        s = qtest_initf("-machine %s -nodefaults", machines[i]);
+        g_assert_cmpuint(walk(s, "/", 0), >=, 5);
+        qtest_quit(s);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -327,6 +374,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qom/peripheral", test_peripheral);
     g_test_add_func("/qom/device-props", test_device_props);
     g_test_add_func("/qom/errors", test_errors);
+    g_test_add_func("/qom/walk", test_walk);
     g_test_add_func("/qom/set", test_set);
     return g_test_run();
 }
