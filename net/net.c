@@ -14,7 +14,7 @@
 /*
  * The netdev types, QEMU's -netdev names. A type lists the options it takes
  * besides "type" and "id"; netdev_new refuses any other, as QEMU does. A
- * new backend (vhost-user: chardev=, queues=) adds its row here.
+ * new backend adds its row here.
  */
 typedef struct NetdevType {
     const char *name;
@@ -26,12 +26,14 @@ static const char *const tap_props[] = { "ifname", "script", "downscript", "vhos
 static const char *const socket_props[] = { "udp", "localaddr", "fd", NULL };
 static const char *const stream_props[] = { "server", "addr.type", "addr.host", "addr.port", "addr.path", NULL };
 static const char *const hubport_props[] = { "hubid", "queues", NULL };
+static const char *const vhost_user_props[] = { "chardev", "queues", NULL };
 
 static const NetdevType netdev_types[] = {
     { "tap", tap_props, net_init_tap },
     { "socket", socket_props, net_init_socket },
     { "stream", stream_props, net_init_stream },
     { "hubport", hubport_props, net_init_hubport },
+    { "vhost-user", vhost_user_props, net_init_vhost_user },
 };
 
 /* Every netdev, in creation order. */

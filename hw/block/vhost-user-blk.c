@@ -54,7 +54,7 @@ void vhost_user_blk_conf_list(void (*fn)(const char *name, const char *type, con
 /* Config space from the backend (at realize and after a reconnect). */
 static int vhost_user_blk_fetch_config(VHostUserBase *b, char **errp)
 {
-    VirtIODevice *vdev = &b->parent_obj;
+    VirtIODevice *vdev = b->vdev;
     uint8_t cfg[sizeof(VirtIOBlkConfig)];
     int ret = vhost_dev_get_config(&b->dev, cfg, sizeof(cfg), errp);
 
@@ -101,8 +101,8 @@ bool vhost_user_blk_realize(VHostUserBlk *s, const VHostUserBlkConf *conf, const
     if (conf->write_zeroes) {
         own |= 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
     }
-    s->base.fetch_config = vhost_user_blk_fetch_config;
-    return vhost_user_base_realize(&s->base, "vhost-user-blk", vhost_user_blk_feature_bits, own, path, fd,
+    s->base.vhost.fetch_config = vhost_user_blk_fetch_config;
+    return vhost_user_device_realize(&s->base, "vhost-user-blk", vhost_user_blk_feature_bits, own, path, fd,
                                    reconnect_ms, mem, ram_fd, errp);
 
 fail_fd:
@@ -114,7 +114,7 @@ fail_fd:
 
 void vhost_user_blk_unrealize(VHostUserBlk *s)
 {
-    vhost_user_base_unrealize(&s->base);
+    vhost_user_device_unrealize(&s->base);
 }
 
 int vhost_user_blk_set_config(VHostUserBlk *s, uint32_t offset, const uint8_t *data, uint32_t len)
@@ -128,5 +128,5 @@ int vhost_user_blk_set_config(VHostUserBlk *s, uint32_t offset, const uint8_t *d
         return -EINVAL;
     }
     vdev->config[wce] = data[0] ? 1 : 0;
-    return vhost_dev_set_config(&s->base.dev, &vdev->config[wce], wce, 1);
+    return vhost_dev_set_config(&s->base.vhost.dev, &vdev->config[wce], wce, 1);
 }

@@ -235,11 +235,24 @@ static void net_reset(VirtIODevice *vdev)
     if (n->peer && n->peer->reset) {
         n->peer->reset(n->peer_opaque);
     }
+    if (n->status_hook) {
+        n->status_hook(n->status_opaque, true);
+    }
+}
+
+static void net_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    VirtIONet *n = VIRTIO_NET(vdev);
+
+    if (n->status_hook) {
+        n->status_hook(n->status_opaque, false);
+    }
 }
 
 static const VirtIODeviceOps virtio_net_ops = {
     .set_features = net_set_features,
     .reset = net_reset,
+    .set_status = net_set_status,
 };
 
 void virtio_net_set_link(VirtIONet *n, bool up)
@@ -773,6 +786,12 @@ void virtio_net_set_peer(VirtIONet *n, const VirtIONetPeerOps *ops, void *opaque
 {
     n->peer = ops;
     n->peer_opaque = opaque;
+}
+
+void virtio_net_set_status_hook(VirtIONet *n, VirtIONetStatusHook *fn, void *opaque)
+{
+    n->status_hook = fn;
+    n->status_opaque = opaque;
 }
 
 void virtio_net_set_poll_mode(VirtIONet *n, bool poll)

@@ -106,7 +106,7 @@ bool vhost_user_scsi_realize(VHostUserSCSI *s, const VHostUserSCSIConf *conf, co
     if (conf->param_change) {
         own |= 1ULL << VIRTIO_SCSI_F_CHANGE;
     }
-    return vhost_user_base_realize(&s->base, "vhost-user-scsi", vhost_user_scsi_feature_bits, own,
+    return vhost_user_device_realize(&s->base, "vhost-user-scsi", vhost_user_scsi_feature_bits, own,
                                    path, fd, reconnect_ms, mem, ram_fd, errp);
 
 fail_fd:
@@ -118,7 +118,7 @@ fail_fd:
 
 void vhost_user_scsi_unrealize(VHostUserSCSI *s)
 {
-    vhost_user_base_unrealize(&s->base);
+    vhost_user_device_unrealize(&s->base);
 }
 
 int vhost_user_scsi_set_config(VHostUserSCSI *s, uint32_t offset, const uint8_t *data, uint32_t len)

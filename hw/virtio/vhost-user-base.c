@@ -10,15 +10,10 @@
 
 #include "hw/virtio/vhost-user-base.h"
 
-static VHostUserBase *to_base(VirtIODevice *vdev)
-{
-    return (VHostUserBase *)vdev;   /* parent_obj is first */
-}
-
 /* Start the backend on the rings the driver set up; a failure is the device's, not the guest's. */
 static void vhost_user_base_start(VHostUserBase *b)
 {
-    VirtIODevice *vdev = &b->parent_obj;
+    VirtIODevice *vdev = b->vdev;
     char *err = NULL;
     int ret;
 
@@ -26,8 +21,8 @@ static void vhost_user_base_start(VHostUserBase *b)
         !vhost_dev_connected(&b->dev)) {
         return;
     }
-    /* The core validated the rings at DRIVER_OK; the backend processes them, not the core. */
-    for (unsigned n = 0; n < vdev->num_queues; n++) {
+    /* The core validated the rings at DRIVER_OK; the backend processes its own, not the core. */
+    for (unsigned n = 0; n < b->nvqs; n++) {
         virtio_queue_deactivate(vdev, n);
     }
     /* A backend that came back with fewer features cannot serve what the driver accepted. */
@@ -49,21 +44,17 @@ static void vhost_user_base_start(VHostUserBase *b)
     g_free(err);
 }
 
-static void base_set_status(VirtIODevice *vdev, uint8_t status)
+void vhost_user_base_status_changed(void *opaque, bool reset)
 {
-    vhost_user_base_start(to_base(vdev));
-}
+    VHostUserBase *b = opaque;
 
-static void base_reset(VirtIODevice *vdev)
-{
-    vhost_dev_reset(&to_base(vdev)->dev);
-    to_base(vdev)->start_failures = 0;
+    if (reset) {
+        vhost_dev_reset(&b->dev);
+        b->start_failures = 0;
+    } else {
+        vhost_user_base_start(b);
+    }
 }
-
-static const VirtIODeviceOps vhost_user_base_ops = {
-    .set_status = base_set_status,
-    .reset = base_reset,
-};
 
 static void base_call(void *opaque, unsigned n)
 {
@@ -100,36 +91,75 @@ void vhost_user_base_handle_notify(void *opaque, unsigned n)
 {
     VHostUserBase *b = opaque;
 
-    vhost_dev_kick(&b->dev, n);
+    if (n < b->nvqs) {
+        vhost_dev_kick(&b->dev, n);
+    } else {
+        virtio_queue_notify(b->vdev, n);    /* a queue the device model serves (net's control queue) */
+    }
 }
 
-bool vhost_user_base_realize(VHostUserBase *b, const char *name, const int *feature_bits, uint64_t own_features,
-                             const char *path, int fd, unsigned reconnect_ms, GuestMemory *mem,
-                             VhostRamFdFn *ram_fd, char **errp)
+bool vhost_user_base_realize(VHostUserBase *b, VirtIODevice *vdev, unsigned nvqs, const char *name,
+                             const int *feature_bits, const char *path, int fd, unsigned reconnect_ms,
+                             GuestMemory *mem, VhostRamFdFn *ram_fd, char **errp)
 {
-    VirtIODevice *vdev = &b->parent_obj;
-
+    g_assert(nvqs >= 1 && nvqs <= vdev->num_queues);    /* host-programming invariant */
+    b->vdev = vdev;
+    b->nvqs = nvqs;
     b->name = name;
     b->feature_bits = feature_bits;
-    b->own_features = own_features;
-    if (vhost_dev_init(&b->dev, path, fd, feature_bits, vdev->num_queues, mem, ram_fd,
-                       &vhost_user_base_dev_ops, b, errp) < 0) {
-        virtio_cleanup(vdev);
+    if (vhost_dev_init(&b->dev, path, fd, feature_bits, nvqs, mem, ram_fd, &vhost_user_base_dev_ops, b,
+                       errp) < 0) {
         return false;
     }
     vhost_dev_set_reconnect(&b->dev, reconnect_ms);
     if (b->fetch_config && b->fetch_config(b, errp) < 0) {
         vhost_dev_cleanup(&b->dev);
-        virtio_cleanup(vdev);
         return false;
     }
-    vdev->host_features = vhost_get_features(feature_bits, b->dev.backend_features, own_features);
-    vdev->ops = &vhost_user_base_ops;
+    vdev->host_features = vhost_get_features(feature_bits, b->dev.backend_features, vdev->host_features);
     return true;
 }
 
 void vhost_user_base_unrealize(VHostUserBase *b)
 {
     vhost_dev_cleanup(&b->dev);
-    virtio_cleanup(&b->parent_obj);
+}
+
+/* ---- VHostUserDevice: the core tells the base of status writes and resets ---- */
+
+static void vhost_user_device_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    vhost_user_base_status_changed(&((VHostUserDevice *)vdev)->vhost, false);   /* parent_obj is first */
+}
+
+static void vhost_user_device_reset(VirtIODevice *vdev)
+{
+    vhost_user_base_status_changed(&((VHostUserDevice *)vdev)->vhost, true);
+}
+
+static const VirtIODeviceOps vhost_user_device_ops = {
+    .set_status = vhost_user_device_set_status,
+    .reset = vhost_user_device_reset,
+};
+
+bool vhost_user_device_realize(VHostUserDevice *d, const char *name, const int *feature_bits, uint64_t own_features,
+                               const char *path, int fd, unsigned reconnect_ms, GuestMemory *mem,
+                               VhostRamFdFn *ram_fd, char **errp)
+{
+    VirtIODevice *vdev = &d->parent_obj;
+
+    vdev->host_features = own_features;
+    if (!vhost_user_base_realize(&d->vhost, vdev, vdev->num_queues, name, feature_bits, path, fd, reconnect_ms,
+                                 mem, ram_fd, errp)) {
+        virtio_cleanup(vdev);
+        return false;
+    }
+    vdev->ops = &vhost_user_device_ops;
+    return true;
+}
+
+void vhost_user_device_unrealize(VHostUserDevice *d)
+{
+    vhost_user_base_unrealize(&d->vhost);
+    virtio_cleanup(&d->parent_obj);
 }

@@ -83,7 +83,7 @@ static DeviceState *vub_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         g_free(s);
         return NULL;
     }
-    if (!vhost_user_pci_realize(&s->proxy, &s->vub.base, "vhost-user-blk-pci", 0x010000, &pconf,
+    if (!vhost_user_pci_realize(&s->proxy, &s->vub.base.vhost, "vhost-user-blk-pci", 0x010000, &pconf,
                                 conf.num_queues + 1, errp)) {
         vhost_user_blk_unrealize(&s->vub);
         chardev_release_vhost_user(chr_id);

@@ -13,7 +13,7 @@ static void vhost_user_pci_notify_irq(void *opaque, unsigned n)
 bool vhost_user_pci_realize(VirtIOPCIProxy *proxy, VHostUserBase *b, const char *type_name, uint32_t class_code,
                             const VirtIOPCIConf *pconf, unsigned default_vectors, char **errp)
 {
-    if (!virtio_pci_realize_conf(proxy, &b->parent_obj, type_name, class_code, pconf, default_vectors, errp)) {
+    if (!virtio_pci_realize_conf(proxy, b->vdev, type_name, class_code, pconf, default_vectors, errp)) {
         return false;
     }
     virtio_pci_set_queue_notifier(proxy, vhost_user_base_handle_notify, b);

@@ -79,7 +79,7 @@ static DeviceState *vus_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         return NULL;
     }
     /* QEMU's default vectors for virtio-scsi: num_queues + 3 (config, control, event). */
-    if (!vhost_user_pci_realize(&s->proxy, &s->vus.base, type, 0x010000, &pconf, conf.num_queues + 3, errp)) {
+    if (!vhost_user_pci_realize(&s->proxy, &s->vus.base.vhost, type, 0x010000, &pconf, conf.num_queues + 3, errp)) {
         vhost_user_scsi_unrealize(&s->vus);
         chardev_release_vhost_user(chr_id);
         g_free(s);

@@ -13,6 +13,14 @@
  * the main loop) or, for a hub, when the other NIC transmits. Without
  * netdev= frames are dropped (a NIC with its cable out, link still up).
  *
+ * Vhost mode (netdev=ID of a -netdev vhost-user): the RX/TX queues of every
+ * pair go to the vhost-user backend through the vhost-user device base
+ * (hw/virtio/vhost-user-base.c, feature table vhost_user_net_feature_bits);
+ * the control queue, the config space (MAC, status, max pairs, mtu) and the
+ * device's own feature offer stay with the device model, that offer masked
+ * by the table against the backend's (IN_ORDER reaches the driver only with
+ * in_order=on and a backend that offers it).
+ *
  * Context: main loop thread only.
  */
 #include <glib.h>
@@ -21,6 +29,7 @@
 
 #include "hw/pci/msix.h"
 #include "hw/pci/pci.h"
+#include "hw/virtio/vhost-user-pci.h"
 #include "hw/virtio/virtio-net.h"
 #include "hw/virtio/virtio-pci.h"
 #include "net/net.h"
@@ -33,17 +42,53 @@
 typedef struct VirtIONetPCI {
     VirtIOPCIProxy proxy;       /* first: the PCIDevice */
     VirtIONet vnet;
-    VirtIONetClient client;     /* client.nc NULL without netdev= */
+    VirtIONetClient client;     /* client.nc NULL without netdev= or in vhost mode */
+    VHostUserBase vhost;        /* vhost mode: vhost.vdev set */
+    NetClientState *vhost_nc;   /* vhost mode: the vhost-user netdev */
 } VirtIONetPCI;
+
+static void vnet_pci_vhost_unrealize(VirtIONetPCI *s)
+{
+    if (s->vhost.vdev) {
+        virtio_net_set_status_hook(&s->vnet, NULL, NULL);
+        vhost_user_base_unrealize(&s->vhost);
+        s->vhost.vdev = NULL;
+        net_vhost_user_release(s->vhost_nc);
+        s->vhost_nc = NULL;
+    }
+}
 
 static void vnet_pci_unrealize(DeviceState *dev)
 {
     VirtIONetPCI *s = (VirtIONetPCI *)dev;
 
-    virtio_pci_unrealize(&s->proxy);
+    virtio_pci_unrealize(&s->proxy);        /* resets the device: the backend stops its rings */
     virtio_net_client_detach(&s->client);
+    vnet_pci_vhost_unrealize(s);
     virtio_net_unrealize(&s->vnet);
     g_free(s);
+}
+
+/* Vhost mode: the data queues (RX and TX of every pair) are the backend's of netdev @nc. */
+static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **errp)
+{
+    const char *path;
+    unsigned reconnect_ms;
+    int fd;
+
+    if (!net_vhost_user_take(nc, &fd, &path, &reconnect_ms, errp)) {
+        return false;
+    }
+    if (!vhost_user_base_realize(&s->vhost, &s->vnet.parent_obj, 2 * s->vnet.max_queue_pairs, TYPE_NAME,
+                                 vhost_user_net_feature_bits, path, fd, reconnect_ms, vdm_guest_memory(),
+                                 vdm_ram_fd, errp)) {
+        s->vhost.vdev = NULL;
+        net_vhost_user_release(nc);
+        return false;
+    }
+    s->vhost_nc = nc;
+    virtio_net_set_status_hook(&s->vnet, vhost_user_base_status_changed, &s->vhost);
+    return true;
 }
 
 static bool set_error(char **errp, GError *gerr, const char *key)
@@ -103,7 +148,7 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
             *errp = g_strdup_printf("Property '" TYPE_NAME ".netdev' can't find value '%s'", netdev_id);
             return NULL;
         }
-        if (nc->fe) {
+        if (nc->fe && !net_client_is_vhost_user(nc)) {
             *errp = g_strdup_printf("Property '" TYPE_NAME ".netdev' can't take value '%s', it's in use",
                                     netdev_id);
             return NULL;
@@ -118,19 +163,23 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         g_free(s);
         return NULL;
     }
-    /* QEMU's default for virtio-net-pci: 2 * queue pairs + 2 (a vector per queue plus config). */
-    if (!virtio_pci_realize_conf(&s->proxy, &s->vnet.parent_obj, TYPE_NAME, 0x020000, &pconf,
-                                 s->vnet.parent_obj.num_queues + 1, errp)) {
+    if (nc && net_client_is_vhost_user(nc) && !vnet_pci_vhost_realize(s, nc, errp)) {
         virtio_net_unrealize(&s->vnet);
         g_free(s);
         return NULL;
     }
-    /*
-     * A packet peer. (A vhost-user netdev, a row still to come in net/net.c's
-     * table, is not one: its NIC would hand the rings to the vhost frontend,
-     * hw/virtio/vhost.c, instead of attaching here; tell it by nc->info->type.)
-     */
-    if (nc && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
+    /* QEMU's default for virtio-net-pci: 2 * queue pairs + 2 (a vector per queue plus config). */
+    if (s->vhost.vdev ? !vhost_user_pci_realize(&s->proxy, &s->vhost, TYPE_NAME, 0x020000, &pconf,
+                                                s->vnet.parent_obj.num_queues + 1, errp)
+                      : !virtio_pci_realize_conf(&s->proxy, &s->vnet.parent_obj, TYPE_NAME, 0x020000, &pconf,
+                                                 s->vnet.parent_obj.num_queues + 1, errp)) {
+        vnet_pci_vhost_unrealize(s);
+        virtio_net_unrealize(&s->vnet);
+        g_free(s);
+        return NULL;
+    }
+    /* A packet peer; a vhost-user netdev is not one (the backend has the data queues). */
+    if (nc && !s->vhost.vdev && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {
         /* checked above: nothing else attaches between */
         g_assert_not_reached();
     }
@@ -152,7 +201,7 @@ static void vnet_pci_list_props(DeviceState *dev, QDevPropFn *fn, void *opaque)
     VirtIONetPCI *s = (VirtIONetPCI *)dev;
     char vectors[16];
 
-    fn("netdev", "str", s->client.nc ? s->client.nc->id : "", opaque);
+    fn("netdev", "str", s->client.nc ? s->client.nc->id : s->vhost_nc ? s->vhost_nc->id : "", opaque);
     fn("mq", "bool", s->vnet.max_queue_pairs > 1 ? "on" : "off", opaque);
     g_snprintf(vectors, sizeof(vectors), "%u", msix_nr_vectors(&s->proxy.pci_dev));
     fn("vectors", "uint32", vectors, opaque);

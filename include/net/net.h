@@ -3,7 +3,8 @@
  * backend and the NIC (frontend) that uses it.
  *
  * A NetClientState is a backend: tap (net/tap.c), socket/stream (net/socket.c),
- * hubport (net/hub.c); one NIC attaches to it (net_client_attach). Frames
+ * hubport (net/hub.c), vhost-user (net/vhost-user.c: no frames here, the NIC
+ * runs in vhost mode); one NIC attaches to it (net_client_attach). Frames
  * travel without a virtio-net header both ways, so the interface matches
  * the peer interface of hw/net/virtio-net.c (include/hw/virtio/virtio-net.h)
  * one to one:
@@ -154,7 +155,7 @@ bool net_opt_bool(const char *v, bool *out);
 bool net_parse_host_port(const char *str, int socktype, struct sockaddr_storage *ss, unsigned *sslen,
                          char **errp);
 
-/* ---- the types (net/tap.c, net/socket.c, net/hub.c) ---- */
+/* ---- the types (net/tap.c, net/socket.c, net/hub.c, net/vhost-user.c) ---- */
 
 /*
  * Open tap device @ifname (IFF_TAP | IFF_NO_PI, no vnet header: virtio-net
@@ -171,5 +172,22 @@ NetClientState *net_init_tap(const char *id, const QDevOpt *opts, unsigned n, ch
 NetClientState *net_init_socket(const char *id, const QDevOpt *opts, unsigned n, char **errp);
 NetClientState *net_init_stream(const char *id, const QDevOpt *opts, unsigned n, char **errp);
 NetClientState *net_init_hubport(const char *id, const QDevOpt *opts, unsigned n, char **errp);
+
+/*
+ * vhost-user (net/vhost-user.c): chardev=CHR (a connected client socket
+ * chardev, taken at creation), queues=N. Its NIC serves the data queues
+ * through the backend (vhost mode) and sends no frames through the netdev.
+ */
+NetClientState *net_init_vhost_user(const char *id, const QDevOpt *opts, unsigned n, char **errp);
+bool net_client_is_vhost_user(const NetClientState *nc);
+/*
+ * Hand the backend connection to a NIC: *@fd the socket connected at
+ * creation (the caller owns it now), or -1 after an earlier NIC had it
+ * (connect to *@path again), the socket path and reconnect interval (valid
+ * while @nc lives). False with *@errp set while another NIC has it.
+ */
+bool net_vhost_user_take(NetClientState *nc, int *fd, const char **path, unsigned *reconnect_ms, char **errp);
+/* The NIC is gone (unplugged, or failed to realize): another may take the netdev. */
+void net_vhost_user_release(NetClientState *nc);
 
 #endif

@@ -37,6 +37,7 @@ typedef struct VDriverBuf {
 
 struct VDriverQueue {
     VDriverQueueConfig cfg;
+    bool ignore_readonly_len;   /* vdriver_ignore_readonly_len */
     unsigned num;
     unsigned num_free;          /* descriptor slots free */
     unsigned inflight;
@@ -555,7 +556,9 @@ void *vdriver_get_buf(VDriverQueue *q, uint32_t *len, bool *batched)
         }
         used_len = le32toh(d->len);
         /* spec 2.8.4: len is only meaningful with WRITE; the device must set it when len > 0 */
-        if (used_len > 0 && !(flags & VRING_DESC_F_WRITE)) {
+        if (used_len > 0 && !(flags & VRING_DESC_F_WRITE) && q->ignore_readonly_len) {
+            used_len = 0;
+        } else if (used_len > 0 && !(flags & VRING_DESC_F_WRITE)) {
             violation(q, "used descriptor at %u has len %u without the WRITE flag", q->last_used, used_len);
             return NULL;
         }
@@ -576,6 +579,11 @@ void *vdriver_get_buf(VDriverQueue *q, uint32_t *len, bool *batched)
         e = q->used->ring[q->last_used_idx & (q->num - 1)];
         return take_used(q, le32toh(e.id), le32toh(e.len), room, len, batched);
     }
+}
+
+void vdriver_ignore_readonly_len(VDriverQueue *q, bool on)
+{
+    q->ignore_readonly_len = on;
 }
 
 bool vdriver_has_used(VDriverQueue *q)

@@ -86,6 +86,13 @@ bool vdriver_kick_prepare(VDriverQueue *q);
  */
 void *vdriver_get_buf(VDriverQueue *q, uint32_t *len, bool *batched);
 
+/*
+ * Packed: take a used descriptor with len > 0 and no WRITE flag as len 0
+ * (spec 2.8.4: drivers ignore that len) instead of a violation. For foreign
+ * devices (DPDK's vhost writes TX lengths there); vdm's own must not.
+ */
+void vdriver_ignore_readonly_len(VDriverQueue *q, bool on);
+
 /* Is anything used that vdriver_get_buf has not returned yet? */
 bool vdriver_has_used(VDriverQueue *q);
 

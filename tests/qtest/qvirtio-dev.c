@@ -121,3 +121,13 @@ void *qvdev_wait_used(QVirtioDev *d, unsigned q, uint32_t *len)
     g_assert_null(vdriver_error(d->vq[q]));
     return tok;
 }
+
+void qvdev_add_layout_tests(const char *prefix, const char *name, GTestDataFunc fn)
+{
+    for (size_t i = 0; i < VDRIVER_NUM_LAYOUTS; i++) {
+        char *path = g_strdup_printf("%s/%s/%s", prefix, name, vdriver_layouts[i].name);
+
+        g_test_add_data_func(path, &vdriver_layouts[i], fn);
+        g_free(path);
+    }
+}

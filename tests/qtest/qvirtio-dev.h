@@ -53,6 +53,9 @@ uint64_t qvdev_init(QVirtioDev *d, bool packed, bool in_order, uint64_t extra, u
 void qvdev_kick(QVirtioDev *d, unsigned q);
 /* The next used buffer of queue @q (bounded wait; asserts no device violation). */
 void *qvdev_wait_used(QVirtioDev *d, unsigned q, uint32_t *len);
+/* Register @fn as test "@prefix/@name/LAYOUT" for each of the four layouts (its data: the VDriverLayout). */
+void qvdev_add_layout_tests(const char *prefix, const char *name, GTestDataFunc fn);
+
 /* Host pointer to guest-physical @gpa. */
 static inline void *qvdev_host(QVirtioDev *d, uint64_t gpa)
 {

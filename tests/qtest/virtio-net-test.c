@@ -34,6 +34,7 @@
 #include "hw/virtio/virtio-net.h"
 #include "hw/virtio/virtio-pci.h"
 #include "qpci.h"
+#include "qvirtio-dev.h"
 #include "vdriver.h"
 
 #define RAM_SIZE        (64u << 20)
@@ -985,12 +986,7 @@ static void test_tap(void)
 
 static void add_layout_tests(const char *name, GTestDataFunc fn)
 {
-    for (size_t i = 0; i < VDRIVER_NUM_LAYOUTS; i++) {
-        char *path = g_strdup_printf("/virtio-net-pci/%s/%s", name, vdriver_layouts[i].name);
-
-        g_test_add_data_func(path, &vdriver_layouts[i], fn);
-        g_free(path);
-    }
+    qvdev_add_layout_tests("/virtio-net-pci", name, fn);
 }
 
 int main(int argc, char **argv)

@@ -34,7 +34,7 @@ typedef struct VHostUserBlkConf {
 } VHostUserBlkConf;
 
 typedef struct VHostUserBlk {
-    VHostUserBase base;         /* first: the VirtIODevice, the vhost_dev, start/stop/reconnect */
+    VHostUserDevice base;       /* first: the VirtIODevice, the vhost_dev, start/stop/reconnect */
     VHostUserBlkConf conf;
 } VHostUserBlk;
 

@@ -35,7 +35,7 @@ typedef struct VHostUserSCSIConf {
 } VHostUserSCSIConf;
 
 typedef struct VHostUserSCSI {
-    VHostUserBase base;         /* first */
+    VHostUserDevice base;       /* first: the VirtIODevice and the base (every queue the backend's) */
     VHostUserSCSIConf conf;
 } VHostUserSCSI;
 

@@ -197,6 +197,13 @@ typedef struct VirtIONetQueue {
     VirtIONetQueueStats stats;
 } VirtIONetQueue;
 
+/*
+ * Told of every status write (@reset false, after the core applied it) and
+ * of every reset (@reset true): for a host that serves the data queues
+ * elsewhere (vhost mode: vhost_user_base_status_changed).
+ */
+typedef void VirtIONetStatusHook(void *opaque, bool reset);
+
 typedef struct VirtIONet {
     VirtIODevice parent_obj;    /* first: VIRTIO_NET() casts from it */
     VirtIONetConf conf;
@@ -213,6 +220,8 @@ typedef struct VirtIONet {
     VirtIONetStats stats;
     struct iovec *ctrl_sg;      /* VIRTQUEUE_MAX_SG iovecs for control commands */
     bool poll_mode;             /* the host polls the rings: never ask for kicks */
+    VirtIONetStatusHook *status_hook;   /* NULL: none (virtio_net_set_status_hook) */
+    void *status_opaque;
 } VirtIONet;
 
 static inline VirtIONet *VIRTIO_NET(VirtIODevice *vdev)
@@ -248,6 +257,8 @@ bool virtio_net_realize(VirtIONet *n, const VirtIONetConf *conf, GuestMemory *me
 void virtio_net_unrealize(VirtIONet *n);
 
 void virtio_net_set_peer(VirtIONet *n, const VirtIONetPeerOps *ops, void *opaque);
+/* Set (after virtio_net_realize) or clear (@fn NULL) the status hook. */
+void virtio_net_set_status_hook(VirtIONet *n, VirtIONetStatusHook *fn, void *opaque);
 
 /*
  * The host polls the rings (calls virtio_queue_notify on every RX and TX
