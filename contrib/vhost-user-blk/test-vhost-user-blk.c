@@ -12,17 +12,11 @@
  * Usage: test-vhost-user-blk DAEMON (meson passes the built daemon).
  */
 #include <endian.h>
-#include <fcntl.h>
-#include <glib.h>
 #include <glib/gstdio.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "hw/virtio/virtio-blk.h"
-#include "vdriver.h"
-#include "vhost-user-frontend.h"
+#include "vdmd-test.h"
 
 #define RAM_SIZE    (4ull * 1024 * 1024)
 #define IMG_SIZE    (2ull * 1024 * 1024)
@@ -41,8 +35,8 @@ typedef struct Case {
 
 typedef struct Run {
     const Case *c;
-    char *dir, *sock, *image, *log;
-    GPid pid;
+    VdmdTestDaemon d;
+    char *image;
     VuFrontend f;
     VuFrontendRing ring;
     VDriverQueue *q;
@@ -57,11 +51,10 @@ typedef struct Req {
 static void start_daemon(Run *r)
 {
     GPtrArray *argv = g_ptr_array_new();
-    pid_t pid;
 
     g_ptr_array_add(argv, (char *)daemon_path);
     g_ptr_array_add(argv, "--socket");
-    g_ptr_array_add(argv, r->sock);
+    g_ptr_array_add(argv, r->d.sock);
     g_ptr_array_add(argv, "--image");
     g_ptr_array_add(argv, r->image);
     g_ptr_array_add(argv, "--backend");
@@ -78,18 +71,8 @@ static void start_daemon(Run *r)
         g_ptr_array_add(argv, "--read-only");
     }
     g_ptr_array_add(argv, NULL);
-    pid = fork();
-    g_assert_cmpint(pid, >=, 0);
-    if (pid == 0) {
-        int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
-            _exit(126);
-        }
-        execv(daemon_path, (char **)argv->pdata);
-        _exit(127);
-    }
+    vdmd_test_daemon_spawn(&r->d, (const char *const *)argv->pdata);
     g_ptr_array_free(argv, TRUE);
-    r->pid = pid;
 }
 
 static void run_setup(Run *r, const Case *c)
@@ -98,78 +81,38 @@ static void run_setup(Run *r, const Case *c)
                     1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_BLK_F_SEG_MAX |
                     1ull << VIRTIO_BLK_F_BLK_SIZE;
     VDriverQueueConfig qc = { .num = QNUM, .packed = c->packed, .in_order = c->in_order };
-    GError *err = NULL;
-    int fd;
 
     memset(r, 0, sizeof(*r));
     r->c = c;
-    r->dir = g_dir_make_tmp("vdm-vublk-XXXXXX", &err);
-    g_assert_no_error(err);
-    r->sock = g_build_filename(r->dir, "sock", NULL);
-    r->image = g_build_filename(r->dir, "disk.img", NULL);
-    r->log = g_build_filename(r->dir, "daemon.log", NULL);
-    fd = open(r->image, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, IMG_SIZE), ==, 0);
-    close(fd);
+    vdmd_test_daemon_init(&r->d, "vdm-vublk-XXXXXX");
+    r->image = vdmd_test_image_new(&r->d, "disk.img", IMG_SIZE);
     start_daemon(r);
-
-    g_assert_cmpint(vuf_connect(&r->f, r->sock, 10000), ==, 0);
-    g_assert_cmpint(vuf_ram_create(&r->f, RAM_SIZE), ==, 0);
-    if (c->packed) {
-        want |= 1ull << VIRTIO_F_RING_PACKED;
-    }
-    if (c->in_order) {
-        want |= 1ull << VIRTIO_F_IN_ORDER;
-    }
-    g_assert_cmpint(vuf_negotiate(&r->f, want, 1ull << VHOST_USER_PROTOCOL_F_CONFIG), ==, 0);
-    g_assert_cmpint(!!(r->f.features & (1ull << VIRTIO_F_IN_ORDER)), ==, c->in_order);
-    g_assert_cmpint(!!(r->f.features & (1ull << VIRTIO_F_RING_PACKED)), ==, c->packed);
-    g_assert_cmpint(vuf_set_mem_table(&r->f), ==, 0);
+    vdmd_test_connect(&r->f, r->d.sock, RAM_SIZE, want, c->packed, c->in_order,
+                      1ull << VHOST_USER_PROTOCOL_F_CONFIG);
 
     r->heap = vdriver_layout_rings(&qc, VUF_RAM_GPA);
     qc.indirect = (r->heap + 15) & ~15ull;
     qc.indirect_max = 8;
     r->heap = (qc.indirect + 16ull * 8 * QNUM + 4095) & ~4095ull;
-    r->q = vdriver_queue_new(&r->f.mem, &qc);
-    g_assert_nonnull(r->q);
-    r->ring = (VuFrontendRing) {
-        .index = 0, .num = QNUM, .desc = qc.desc, .driver = qc.driver, .device = qc.device,
-        /* Packed: avail and used wrap counters both start at 1 (bit 15 of each half). */
-        .base = c->packed ? 0x80008000u : 0, .kick_fd = -1, .call_fd = -1,
-    };
+    r->q = vdmd_test_queue_new(&r->f, &qc, 0, &r->ring);
     g_assert_cmpint(vuf_ring_setup(&r->f, &r->ring), ==, 0);
 }
 
 /* Stop the daemon with SIGTERM; it must exit 0. Returns its log. */
 static char *run_finish(Run *r)
 {
-    int status;
-    char *log = NULL;
-
     g_assert_null(vdriver_error(r->q));
     vdriver_queue_free(r->q);
     vuf_close(&r->f);
     vuf_ring_close(&r->ring);
-    g_assert_cmpint(kill(r->pid, SIGTERM), ==, 0);
-    g_assert_cmpint(waitpid(r->pid, &status, 0), ==, r->pid);
-    g_assert_true(g_file_get_contents(r->log, &log, NULL, NULL));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        g_error("daemon exit status 0x%x; log:\n%s", status, log);
-    }
-    return log;
+    return vdmd_test_daemon_stop(&r->d);
 }
 
 static void run_cleanup(Run *r)
 {
-    g_unlink(r->sock);
     g_unlink(r->image);
-    g_unlink(r->log);
-    g_rmdir(r->dir);
-    g_free(r->sock);
     g_free(r->image);
-    g_free(r->log);
-    g_free(r->dir);
+    vdmd_test_daemon_cleanup(&r->d);
 }
 
 static Req req_new(Run *r, uint32_t type, uint64_t sector, uint32_t len)
@@ -177,12 +120,10 @@ static Req req_new(Run *r, uint32_t type, uint64_t sector, uint32_t len)
     Req q;
     VirtIOBlkOutHdr *h;
 
-    q.hdr = r->heap;
+    q.hdr = vdmd_test_alloc(&r->heap, 16 + len + 1, VUF_RAM_GPA + RAM_SIZE);
     q.data = q.hdr + 16;
     q.status = q.data + len;
     q.len = len;
-    r->heap = (q.status + 1 + 63) & ~63ull;
-    g_assert_cmpuint(r->heap, <=, VUF_RAM_GPA + RAM_SIZE);
     h = vuf_host(&r->f, q.hdr);
     h->type = htole32(type);
     h->ioprio = 0;
@@ -207,29 +148,20 @@ static void req_post(Run *r, Req *q, bool device_writes_data)
 
 static void kick(Run *r)
 {
-    if (vdriver_kick_prepare(r->q)) {
-        vuf_kick(&r->ring);
-    }
+    vdmd_test_kick(r->q, &r->ring);
 }
 
 /* Reap @n used buffers with status @status; under IN_ORDER they must be @reqs in order. */
 static void reap_status(Run *r, Req *reqs, unsigned n, uint8_t status)
 {
-    unsigned got = 0;
-
-    while (got < n) {
+    for (unsigned got = 0; got < n; got++) {
         uint32_t len;
-        Req *q = vdriver_get_buf(r->q, &len, NULL);
-        if (!q) {
-            g_assert_null(vdriver_error(r->q));
-            g_assert_true(vuf_wait_call(&r->f, &r->ring));
-            continue;
-        }
+        Req *q = vdmd_test_wait_buf(&r->f, r->q, &r->ring, &len);
+
         if (r->c->in_order) {
             g_assert_true(q == &reqs[got]);
         }
         g_assert_cmpint(*(uint8_t *)vuf_host(&r->f, q->status), ==, status);
-        got++;
     }
 }
 
@@ -246,7 +178,6 @@ static void test_e2e(gconstpointer data)
     char *log;
     uint8_t buf[REQ_BYTES];
     bool null_engine = !strcmp(c->engine, "null");
-    int fd;
 
     run_setup(&r, c);
     /* Sixteen writes in flight at once, then sixteen reads of them. */
@@ -279,10 +210,8 @@ static void test_e2e(gconstpointer data)
 
     log = run_finish(&r);
     g_test_message("%s", log);
-    g_assert_nonnull(strstr(log, c->in_order ? "VIRTIO_F_IN_ORDER negotiated"
-                                             : "VIRTIO_F_IN_ORDER NOT negotiated"));
-    g_assert_nonnull(strstr(log, c->packed ? "VIRTIO_F_RING_PACKED negotiated"
-                                           : "VIRTIO_F_RING_PACKED NOT negotiated"));
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_IN_ORDER", c->in_order);
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_RING_PACKED", c->packed);
     g_assert_nonnull(strstr(log, "write=16"));
     g_assert_nonnull(strstr(log, "read=16"));
     g_assert_nonnull(strstr(log, "used buffers=34"));
@@ -293,15 +222,7 @@ static void test_e2e(gconstpointer data)
         return;
     }
     /* The image, read behind the daemon's back. */
-    fd = open(r.image, O_RDONLY);
-    g_assert_cmpint(fd, >=, 0);
-    for (unsigned i = 0; i < 16; i++) {
-        uint8_t want[REQ_BYTES];
-        memset(want, 0x10 + i, sizeof(want));
-        g_assert_cmpint(pread(fd, buf, sizeof(buf), i * 16 * 512), ==, (ssize_t)sizeof(buf));
-        g_assert_cmpmem(buf, sizeof(buf), want, sizeof(want));
-    }
-    close(fd);
+    vdmd_test_assert_image_pattern(r.image, 16, REQ_BYTES);
     run_cleanup(&r);
 }
 
@@ -335,13 +256,8 @@ static void test_bad_options(void)
 {
     const char *argv[] = { daemon_path, "--socket", "/nonexistent/dir/sock", "--image", "/nonexistent",
                            NULL };
-    gint status;
-    GError *err = NULL;
 
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL |
-                               G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, &err));
-    g_assert_no_error(err);
-    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    vdmd_test_assert_fails(argv);
 }
 
 int main(int argc, char **argv)
@@ -356,13 +272,7 @@ int main(int argc, char **argv)
         { "split/null", false, false, "null", false },
     };
 
-    g_test_init(&argc, &argv, NULL);
-    if (argc < 2) {
-        g_printerr("usage: %s DAEMON\n", argv[0]);
-        return 2;
-    }
-    daemon_path = argv[1];
-    signal(SIGPIPE, SIG_IGN);
+    daemon_path = vdmd_test_init(&argc, &argv);
     for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = g_strdup_printf("/vhost-user-blk/%s", cases[i].name);
         g_test_add_data_func(path, &cases[i], test_e2e);

@@ -9,17 +9,14 @@
  *
  * Context: single-threaded (the thread-pool engine's workers only do I/O).
  */
-#include <errno.h>
-#include <glib-unix.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "block/block-backend.h"
 #include "hw/virtio/vhost-user-backend.h"
 #include "hw/virtio/virtio-blk.h"
+#include "vdmd.h"
+#include "vdmd-blk.h"
 
 static const char *const blk_type_names[16] = {
     [VIRTIO_BLK_T_IN] = "read",
@@ -50,18 +47,6 @@ typedef struct Daemon {
     unsigned connections;
 } Daemon;
 
-static void log_msg(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static void log_msg(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fputs("vdm-vhost-user-blk: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* ---- statistics ---- */
 
 static void device_totals(Daemon *d, Totals *t)
@@ -78,25 +63,11 @@ static void device_totals(Daemon *d, Totals *t)
     t->bytes_written = st.bytes_written;
 }
 
-/* The core's queue counters are cleared by a queue reset: keep the latest copy. */
-static void snapshot_queues(Daemon *d)
-{
-    VirtIODevice *vdev = &d->dev.parent_obj;
-
-    for (unsigned n = 0; n < vdev->num_queues; n++) {
-        VirtQueueStats st;
-        virtio_queue_get_stats(virtio_get_queue(vdev, n), &st);
-        /* Never go backwards: a reset queue reports zeros until it runs again. */
-        if (st.popped >= d->qstats[n].popped) {
-            d->qstats[n] = st;
-        }
-    }
-}
-
 /* This connection's counters: device counters since it started, plus its queues. */
 static void connection_totals(Daemon *d, Totals *t)
 {
     Totals now;
+    VirtQueueStats q;
 
     device_totals(d, &now);
     memset(t, 0, sizeof(*t));
@@ -108,12 +79,11 @@ static void connection_totals(Daemon *d, Totals *t)
     t->unsupp = now.unsupp - d->conn_start.unsupp;
     t->bytes_read = now.bytes_read - d->conn_start.bytes_read;
     t->bytes_written = now.bytes_written - d->conn_start.bytes_written;
-    for (unsigned n = 0; n < d->dev.parent_obj.num_queues; n++) {
-        t->used += d->qstats[n].used;
-        t->used_entries += d->qstats[n].used_entries;
-        t->flushes += d->qstats[n].flushes;
-        t->notifies += d->qstats[n].notifies;
-    }
+    vdmd_queue_stats_sum(d->qstats, d->dev.parent_obj.num_queues, &q);
+    t->used = q.used;
+    t->used_entries = q.used_entries;
+    t->flushes = q.flushes;
+    t->notifies = q.notifies;
 }
 
 static void totals_add(Totals *a, const Totals *b)
@@ -144,13 +114,13 @@ static void print_summary(const char *what, const Totals *t)
                                    t->reqs[i]);
         }
     }
-    log_msg("%s: %" PRIu64 " requests (%s ) status ok=%" PRIu64 " ioerr=%" PRIu64 " unsupp=%" PRIu64
-            "; %" PRIu64 " bytes read, %" PRIu64 " written", what, total, s->len ? s->str : " none",
-            t->ok, t->ioerr, t->unsupp, t->bytes_read, t->bytes_written);
-    log_msg("%s: used buffers=%" PRIu64 " used entries=%" PRIu64 " (batches; %" PRIu64
-            " buffers published without an entry of their own) flushes=%" PRIu64 " notifies=%" PRIu64,
-            what, t->used, t->used_entries, t->used - MIN(t->used, t->used_entries), t->flushes,
-            t->notifies);
+    vdmd_log("%s: %" PRIu64 " requests (%s ) status ok=%" PRIu64 " ioerr=%" PRIu64 " unsupp=%" PRIu64
+             "; %" PRIu64 " bytes read, %" PRIu64 " written", what, total, s->len ? s->str : " none",
+             t->ok, t->ioerr, t->unsupp, t->bytes_read, t->bytes_written);
+    vdmd_log("%s: used buffers=%" PRIu64 " used entries=%" PRIu64 " (batches; %" PRIu64
+             " buffers published without an entry of their own) flushes=%" PRIu64 " notifies=%" PRIu64,
+             what, t->used, t->used_entries, t->used - MIN(t->used, t->used_entries), t->flushes,
+             t->notifies);
     g_string_free(s, TRUE);
 }
 
@@ -158,15 +128,8 @@ static void print_summary(const char *what, const Totals *t)
 
 static void log_features(Daemon *d)
 {
-    VirtIODevice *vdev = &d->dev.parent_obj;
-    char names[1024];
-
-    virtio_features_describe(VIRTIO_ID_BLOCK, vdev->guest_features, names, sizeof(names));
-    log_msg("negotiated features 0x%" PRIx64 ": %s", vdev->guest_features, names);
-    log_msg("VIRTIO_F_IN_ORDER %s, VIRTIO_F_RING_PACKED %s, write cache %s",
-            virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER) ? "negotiated" : "NOT negotiated",
-            virtio_vdev_has_feature(vdev, VIRTIO_F_RING_PACKED) ? "negotiated" : "NOT negotiated",
-            virtio_blk_writeback(&d->dev) ? "writeback" : "writethrough");
+    vdmd_log_negotiated(&d->dev.parent_obj, VIRTIO_ID_BLOCK);
+    vdmd_log("write cache %s", virtio_blk_writeback(&d->dev) ? "writeback" : "writethrough");
 }
 
 /*
@@ -210,12 +173,12 @@ static void on_queue_started(void *opaque, unsigned n, bool started)
             log_features(d);
         }
         if (count) {
-            log_msg("queue %u: resubmitting %u request(s) in flight before the restart", n, count);
+            vdmd_log("queue %u: resubmitting %u request(s) in flight before the restart", n, count);
         }
         for (unsigned i = 0; i < count; i++) {
             if (!virtio_blk_resubmit(&d->dev, n, heads[i])) {
-                log_msg("queue %u: resubmission of head %u failed: %s", n, heads[i],
-                        d->dev.parent_obj.error_msg);
+                vdmd_log("queue %u: resubmission of head %u failed: %s", n, heads[i],
+                         d->dev.parent_obj.error_msg);
                 break;
             }
         }
@@ -226,7 +189,7 @@ static void on_queue_started(void *opaque, unsigned n, bool started)
      * finish every request now, publishing its completion.
      */
     virtio_blk_drain(&d->dev);
-    snapshot_queues(d);
+    vdmd_queue_stats_snapshot(&d->dev.parent_obj, d->qstats);
 }
 
 static void on_reset(void *opaque)
@@ -235,7 +198,7 @@ static void on_reset(void *opaque)
     Totals t;
 
     virtio_blk_drain(&d->dev);
-    snapshot_queues(d);
+    vdmd_queue_stats_snapshot(&d->dev.parent_obj, d->qstats);
     if (d->features_logged) {
         connection_totals(d, &t);
         print_summary("connection", &t);
@@ -259,28 +222,7 @@ static const VhostUserBackendOps daemon_ops = {
     .reset = on_reset,
 };
 
-static gboolean on_signal(gpointer opaque)
-{
-    Daemon *d = opaque;
-
-    g_main_loop_quit(d->loop);
-    return G_SOURCE_REMOVE;
-}
-
 /* ---- command line ---- */
-
-static bool parse_on_off(const char *opt, const char *v, bool *out, GError **errp)
-{
-    if (!g_strcmp0(v, "on")) {
-        *out = true;
-    } else if (!g_strcmp0(v, "off")) {
-        *out = false;
-    } else {
-        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s takes on or off, not '%s'", opt, v);
-        return false;
-    }
-    return true;
-}
 
 int main(int argc, char **argv)
 {
@@ -296,33 +238,23 @@ int main(int argc, char **argv)
         { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "entries per queue (default 256)", "N" },
         { "seg-max", 0, 0, G_OPTION_ARG_INT, &seg_max,
           "segments per request in the config space (default: min(queue-size, 128) - 2)", "N" },
-        { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
-        { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
-        { "backend", 0, 0, G_OPTION_ARG_STRING, &engine, "I/O engine (default: io_uring if it works)",
-          "io_uring|threads|null" },
+        VDMD_RING_OPTIONS(in_order, packed),
+        VDMD_BLK_ENGINE_OPTION(engine),
         { "serial", 0, 0, G_OPTION_ARG_STRING, &serial, "serial number for GET_ID (at most 20 bytes)", "S" },
         { NULL, 0, 0, 0, NULL, NULL, NULL },
     };
-    GOptionContext *octx = g_option_context_new("- virtio-blk vhost-user backend");
-    BlockBackendOptions bo = { .engine = BLK_ENGINE_AUTO };
     VirtIOBlkConf conf;
     GError *err = NULL;
     Daemon d;
     Totals t;
-    bool on;
     int ret = 1;
 
     memset(&d, 0, sizeof(d));
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
+    if (!vdmd_parse_args("vdm-vhost-user-blk", "- virtio-blk vhost-user backend", entries, &argc, &argv, &err)) {
         goto out;
     }
     if (!socket_path || !image) {
         g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "--socket and --image are required");
-        goto out;
-    }
-    if (engine && !blk_engine_parse(engine, &bo.engine)) {
-        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "unknown --backend '%s'", engine);
         goto out;
     }
     if (num_queues < 1 || queue_size < 4 || seg_max < 0 || seg_max > queue_size - 2) {
@@ -344,26 +276,15 @@ int main(int argc, char **argv)
      */
     conf.seg_max = seg_max ? (uint32_t)seg_max : (uint32_t)MIN(queue_size, 128) - 2;
     conf.read_only = read_only;
-    if (in_order) {
-        if (!parse_on_off("--in-order", in_order, &on, &err)) {
-            goto out;
-        }
-        conf.in_order = on;
-    }
-    if (packed) {
-        if (!parse_on_off("--packed", packed, &on, &err)) {
-            goto out;
-        }
-        conf.packed = on;
+    if (!vdmd_parse_on_off("--in-order", in_order, &conf.in_order, &err) ||
+        !vdmd_parse_on_off("--packed", packed, &conf.packed, &err)) {
+        goto out;
     }
     if (serial && !virtio_blk_conf_set(&conf, "serial", serial, &err)) {
         goto out;
     }
 
-    bo.filename = image;
-    bo.read_only = read_only;
-    bo.null_size = 1ull << 30;
-    d.blk = blk_new_open(&bo, &err);
+    d.blk = vdmd_blk_open(image, engine, read_only, &err);
     if (!d.blk) {
         goto out;
     }
@@ -374,7 +295,7 @@ int main(int argc, char **argv)
     d.qstats = g_new0(VirtQueueStats, conf.num_queues);
     /* A frontend that shrinks its memfd under us must break the device, not kill the daemon. */
     if (vhost_user_backend_guard_sigbus() < 0) {
-        fprintf(stderr, "vdm-vhost-user-blk: cannot install the SIGBUS guard\n");
+        vdmd_log("cannot install the SIGBUS guard");
     }
     d.be = vhost_user_backend_new(&d.dev.parent_obj, &daemon_ops, &d);
     if (!d.be) {
@@ -386,31 +307,23 @@ int main(int argc, char **argv)
     if (vhost_user_backend_listen(d.be, socket_path, &err) < 0) {
         goto out;
     }
-    {
-        char offered[1024];
-        virtio_features_describe(VIRTIO_ID_BLOCK, d.dev.parent_obj.host_features, offered, sizeof(offered));
-        log_msg("listening on %s: image %s, %" PRIu64 " sectors%s, engine %s, %u queue(s) of %u",
-                socket_path, image, blk_getlength(d.blk) / VIRTIO_BLK_SECTOR_SIZE,
-                d.dev.read_only ? " (read-only)" : "", blk_engine_name(blk_get_engine(d.blk)),
-                conf.num_queues, conf.queue_size);
-        log_msg("offered features: %s", offered);
-    }
+    vdmd_log("listening on %s: image %s, %" PRIu64 " sectors%s, engine %s, %u queue(s) of %u", socket_path,
+              image, blk_getlength(d.blk) / VIRTIO_BLK_SECTOR_SIZE, d.dev.read_only ? " (read-only)" : "",
+              blk_engine_name(blk_get_engine(d.blk)), conf.num_queues, conf.queue_size);
+    vdmd_log_offered(&d.dev.parent_obj, VIRTIO_ID_BLOCK);
 
-    d.loop = g_main_loop_new(NULL, FALSE);
-    g_unix_signal_add(SIGTERM, on_signal, &d);
-    g_unix_signal_add(SIGINT, on_signal, &d);
-    signal(SIGPIPE, SIG_IGN);   /* a frontend that vanishes is a disconnect, not a crash */
+    d.loop = vdmd_main_loop_new();
     g_main_loop_run(d.loop);
 
     /*
      * SIGTERM: closing the connection stops every ring (each drained, the
      * connection's summary printed by on_reset); then report everything.
      */
-    log_msg("terminating");
+    vdmd_log("terminating");
     vhost_user_backend_free(d.be);
     d.be = NULL;
     virtio_blk_drain(&d.dev);
-    snapshot_queues(&d);
+    vdmd_queue_stats_snapshot(&d.dev.parent_obj, d.qstats);
     if (d.features_logged) {
         connection_totals(&d, &t);
         print_summary("connection", &t);
@@ -420,10 +333,7 @@ int main(int argc, char **argv)
     ret = 0;
 
 out:
-    if (err) {
-        log_msg("%s", err->message);
-        g_error_free(err);
-    }
+    vdmd_report_error(&err);
     vhost_user_backend_free(d.be);
     if (d.dev.queues) {
         virtio_blk_unrealize(&d.dev);
@@ -433,7 +343,6 @@ out:
         g_main_loop_unref(d.loop);
     }
     g_free(d.qstats);
-    g_option_context_free(octx);
     g_free(socket_path);
     g_free(image);
     g_free(in_order);

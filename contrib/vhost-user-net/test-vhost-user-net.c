@@ -15,18 +15,14 @@
  * Usage: test-vhost-user-net DAEMON (meson passes the built daemon).
  */
 #include <endian.h>
-#include <fcntl.h>
-#include <glib.h>
 #include <glib/gstdio.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hw/virtio/virtio-net.h"
-#include "vdriver.h"
-#include "vhost-user-frontend.h"
+#include "vdmd-test.h"
 
 #define RAM_SIZE    (8ull * 1024 * 1024)
 #define QNUM        64u
@@ -66,8 +62,7 @@ typedef struct Pair {
 
 typedef struct Run {
     const Case *c;
-    char *dir, *sock, *log;
-    GPid pid;
+    VdmdTestDaemon d;           /* two-port: the second frontend uses only d.sock */
     VuFrontend f;
     Pair p[MAX_PAIRS];
     hwaddr heap;
@@ -80,11 +75,10 @@ static void start_daemon(Run *r, const char *peer)
     g_autofree char *queues = g_strdup_printf("%u", r->c->pairs);
     const char *argv[20];
     unsigned n = 0;
-    pid_t pid;
 
     argv[n++] = daemon_path;
     argv[n++] = "--socket";
-    argv[n++] = r->sock;
+    argv[n++] = r->d.sock;
     argv[n++] = "--queues";
     argv[n++] = queues;
     argv[n++] = "--in-order";
@@ -103,26 +97,12 @@ static void start_daemon(Run *r, const char *peer)
         argv[n++] = "--busy-poll";
     }
     argv[n] = NULL;
-    pid = fork();
-    g_assert_cmpint(pid, >=, 0);
-    if (pid == 0) {
-        int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
-            _exit(126);
-        }
-        execv(daemon_path, (char **)argv);
-        _exit(127);
-    }
-    r->pid = pid;
+    vdmd_test_daemon_spawn(&r->d, argv);
 }
 
 static hwaddr galloc(Run *r, uint64_t size)
 {
-    hwaddr gpa = r->heap;
-
-    r->heap = (r->heap + size + 63) & ~63ull;
-    g_assert_cmpuint(r->heap, <=, VUF_RAM_GPA + RAM_SIZE);
-    return gpa;
+    return vdmd_test_alloc(&r->heap, size, VUF_RAM_GPA + RAM_SIZE);
 }
 
 static void rx_post(Run *r, Pair *p, Slot *s)
@@ -144,14 +124,9 @@ static void rx_post(Run *r, Pair *p, Slot *s)
 /* The temporary directory, socket and log paths of @r (no daemon yet). */
 static void run_init(Run *r, const Case *c)
 {
-    GError *err = NULL;
-
     memset(r, 0, sizeof(*r));
     r->c = c;
-    r->dir = g_dir_make_tmp("vdm-vunet-XXXXXX", &err);
-    g_assert_no_error(err);
-    r->sock = g_build_filename(r->dir, "sock", NULL);
-    r->log = g_build_filename(r->dir, "daemon.log", NULL);
+    vdmd_test_daemon_init(&r->d, "vdm-vunet-XXXXXX");
 }
 
 /* Connect to r->sock, share RAM, negotiate, set up every queue pair's rings. */
@@ -160,23 +135,14 @@ static void frontend_setup(Run *r)
     const Case *c = r->c;
     uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS;
 
-    g_assert_cmpint(vuf_connect(&r->f, r->sock, 10000), ==, 0);
-    g_assert_cmpint(vuf_ram_create(&r->f, RAM_SIZE), ==, 0);
-    if (c->packed) {
-        want |= 1ull << VIRTIO_F_RING_PACKED;
-    }
-    if (c->in_order) {
-        want |= 1ull << VIRTIO_F_IN_ORDER;
-    }
     if (c->mrg_rxbuf) {
         want |= 1ull << VIRTIO_NET_F_MRG_RXBUF;
     }
     if (c->pairs > 1) {
         want |= 1ull << VIRTIO_NET_F_MQ | 1ull << VIRTIO_NET_F_CTRL_VQ;
     }
-    g_assert_cmpint(vuf_negotiate(&r->f, want, 1ull << VHOST_USER_PROTOCOL_F_MQ), ==, 0);
-    g_assert_cmpuint(r->f.features, ==, want);
-    g_assert_cmpint(vuf_set_mem_table(&r->f), ==, 0);
+    vdmd_test_connect(&r->f, r->d.sock, RAM_SIZE, want, c->packed, c->in_order, 1ull << VHOST_USER_PROTOCOL_F_MQ);
+    g_assert_cmpuint(r->f.features & ~(1ull << VIRTIO_F_RING_PACKED | 1ull << VIRTIO_F_IN_ORDER), ==, want);
 
     r->heap = VUF_RAM_GPA;
     /* With MRG_RXBUF, small buffers: a full-size frame spans up to seven. */
@@ -189,12 +155,7 @@ static void frontend_setup(Run *r)
 
             r->heap = vdriver_layout_rings(&qc, r->heap);
             r->heap = (r->heap + 4095) & ~4095ull;
-            p->q[d] = vdriver_queue_new(&r->f.mem, &qc);
-            g_assert_nonnull(p->q[d]);
-            p->ring[d] = (VuFrontendRing) {
-                .index = 2 * k + d, .num = QNUM, .desc = qc.desc, .driver = qc.driver, .device = qc.device,
-                .base = c->packed ? 0x80008000u : 0, .kick_fd = -1, .call_fd = -1,
-            };
+            p->q[d] = vdmd_test_queue_new(&r->f, &qc, 2 * k + d, &p->ring[d]);
         }
         for (unsigned i = 0; i < QNUM; i++) {
             p->rx[i] = (Slot) { galloc(r, r->rx_buf_len), r->rx_buf_len, i };
@@ -242,34 +203,12 @@ static void frontend_close(Run *r)
     vuf_close(&r->f);
 }
 
-/* SIGTERM, wait (bounded) for exit 0; returns the daemon's log. */
+/* SIGTERM, wait (bounded) for exit 0, remove the daemon's files; returns its log. */
 static char *daemon_finish(Run *r)
 {
-    int status = 0;
-    char *log = NULL;
-    gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
-    pid_t w;
+    char *log = vdmd_test_daemon_stop(&r->d);
 
-    g_assert_cmpint(kill(r->pid, SIGTERM), ==, 0);
-    while ((w = waitpid(r->pid, &status, WNOHANG)) == 0 && g_get_monotonic_time() < deadline) {
-        g_usleep(10 * 1000);
-    }
-    if (w == 0) {
-        kill(r->pid, SIGKILL);
-        waitpid(r->pid, &status, 0);
-        g_error("daemon did not exit within 20 s of SIGTERM");
-    }
-    g_assert_cmpint(w, ==, r->pid);
-    g_assert_true(g_file_get_contents(r->log, &log, NULL, NULL));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        g_error("daemon exit status 0x%x; log:\n%s", status, log);
-    }
-    g_unlink(r->sock);
-    g_unlink(r->log);
-    g_rmdir(r->dir);
-    g_free(r->sock);
-    g_free(r->log);
-    g_free(r->dir);
+    vdmd_test_daemon_cleanup(&r->d);
     return log;
 }
 
@@ -277,7 +216,7 @@ static char *run_finish(Run *r)
 {
     frontend_check(r);
     /* Statistics on demand first, then SIGTERM. */
-    g_assert_cmpint(kill(r->pid, SIGUSR1), ==, 0);
+    g_assert_cmpint(kill(r->d.pid, SIGUSR1), ==, 0);
     g_usleep(100 * 1000);
     frontend_close(r);
     return daemon_finish(r);
@@ -456,12 +395,9 @@ static void test_loopback(gconstpointer data)
     log = run_finish(&r);
     g_test_message("%s", log);
     g_assert_nonnull(strstr(log, "vdm-vhost-user-net: negotiated features 0x"));
-    g_assert_nonnull(strstr(log, c->in_order ? "vdm-vhost-user-net: VIRTIO_F_IN_ORDER negotiated"
-                                             : "vdm-vhost-user-net: VIRTIO_F_IN_ORDER NOT negotiated"));
-    g_assert_nonnull(strstr(log, c->packed ? "vdm-vhost-user-net: VIRTIO_F_RING_PACKED negotiated"
-                                           : "vdm-vhost-user-net: VIRTIO_F_RING_PACKED NOT negotiated"));
-    g_assert_nonnull(strstr(log, c->mrg_rxbuf ? "vdm-vhost-user-net: VIRTIO_NET_F_MRG_RXBUF negotiated"
-                                              : "vdm-vhost-user-net: VIRTIO_NET_F_MRG_RXBUF NOT negotiated"));
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_IN_ORDER", c->in_order);
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_RING_PACKED", c->packed);
+    vdmd_test_assert_negotiated(log, "VIRTIO_NET_F_MRG_RXBUF", c->mrg_rxbuf);
     g_assert_nonnull(strstr(log, "stats (SIGUSR1)"));
     for (unsigned k = 0; k < c->pairs; k++) {
         g_autofree char *want = g_strdup_printf("stats (total): queue pair %u: tx frames=%u ", k, c->frames);
@@ -491,8 +427,8 @@ static void test_two_port(gconstpointer data)
     run_init(&a, c);
     memset(&b, 0, sizeof(b));
     b.c = c;
-    b.sock = g_build_filename(a.dir, "sock-b", NULL);
-    start_daemon(&a, b.sock);
+    b.d.sock = g_build_filename(a.d.dir, "sock-b", NULL);
+    start_daemon(&a, b.d.sock);
     frontend_setup(&a);
     frontend_setup(&b);
 
@@ -525,14 +461,14 @@ static void test_two_port(gconstpointer data)
 
     frontend_check(&a);
     frontend_check(&b);
-    g_assert_cmpint(kill(a.pid, SIGUSR1), ==, 0);
+    g_assert_cmpint(kill(a.d.pid, SIGUSR1), ==, 0);
     g_usleep(100 * 1000);
     frontend_close(&a);
     frontend_close(&b);
     /* Let the daemon see both disconnects before SIGTERM. */
     g_usleep(100 * 1000);
-    g_unlink(b.sock);
-    g_free(b.sock);
+    g_unlink(b.d.sock);
+    g_free(b.d.sock);
     log = daemon_finish(&a);
     g_test_message("%s", log);
     for (unsigned k = 0; k < 2; k++) {
@@ -548,10 +484,8 @@ static void test_two_port(gconstpointer data)
         g_assert_nonnull(strstr(log, rx));
     }
     g_assert_nonnull(strstr(log, "two-port switch"));
-    g_assert_nonnull(strstr(log, c->in_order ? "vdm-vhost-user-net: VIRTIO_F_IN_ORDER negotiated"
-                                             : "vdm-vhost-user-net: VIRTIO_F_IN_ORDER NOT negotiated"));
-    g_assert_nonnull(strstr(log, c->packed ? "vdm-vhost-user-net: VIRTIO_F_RING_PACKED negotiated"
-                                           : "vdm-vhost-user-net: VIRTIO_F_RING_PACKED NOT negotiated"));
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_IN_ORDER", c->in_order);
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_RING_PACKED", c->packed);
     g_assert_nonnull(strstr(log, "stats (SIGUSR1) port A"));
     g_assert_nonnull(strstr(log, "stats (SIGUSR1) port B"));
     /* No frame dropped anywhere, on either port. */
@@ -583,14 +517,8 @@ static void test_bad_options(void)
     };
 
     for (unsigned i = 0; i < G_N_ELEMENTS(argvs); i++) {
-        gint status;
-        GError *err = NULL;
-
         argvs[i][0] = daemon_path;
-        g_assert_true(g_spawn_sync(NULL, (char **)argvs[i], NULL, G_SPAWN_STDOUT_TO_DEV_NULL |
-                                   G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, &err));
-        g_assert_no_error(err);
-        g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        vdmd_test_assert_fails(argvs[i]);
     }
 }
 
@@ -599,13 +527,7 @@ int main(int argc, char **argv)
     static Case cases[8 + 3];
     unsigned n = 0;
 
-    g_test_init(&argc, &argv, NULL);
-    if (argc < 2) {
-        g_printerr("usage: %s DAEMON\n", argv[0]);
-        return 2;
-    }
-    daemon_path = argv[1];
-    signal(SIGPIPE, SIG_IGN);
+    daemon_path = vdmd_test_init(&argc, &argv);
     for (unsigned packed = 0; packed < 2; packed++) {
         for (unsigned in_order = 0; in_order < 2; in_order++) {
             for (unsigned mrg = 0; mrg < 2; mrg++) {

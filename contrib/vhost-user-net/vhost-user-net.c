@@ -38,7 +38,6 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -46,6 +45,7 @@
 #include "hw/virtio/virtio-net.h"
 #include "net/net.h"
 #include "net/virtio-net-client.h"
+#include "vdmd.h"
 
 #define POLL_ROUNDS 256         /* busy-poll rounds between main-loop iterations */
 
@@ -74,47 +74,19 @@ struct Daemon {
     NetClientState *tap;        /* --tap: the tap netdev, port 0 its NIC */
     VirtIONetClient tap_client;
     bool busy_poll;
-    bool quit;                  /* busy-poll: leave poll_run */
 };
-
-static void log_msg(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static void log_msg(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fputs("vdm-vhost-user-net: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-    va_end(ap);
-}
 
 /* ---- statistics ---- */
 
 static void snapshot_queues(Port *p)
 {
-    VirtIODevice *vdev = &p->dev.parent_obj;
-
-    for (unsigned n = 0; n < vdev->num_queues; n++) {
-        VirtQueueStats st;
-
-        virtio_queue_get_stats(virtio_get_queue(vdev, n), &st);
-        /* A reset queue reports zeros until it runs again: never go backwards. */
-        if (st.popped >= p->q_last[n].popped) {
-            p->q_last[n] = st;
-        }
-    }
+    vdmd_queue_stats_snapshot(&p->dev.parent_obj, p->q_last);
 }
 
 static void acc_queues(Port *p)
 {
     for (unsigned n = 0; n < p->dev.parent_obj.num_queues; n++) {
-        p->q_acc[n].popped += p->q_last[n].popped;
-        p->q_acc[n].used += p->q_last[n].used;
-        p->q_acc[n].used_entries += p->q_last[n].used_entries;
-        p->q_acc[n].flushes += p->q_last[n].flushes;
-        p->q_acc[n].notifies += p->q_last[n].notifies;
+        vdmd_queue_stats_add(&p->q_acc[n], &p->q_last[n]);
     }
     memset(p->q_last, 0, p->dev.parent_obj.num_queues * sizeof(p->q_last[0]));
 }
@@ -144,14 +116,14 @@ static void print_stats(Port *p, const char *why)
         virtio_net_get_queue_stats(&p->dev, qp, &s);
         txf += s.tx_frames;
         rxf += s.rx_frames;
-        log_msg("stats (%s)%s: queue pair %u: tx frames=%" PRIu64 " bytes=%" PRIu64 " rx frames=%" PRIu64
-                " bytes=%" PRIu64 " buffers=%" PRIu64 " rx_drop_no_buffer=%" PRIu64 " rx_drop_too_small=%"
-                PRIu64 " rx_drop_oversize=%" PRIu64 " rx_drop_not_ready=%" PRIu64 " rx_drop_malformed=%"
-                PRIu64 " tx_drop_oversize=%" PRIu64 " tx_drop_malformed=%" PRIu64 " tx_waits=%" PRIu64
-                " rx_waits=%" PRIu64, why, tag, qp, s.tx_frames, s.tx_bytes, s.rx_frames, s.rx_bytes,
-                s.rx_buffers, s.rx_drop_no_buffer, s.rx_drop_too_small, s.rx_drop_oversize,
-                s.rx_drop_not_ready, s.rx_drop_malformed, s.tx_drop_oversize, s.tx_drop_malformed, s.tx_held,
-                s.rx_no_buffer_events);
+        vdmd_log("stats (%s)%s: queue pair %u: tx frames=%" PRIu64 " bytes=%" PRIu64 " rx frames=%" PRIu64
+                 " bytes=%" PRIu64 " buffers=%" PRIu64 " rx_drop_no_buffer=%" PRIu64 " rx_drop_too_small=%"
+                 PRIu64 " rx_drop_oversize=%" PRIu64 " rx_drop_not_ready=%" PRIu64 " rx_drop_malformed=%"
+                 PRIu64 " tx_drop_oversize=%" PRIu64 " tx_drop_malformed=%" PRIu64 " tx_waits=%" PRIu64
+                 " rx_waits=%" PRIu64, why, tag, qp, s.tx_frames, s.tx_bytes, s.rx_frames, s.rx_bytes,
+                 s.rx_buffers, s.rx_drop_no_buffer, s.rx_drop_too_small, s.rx_drop_oversize,
+                 s.rx_drop_not_ready, s.rx_drop_malformed, s.tx_drop_oversize, s.tx_drop_malformed, s.tx_held,
+                 s.rx_no_buffer_events);
     }
     for (unsigned n = 0; n < vdev->num_queues; n++) {
         const VirtQueueStats *a = &p->q_acc[n], *l = &p->q_last[n];
@@ -160,14 +132,14 @@ static void print_stats(Port *p, const char *why)
         if (!a->popped && !l->popped) {
             continue;
         }
-        log_msg("stats (%s)%s: queue %u (%s): popped=%" PRIu64 " used buffers=%" PRIu64 " used entries=%"
-                PRIu64 " flushes=%" PRIu64 " notifies=%" PRIu64, why, tag, n, kind, a->popped + l->popped,
-                a->used + l->used, a->used_entries + l->used_entries, a->flushes + l->flushes,
-                a->notifies + l->notifies);
+        vdmd_log("stats (%s)%s: queue %u (%s): popped=%" PRIu64 " used buffers=%" PRIu64 " used entries=%"
+                 PRIu64 " flushes=%" PRIu64 " notifies=%" PRIu64, why, tag, n, kind, a->popped + l->popped,
+                 a->used + l->used, a->used_entries + l->used_entries, a->flushes + l->flushes,
+                 a->notifies + l->notifies);
     }
     virtio_net_get_stats(&p->dev, &ns);
-    log_msg("stats (%s)%s: total tx frames=%" PRIu64 " rx frames=%" PRIu64 " ctrl ok=%" PRIu64 " err=%" PRIu64
-            " connections=%u", why, tag, txf, rxf, ns.ctrl_ok, ns.ctrl_err, p->connections);
+    vdmd_log("stats (%s)%s: total tx frames=%" PRIu64 " rx frames=%" PRIu64 " ctrl ok=%" PRIu64 " err=%" PRIu64
+             " connections=%u", why, tag, txf, rxf, ns.ctrl_ok, ns.ctrl_err, p->connections);
 }
 
 static void print_all_stats(Daemon *d, const char *why)
@@ -178,9 +150,9 @@ static void print_all_stats(Daemon *d, const char *why)
     if (d->tap) {
         const NetClientStats *t = &d->tap->stats;
 
-        log_msg("stats (%s): tap %s: tx frames=%" PRIu64 " tx_drop_write=%" PRIu64 " rx frames=%" PRIu64
-                " rx_drop=%" PRIu64, why, net_tap_ifname(d->tap), t->tx_frames, t->tx_dropped, t->rx_frames,
-                t->rx_dropped);
+        vdmd_log("stats (%s): tap %s: tx frames=%" PRIu64 " tx_drop_write=%" PRIu64 " rx frames=%" PRIu64
+                 " rx_drop=%" PRIu64, why, net_tap_ifname(d->tap), t->tx_frames, t->tx_dropped, t->rx_frames,
+                 t->rx_dropped);
     }
 }
 
@@ -280,7 +252,7 @@ static void poll_run(Daemon *d)
 {
     GMainContext *ctx = g_main_loop_get_context(d->loop);
 
-    while (!d->quit) {
+    while (!vdmd_quit_requested()) {
         for (unsigned round = 0; round < POLL_ROUNDS; round++) {
             poll_round(d);
         }
@@ -293,19 +265,12 @@ static void poll_run(Daemon *d)
 static void log_features(Port *p)
 {
     VirtIODevice *vdev = &p->dev.parent_obj;
-    char names[1024];
 
     if (p->name[0]) {
-        log_msg("port %s (%s) connected", p->name, p->socket);
+        vdmd_log("port %s (%s) connected", p->name, p->socket);
     }
-    virtio_features_describe(VIRTIO_ID_NET, vdev->guest_features, names, sizeof(names));
-    log_msg("negotiated features 0x%016" PRIx64 ": %s", vdev->guest_features, names);
-    log_msg("VIRTIO_F_IN_ORDER %s",
-            virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER) ? "negotiated" : "NOT negotiated");
-    log_msg("VIRTIO_F_RING_PACKED %s",
-            virtio_vdev_has_feature(vdev, VIRTIO_F_RING_PACKED) ? "negotiated" : "NOT negotiated");
-    log_msg("VIRTIO_NET_F_MRG_RXBUF %s",
-            virtio_vdev_has_feature(vdev, VIRTIO_NET_F_MRG_RXBUF) ? "negotiated" : "NOT negotiated");
+    vdmd_log_negotiated(vdev, VIRTIO_ID_NET);
+    vdmd_log("VIRTIO_NET_F_MRG_RXBUF %s", vdmd_negotiated(vdev, VIRTIO_NET_F_MRG_RXBUF));
 }
 
 static void on_queue_started(void *opaque, unsigned n, bool started)
@@ -356,13 +321,6 @@ static const VhostUserBackendOps daemon_ops = {
     .reset = on_reset,
 };
 
-static gboolean on_signal(gpointer opaque)
-{
-    ((Daemon *)opaque)->quit = true;
-    g_main_loop_quit(((Daemon *)opaque)->loop);
-    return G_SOURCE_REMOVE;
-}
-
 static gboolean on_usr1(gpointer opaque)
 {
     print_all_stats(opaque, "SIGUSR1");
@@ -370,19 +328,6 @@ static gboolean on_usr1(gpointer opaque)
 }
 
 /* ---- command line ---- */
-
-static bool parse_on_off(const char *opt, const char *v, bool *out, GError **errp)
-{
-    if (!g_strcmp0(v, "on")) {
-        *out = true;
-    } else if (!g_strcmp0(v, "off")) {
-        *out = false;
-    } else {
-        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s takes on or off, not '%s'", opt, v);
-        return false;
-    }
-    return true;
-}
 
 static bool port_init(Daemon *d, Port *p, const char *name, const char *socket, const VirtIONetConf *conf,
                       GError **errp)
@@ -433,8 +378,7 @@ int main(int argc, char **argv)
         { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path, "vhost-user socket to listen on", "PATH" },
         { "queues", 0, 0, G_OPTION_ARG_INT, &queues, "queue pairs (default 1; MQ offered when > 1)", "N" },
         { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "largest ring (default 1024, power of two)", "N" },
-        { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
-        { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
+        VDMD_RING_OPTIONS(in_order, packed),
         { "mrg-rxbuf", 0, 0, G_OPTION_ARG_STRING, &mrg_rxbuf, "offer VIRTIO_NET_F_MRG_RXBUF (default on)",
           "on|off" },
         { "mac", 0, 0, G_OPTION_ARG_STRING, &mac, "MAC address (default 52:54:00:12:34:56)", "XX:..:XX" },
@@ -448,16 +392,13 @@ int main(int argc, char **argv)
           NULL },
         { NULL, 0, 0, 0, NULL, NULL, NULL },
     };
-    GOptionContext *octx = g_option_context_new("- virtio-net vhost-user backend");
     VirtIONetConf conf;
     GError *err = NULL;
     Daemon d;
-    bool on;
     int ret = 1;
 
     memset(&d, 0, sizeof(d));
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
+    if (!vdmd_parse_args("vdm-vhost-user-net", "- virtio-net vhost-user backend", entries, &argc, &argv, &err)) {
         goto out;
     }
     if (!socket_path) {
@@ -483,23 +424,10 @@ int main(int argc, char **argv)
     conf.rx_queue_size = conf.tx_queue_size = (uint32_t)queue_size;
     conf.mtu = (uint32_t)mtu;
     /* The frontend (QEMU, DPDK) runs the control queue itself; CTRL_VQ stays offered for MQ. */
-    if (in_order) {
-        if (!parse_on_off("--in-order", in_order, &on, &err)) {
-            goto out;
-        }
-        conf.in_order = on;
-    }
-    if (packed) {
-        if (!parse_on_off("--packed", packed, &on, &err)) {
-            goto out;
-        }
-        conf.packed = on;
-    }
-    if (mrg_rxbuf) {
-        if (!parse_on_off("--mrg-rxbuf", mrg_rxbuf, &on, &err)) {
-            goto out;
-        }
-        conf.mrg_rxbuf = on;
+    if (!vdmd_parse_on_off("--in-order", in_order, &conf.in_order, &err) ||
+        !vdmd_parse_on_off("--packed", packed, &conf.packed, &err) ||
+        !vdmd_parse_on_off("--mrg-rxbuf", mrg_rxbuf, &conf.mrg_rxbuf, &err)) {
+        goto out;
     }
     if (mac && !virtio_net_conf_set(&conf, "mac", mac, &err)) {
         goto out;
@@ -535,36 +463,31 @@ int main(int argc, char **argv)
         virtio_net_client_attach(&d.tap_client, &d.port[0].dev, d.tap);
     }
     for (unsigned i = 0; i < d.nports; i++) {
-        char offered[1024];
         Port *p = &d.port[i];
 
         if (vhost_user_backend_listen(p->be, p->socket, &err) < 0) {
             goto out;
         }
-        virtio_features_describe(VIRTIO_ID_NET, p->dev.parent_obj.host_features, offered, sizeof(offered));
-        log_msg("listening on %s%s%s: %s, %u queue pair(s) of up to %u, mac %02x:%02x:%02x:%02x:%02x:%02x%s",
-                p->socket, p->name[0] ? " as port " : "", p->name,
-                loopback ? "loopback" : d.tap ? "tap" : "two-port switch", p->dev.max_queue_pairs,
-                conf.rx_queue_size, p->dev.conf.mac[0], p->dev.conf.mac[1], p->dev.conf.mac[2],
-                p->dev.conf.mac[3], p->dev.conf.mac[4], p->dev.conf.mac[5], busy_poll ? ", busy-poll" : "");
-        log_msg("offered features: %s", offered);
+        vdmd_log("listening on %s%s%s: %s, %u queue pair(s) of up to %u, mac %02x:%02x:%02x:%02x:%02x:%02x%s",
+                 p->socket, p->name[0] ? " as port " : "", p->name,
+                 loopback ? "loopback" : d.tap ? "tap" : "two-port switch", p->dev.max_queue_pairs,
+                 conf.rx_queue_size, p->dev.conf.mac[0], p->dev.conf.mac[1], p->dev.conf.mac[2],
+                 p->dev.conf.mac[3], p->dev.conf.mac[4], p->dev.conf.mac[5], busy_poll ? ", busy-poll" : "");
+        vdmd_log_offered(&p->dev.parent_obj, VIRTIO_ID_NET);
     }
     if (d.tap) {
-        log_msg("tap device %s", net_tap_ifname(d.tap));
+        vdmd_log("tap device %s", net_tap_ifname(d.tap));
     }
 
-    d.loop = g_main_loop_new(NULL, FALSE);
-    g_unix_signal_add(SIGTERM, on_signal, &d);
-    g_unix_signal_add(SIGINT, on_signal, &d);
+    d.loop = vdmd_main_loop_new();
     g_unix_signal_add(SIGUSR1, on_usr1, &d);
-    signal(SIGPIPE, SIG_IGN);   /* a frontend that vanishes is a disconnect, not a crash */
     if (busy_poll) {
         poll_run(&d);
     } else {
         g_main_loop_run(d.loop);
     }
 
-    log_msg("terminating");
+    vdmd_log("terminating");
     /* Closing the connections stops every ring (on_reset prints each connection's counters). */
     for (unsigned i = 0; i < d.nports; i++) {
         vhost_user_backend_free(d.port[i].be);
@@ -574,10 +497,7 @@ int main(int argc, char **argv)
     ret = 0;
 
 out:
-    if (err) {
-        log_msg("%s", err->message);
-        g_error_free(err);
-    }
+    vdmd_report_error(&err);
     if (d.tap) {
         virtio_net_client_detach(&d.tap_client);
         net_client_free(d.tap);
@@ -590,7 +510,6 @@ out:
     if (d.loop) {
         g_main_loop_unref(d.loop);
     }
-    g_option_context_free(octx);
     g_free(socket_path);
     g_free(peer_socket);
     g_free(tap_name);

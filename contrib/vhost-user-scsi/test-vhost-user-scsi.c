@@ -14,18 +14,12 @@
  * Usage: test-vhost-user-scsi DAEMON (meson passes the built daemon).
  */
 #include <endian.h>
-#include <fcntl.h>
-#include <glib.h>
 #include <glib/gstdio.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "hw/virtio/virtio-scsi.h"
 #include "scsi-cdb.h"
-#include "vdriver.h"
-#include "vhost-user-frontend.h"
+#include "vdmd-test.h"
 
 #define RAM_SIZE    (4ull * 1024 * 1024)
 #define IMG_SIZE    (2ull * 1024 * 1024)
@@ -47,8 +41,8 @@ typedef struct Case {
 
 typedef struct Run {
     const Case *c;
-    char *dir, *sock, *image, *log;
-    GPid pid;
+    VdmdTestDaemon d;
+    char *image;
     VuFrontend f;
     VuFrontendRing ring[NQ];
     VDriverQueue *q[NQ];
@@ -63,56 +57,25 @@ typedef struct Cmd {
 static void start_daemon(Run *r)
 {
     const char *argv[] = {
-        daemon_path, "--socket-path", r->sock, "--blk-file", r->image, "--backend", r->c->engine,
+        daemon_path, "--socket-path", r->d.sock, "--blk-file", r->image, "--backend", r->c->engine,
         "--in-order", r->c->in_order ? "on" : "off", "--packed", r->c->packed ? "on" : "off",
         "--serial", "vdm-e2e", NULL,
     };
-    pid_t pid = fork();
 
-    g_assert_cmpint(pid, >=, 0);
-    if (pid == 0) {
-        int fd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 2) < 0 || dup2(fd, 1) < 0) {
-            _exit(126);
-        }
-        execv(daemon_path, (char **)argv);
-        _exit(127);
-    }
-    r->pid = pid;
+    vdmd_test_daemon_spawn(&r->d, argv);
 }
 
 static void run_setup(Run *r, const Case *c)
 {
     uint64_t want = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC;
-    GError *err = NULL;
     hwaddr base = VUF_RAM_GPA;
-    int fd;
 
     memset(r, 0, sizeof(*r));
     r->c = c;
-    r->dir = g_dir_make_tmp("vdm-vuscsi-XXXXXX", &err);
-    g_assert_no_error(err);
-    r->sock = g_build_filename(r->dir, "sock", NULL);
-    r->image = g_build_filename(r->dir, "disk.img", NULL);
-    r->log = g_build_filename(r->dir, "daemon.log", NULL);
-    fd = open(r->image, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, IMG_SIZE), ==, 0);
-    close(fd);
+    vdmd_test_daemon_init(&r->d, "vdm-vuscsi-XXXXXX");
+    r->image = vdmd_test_image_new(&r->d, "disk.img", IMG_SIZE);
     start_daemon(r);
-
-    g_assert_cmpint(vuf_connect(&r->f, r->sock, 10000), ==, 0);
-    g_assert_cmpint(vuf_ram_create(&r->f, RAM_SIZE), ==, 0);
-    if (c->packed) {
-        want |= 1ull << VIRTIO_F_RING_PACKED;
-    }
-    if (c->in_order) {
-        want |= 1ull << VIRTIO_F_IN_ORDER;
-    }
-    g_assert_cmpint(vuf_negotiate(&r->f, want, 0), ==, 0);
-    g_assert_cmpint(!!(r->f.features & (1ull << VIRTIO_F_IN_ORDER)), ==, c->in_order);
-    g_assert_cmpint(!!(r->f.features & (1ull << VIRTIO_F_RING_PACKED)), ==, c->packed);
-    g_assert_cmpint(vuf_set_mem_table(&r->f), ==, 0);
+    vdmd_test_connect(&r->f, r->d.sock, RAM_SIZE, want, c->packed, c->in_order, 0);
 
     for (unsigned n = 0; n < NQ; n++) {
         VDriverQueueConfig qc = { .num = QNUM, .packed = c->packed, .in_order = c->in_order };
@@ -120,12 +83,7 @@ static void run_setup(Run *r, const Case *c)
         qc.indirect = (base + 15) & ~15ull;
         qc.indirect_max = 8;
         base = qc.indirect + 16ull * 8 * QNUM;
-        r->q[n] = vdriver_queue_new(&r->f.mem, &qc);
-        g_assert_nonnull(r->q[n]);
-        r->ring[n] = (VuFrontendRing) {
-            .index = n, .num = QNUM, .desc = qc.desc, .driver = qc.driver, .device = qc.device,
-            .base = c->packed ? 0x80008000u : 0, .kick_fd = -1, .call_fd = -1,
-        };
+        r->q[n] = vdmd_test_queue_new(&r->f, &qc, n, &r->ring[n]);
         g_assert_cmpint(vuf_ring_setup(&r->f, &r->ring[n]), ==, 0);
     }
     r->heap = (base + 4095) & ~4095ull;
@@ -133,9 +91,6 @@ static void run_setup(Run *r, const Case *c)
 
 static char *run_finish(Run *r)
 {
-    int status;
-    char *log = NULL;
-
     for (unsigned n = 0; n < NQ; n++) {
         g_assert_null(vdriver_error(r->q[n]));
         vdriver_queue_free(r->q[n]);
@@ -144,34 +99,19 @@ static char *run_finish(Run *r)
     for (unsigned n = 0; n < NQ; n++) {
         vuf_ring_close(&r->ring[n]);
     }
-    g_assert_cmpint(kill(r->pid, SIGTERM), ==, 0);
-    g_assert_cmpint(waitpid(r->pid, &status, 0), ==, r->pid);
-    g_assert_true(g_file_get_contents(r->log, &log, NULL, NULL));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        g_error("daemon exit status 0x%x; log:\n%s", status, log);
-    }
-    return log;
+    return vdmd_test_daemon_stop(&r->d);
 }
 
 static void run_cleanup(Run *r)
 {
-    g_unlink(r->sock);
     g_unlink(r->image);
-    g_unlink(r->log);
-    g_rmdir(r->dir);
-    g_free(r->sock);
     g_free(r->image);
-    g_free(r->log);
-    g_free(r->dir);
+    vdmd_test_daemon_cleanup(&r->d);
 }
 
 static hwaddr ralloc(Run *r, uint64_t len)
 {
-    hwaddr gpa = r->heap;
-
-    r->heap = (r->heap + len + 63) & ~63ull;
-    g_assert_cmpuint(r->heap, <=, VUF_RAM_GPA + RAM_SIZE);
-    return gpa;
+    return vdmd_test_alloc(&r->heap, len, VUF_RAM_GPA + RAM_SIZE);
 }
 
 /* A command to @target with @cdb; @len data bytes, written by the device when @din. */
@@ -204,21 +144,12 @@ static void cmd_post(Run *r, Cmd *c, bool din)
 
 static void kick(Run *r, unsigned n)
 {
-    if (vdriver_kick_prepare(r->q[n])) {
-        vuf_kick(&r->ring[n]);
-    }
+    vdmd_test_kick(r->q[n], &r->ring[n]);
 }
 
 static void *wait_buf(Run *r, unsigned n, uint32_t *len)
 {
-    for (;;) {
-        void *tok = vdriver_get_buf(r->q[n], len, NULL);
-        if (tok) {
-            return tok;
-        }
-        g_assert_null(vdriver_error(r->q[n]));
-        g_assert_true(vuf_wait_call(&r->f, &r->ring[n]));
-    }
+    return vdmd_test_wait_buf(&r->f, r->q[n], &r->ring[n], len);
 }
 
 static VirtIOSCSICmdResp *resp(Run *r, const Cmd *c)
@@ -251,7 +182,6 @@ static void test_e2e(gconstpointer data)
     uint8_t cdb[16], buf[REQ_BYTES], *d;
     uint32_t len;
     char *log;
-    int fd;
 
     run_setup(&r, c);
     one = cmd_new(&r, 0, inquiry, 6, 36);
@@ -328,9 +258,8 @@ static void test_e2e(gconstpointer data)
 
     log = run_finish(&r);
     g_test_message("%s", log);
-    g_assert_nonnull(strstr(log, c->in_order ? "VIRTIO_F_IN_ORDER negotiated" : "VIRTIO_F_IN_ORDER NOT negotiated"));
-    g_assert_nonnull(strstr(log, c->packed ? "VIRTIO_F_RING_PACKED negotiated"
-                                           : "VIRTIO_F_RING_PACKED NOT negotiated"));
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_IN_ORDER", c->in_order);
+    vdmd_test_assert_negotiated(log, "VIRTIO_F_RING_PACKED", c->packed);
     g_assert_nonnull(strstr(log, "write=16"));
     g_assert_nonnull(strstr(log, "read=16"));
     g_assert_nonnull(strstr(log, "bad-target=1"));
@@ -338,15 +267,8 @@ static void test_e2e(gconstpointer data)
     g_assert_nonnull(strstr(log, "used buffers=38"));
     g_free(log);
 
-    fd = open(r.image, O_RDONLY);
-    g_assert_cmpint(fd, >=, 0);
-    for (unsigned i = 0; i < 16; i++) {
-        uint8_t want[REQ_BYTES];
-        memset(want, 0x10 + i, sizeof(want));
-        g_assert_cmpint(pread(fd, buf, sizeof(buf), i * 16 * 512), ==, (ssize_t)sizeof(buf));
-        g_assert_cmpmem(buf, sizeof(buf), want, sizeof(want));
-    }
-    close(fd);
+    /* The image, read behind the daemon's back. */
+    vdmd_test_assert_image_pattern(r.image, 16, REQ_BYTES);
     run_cleanup(&r);
 }
 
@@ -368,13 +290,8 @@ static void test_bad_options(void)
 {
     const char *argv[] = { daemon_path, "--socket-path", "/nonexistent/dir/sock", "--blk-file", "/nonexistent",
                            NULL };
-    gint status;
-    GError *err = NULL;
 
-    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL |
-                               G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL, NULL, NULL, &status, &err));
-    g_assert_no_error(err);
-    g_assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    vdmd_test_assert_fails(argv);
 }
 
 int main(int argc, char **argv)
@@ -387,13 +304,7 @@ int main(int argc, char **argv)
         { "packed-in-order/io_uring", true, true, "io_uring" },
     };
 
-    g_test_init(&argc, &argv, NULL);
-    if (argc < 2) {
-        g_printerr("usage: %s DAEMON\n", argv[0]);
-        return 2;
-    }
-    daemon_path = argv[1];
-    signal(SIGPIPE, SIG_IGN);
+    daemon_path = vdmd_test_init(&argc, &argv);
     for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = g_strdup_printf("/vhost-user-scsi/%s", cases[i].name);
         g_test_add_data_func(path, &cases[i], test_e2e);

@@ -13,17 +13,14 @@
  *
  * Context: single-threaded (the thread-pool engine's workers only do I/O).
  */
-#include <errno.h>
-#include <glib-unix.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "block/block-backend.h"
 #include "hw/virtio/vhost-user-backend.h"
 #include "hw/virtio/virtio-scsi.h"
+#include "vdmd.h"
+#include "vdmd-blk.h"
 
 typedef struct Daemon {
     GMainLoop *loop;
@@ -36,44 +33,16 @@ typedef struct Daemon {
     VirtQueueStats *qstats;     /* per queue, latest seen this connection */
 } Daemon;
 
-static void log_msg(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static void log_msg(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fputs("vdm-vhost-user-scsi: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* The core's queue counters are cleared by a queue reset: keep the latest copy. */
-static void snapshot_queues(Daemon *d)
-{
-    VirtIODevice *vdev = &d->dev.parent_obj;
-
-    for (unsigned n = 0; n < vdev->num_queues; n++) {
-        VirtQueueStats st;
-        virtio_queue_get_stats(virtio_get_queue(vdev, n), &st);
-        if (st.popped >= d->qstats[n].popped) {
-            d->qstats[n] = st;
-        }
-    }
-}
-
 static void end_connection(Daemon *d)
 {
-    uint64_t used = 0;
+    VirtQueueStats q;
 
     virtio_scsi_drain(&d->dev);
-    snapshot_queues(d);
-    for (unsigned n = 0; n < d->dev.parent_obj.num_queues; n++) {
-        used += d->qstats[n].used;
-    }
+    vdmd_queue_stats_snapshot(&d->dev.parent_obj, d->qstats);
+    vdmd_queue_stats_sum(d->qstats, d->dev.parent_obj.num_queues, &q);
     if (d->features_logged) {
-        log_msg("connection: used buffers=%" PRIu64, used);
-        d->used += used;
+        vdmd_log("connection: used buffers=%" PRIu64, q.used);
+        d->used += q.used;
     }
     d->features_logged = false;
     memset(d->qstats, 0, d->dev.parent_obj.num_queues * sizeof(d->qstats[0]));
@@ -84,13 +53,13 @@ static void print_summary(Daemon *d)
     const SCSIDiskStats *ds = &d->disk.stats;
     const VirtIOSCSIStats *vs = &d->dev.stats;
 
-    log_msg("total: %" PRIu64 " commands (read=%" PRIu64 " write=%" PRIu64 " sync=%" PRIu64
-            " unmap=%" PRIu64 " write-same=%" PRIu64 ") check-conditions=%" PRIu64
-            " bad-target=%" PRIu64 " overrun=%" PRIu64 "; %" PRIu64 " bytes read, %" PRIu64
-            " written; tmf=%" PRIu64 " an=%" PRIu64 " events=%" PRIu64 "; used buffers=%" PRIu64,
-            vs->cmds, ds->reads, ds->writes, ds->syncs, ds->unmaps, ds->write_sames, ds->check_conditions,
-            vs->resp[VIRTIO_SCSI_S_BAD_TARGET], vs->resp[VIRTIO_SCSI_S_OVERRUN], ds->bytes_read,
-            ds->bytes_written, vs->tmfs, vs->ans, vs->events, d->used);
+    vdmd_log("total: %" PRIu64 " commands (read=%" PRIu64 " write=%" PRIu64 " sync=%" PRIu64
+             " unmap=%" PRIu64 " write-same=%" PRIu64 ") check-conditions=%" PRIu64
+             " bad-target=%" PRIu64 " overrun=%" PRIu64 "; %" PRIu64 " bytes read, %" PRIu64
+             " written; tmf=%" PRIu64 " an=%" PRIu64 " events=%" PRIu64 "; used buffers=%" PRIu64,
+             vs->cmds, ds->reads, ds->writes, ds->syncs, ds->unmaps, ds->write_sames, ds->check_conditions,
+             vs->resp[VIRTIO_SCSI_S_BAD_TARGET], vs->resp[VIRTIO_SCSI_S_OVERRUN], ds->bytes_read,
+             ds->bytes_written, vs->tmfs, vs->ans, vs->events, d->used);
 }
 
 /* ---- vhost-user hooks ---- */
@@ -98,24 +67,17 @@ static void print_summary(Daemon *d)
 static void on_queue_started(void *opaque, unsigned n, bool started)
 {
     Daemon *d = opaque;
-    VirtIODevice *vdev = &d->dev.parent_obj;
 
     if (started) {
         if (!d->features_logged) {
-            char names[1024];
-
             d->features_logged = true;
-            virtio_features_describe(VIRTIO_ID_SCSI, vdev->guest_features, names, sizeof(names));
-            log_msg("negotiated features 0x%" PRIx64 ": %s", vdev->guest_features, names);
-            log_msg("VIRTIO_F_IN_ORDER %s, VIRTIO_F_RING_PACKED %s",
-                    virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER) ? "negotiated" : "NOT negotiated",
-                    virtio_vdev_has_feature(vdev, VIRTIO_F_RING_PACKED) ? "negotiated" : "NOT negotiated");
+            vdmd_log_negotiated(&d->dev.parent_obj, VIRTIO_ID_SCSI);
         }
         return;
     }
     /* The ring's index is read right after this and memory may go away: finish everything now. */
     virtio_scsi_drain(&d->dev);
-    snapshot_queues(d);
+    vdmd_queue_stats_snapshot(&d->dev.parent_obj, d->qstats);
 }
 
 static void on_reset(void *opaque)
@@ -136,26 +98,7 @@ static const VhostUserBackendOps daemon_ops = {
     .reset = on_reset,
 };
 
-static gboolean on_signal(gpointer opaque)
-{
-    g_main_loop_quit(((Daemon *)opaque)->loop);
-    return G_SOURCE_REMOVE;
-}
-
 /* ---- command line ---- */
-
-static bool parse_on_off(const char *opt, const char *v, bool *out, GError **errp)
-{
-    if (!g_strcmp0(v, "on")) {
-        *out = true;
-    } else if (!g_strcmp0(v, "off")) {
-        *out = false;
-    } else {
-        g_set_error(errp, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s takes on or off, not '%s'", opt, v);
-        return false;
-    }
-    return true;
-}
 
 int main(int argc, char **argv)
 {
@@ -176,27 +119,21 @@ int main(int argc, char **argv)
           NULL },
         { "num-queues", 0, 0, G_OPTION_ARG_INT, &num_queues, "request queues (default 1)", "N" },
         { "queue-size", 0, 0, G_OPTION_ARG_INT, &queue_size, "largest ring (default 128)", "N" },
-        { "in-order", 0, 0, G_OPTION_ARG_STRING, &in_order, "offer VIRTIO_F_IN_ORDER (default on)", "on|off" },
-        { "packed", 0, 0, G_OPTION_ARG_STRING, &packed, "offer VIRTIO_F_RING_PACKED (default on)", "on|off" },
+        VDMD_RING_OPTIONS(in_order, packed),
         { "discard", 0, 0, G_OPTION_ARG_STRING, &discard, "UNMAP / WRITE SAME with UNMAP (default on)",
           "on|off" },
-        { "backend", 0, 0, G_OPTION_ARG_STRING, &engine, "I/O engine (default: io_uring if it works)",
-          "io_uring|threads|null" },
+        VDMD_BLK_ENGINE_OPTION(engine),
         { "serial", 0, 0, G_OPTION_ARG_STRING, &serial, "unit serial number (VPD 0x80)", "S" },
         { NULL, 0, 0, 0, NULL, NULL, NULL },
     };
-    GOptionContext *octx = g_option_context_new("- virtio-scsi vhost-user backend");
-    BlockBackendOptions bo = { .engine = BLK_ENGINE_AUTO };
     SCSIDiskConf dconf;
     VirtIOSCSIConf conf;
     GError *err = NULL;
     Daemon d;
-    bool on;
     int ret = 1;
 
     memset(&d, 0, sizeof(d));
-    g_option_context_add_main_entries(octx, entries, NULL);
-    if (!g_option_context_parse(octx, &argc, &argv, &err)) {
+    if (!vdmd_parse_args("vdm-vhost-user-scsi", "- virtio-scsi vhost-user backend", entries, &argc, &argv, &err)) {
         goto out;
     }
     if (caps) {
@@ -215,10 +152,6 @@ int main(int argc, char **argv)
         g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "--socket-path and --blk-file are required");
         goto out;
     }
-    if (engine && !blk_engine_parse(engine, &bo.engine)) {
-        g_set_error(&err, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "unknown --backend '%s'", engine);
-        goto out;
-    }
 
     scsi_disk_conf_init(&dconf);
     virtio_scsi_conf_init(&conf);
@@ -227,32 +160,16 @@ int main(int argc, char **argv)
     conf.num_queues = (uint32_t)MAX(num_queues, 0);
     conf.queue_size = (uint32_t)MAX(queue_size, 0);
     dconf.read_only = read_only;
-    if (in_order) {
-        if (!parse_on_off("--in-order", in_order, &on, &err)) {
-            goto out;
-        }
-        conf.in_order = on;
-    }
-    if (packed) {
-        if (!parse_on_off("--packed", packed, &on, &err)) {
-            goto out;
-        }
-        conf.packed = on;
-    }
-    if (discard) {
-        if (!parse_on_off("--discard", discard, &on, &err)) {
-            goto out;
-        }
-        dconf.discard = on;
+    if (!vdmd_parse_on_off("--in-order", in_order, &conf.in_order, &err) ||
+        !vdmd_parse_on_off("--packed", packed, &conf.packed, &err) ||
+        !vdmd_parse_on_off("--discard", discard, &dconf.discard, &err)) {
+        goto out;
     }
     if (serial && !scsi_disk_conf_set(&dconf, "serial", serial, &err)) {
         goto out;
     }
 
-    bo.filename = image;
-    bo.read_only = read_only;
-    bo.null_size = 1ull << 30;
-    d.blk = blk_new_open(&bo, &err);
+    d.blk = vdmd_blk_open(image, engine, read_only, &err);
     if (!d.blk) {
         goto out;
     }
@@ -266,7 +183,7 @@ int main(int argc, char **argv)
     }
     d.qstats = g_new0(VirtQueueStats, d.dev.parent_obj.num_queues);
     if (vhost_user_backend_guard_sigbus() < 0) {
-        log_msg("cannot install the SIGBUS guard");
+        vdmd_log("cannot install the SIGBUS guard");
     }
     d.be = vhost_user_backend_new(&d.dev.parent_obj, &daemon_ops, &d);
     if (!d.be) {
@@ -277,23 +194,16 @@ int main(int argc, char **argv)
     if (vhost_user_backend_listen(d.be, socket_path, &err) < 0) {
         goto out;
     }
-    {
-        char offered[1024];
-        virtio_features_describe(VIRTIO_ID_SCSI, d.dev.parent_obj.host_features, offered, sizeof(offered));
-        log_msg("listening on %s: image %s, %" PRIu64 " blocks of %u%s, engine %s, %u request queue(s) of %u",
-                socket_path, image, d.disk.nb_blocks, d.disk.conf.logical_block_size,
-                d.disk.read_only ? " (read-only)" : "", blk_engine_name(blk_get_engine(d.blk)),
-                conf.num_queues, conf.queue_size);
-        log_msg("offered features: %s", offered);
-    }
+    vdmd_log("listening on %s: image %s, %" PRIu64 " blocks of %u%s, engine %s, %u request queue(s) of %u",
+             socket_path, image, d.disk.nb_blocks, d.disk.conf.logical_block_size,
+             d.disk.read_only ? " (read-only)" : "", blk_engine_name(blk_get_engine(d.blk)), conf.num_queues,
+             conf.queue_size);
+    vdmd_log_offered(&d.dev.parent_obj, VIRTIO_ID_SCSI);
 
-    d.loop = g_main_loop_new(NULL, FALSE);
-    g_unix_signal_add(SIGTERM, on_signal, &d);
-    g_unix_signal_add(SIGINT, on_signal, &d);
-    signal(SIGPIPE, SIG_IGN);   /* a frontend that vanishes is a disconnect, not a crash */
+    d.loop = vdmd_main_loop_new();
     g_main_loop_run(d.loop);
 
-    log_msg("terminating");
+    vdmd_log("terminating");
     vhost_user_backend_free(d.be);      /* closes the connection: on_reset prints its summary */
     d.be = NULL;
     end_connection(&d);
@@ -301,10 +211,7 @@ int main(int argc, char **argv)
     ret = 0;
 
 out:
-    if (err) {
-        log_msg("%s", err->message);
-        g_error_free(err);
-    }
+    vdmd_report_error(&err);
     vhost_user_backend_free(d.be);
     if (d.dev.queues) {
         virtio_scsi_unrealize(&d.dev);
@@ -317,7 +224,6 @@ out:
         g_main_loop_unref(d.loop);
     }
     g_free(d.qstats);
-    g_option_context_free(octx);
     g_free(socket_path);
     g_free(socket_alias);
     g_free(image);

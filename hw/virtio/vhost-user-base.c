@@ -10,6 +10,17 @@
 
 #include "hw/virtio/vhost-user-base.h"
 
+/* Queues 0..this-1 are the backend's now. */
+static unsigned base_active_queues(const VHostUserBase *b)
+{
+    return b->dev.start_nvqs ? b->dev.start_nvqs : b->nvqs;
+}
+
+void vhost_user_base_set_active_queues(VHostUserBase *b, unsigned n)
+{
+    b->dev.start_nvqs = n < b->nvqs ? n : 0;
+}
+
 /* Start the backend on the rings the driver set up; a failure is the device's, not the guest's. */
 static void vhost_user_base_start(VHostUserBase *b)
 {
@@ -22,7 +33,7 @@ static void vhost_user_base_start(VHostUserBase *b)
         return;
     }
     /* The core validated the rings at DRIVER_OK; the backend processes its own, not the core. */
-    for (unsigned n = 0; n < b->nvqs; n++) {
+    for (unsigned n = 0; n < base_active_queues(b); n++) {
         virtio_queue_deactivate(vdev, n);
     }
     /* A backend that came back with fewer features cannot serve what the driver accepted. */
@@ -105,7 +116,7 @@ void vhost_user_base_handle_notify(void *opaque, unsigned n)
 {
     VHostUserBase *b = opaque;
 
-    if (n < b->nvqs) {
+    if (n < base_active_queues(b)) {
         vhost_dev_kick(&b->dev, n);
     } else {
         virtio_queue_notify(b->vdev, n);    /* a queue the device model serves (net's control queue) */

@@ -440,6 +440,12 @@ static void free_inflight(struct vhost_dev *dev)
     }
 }
 
+/* Does the next start hand queue @n to the backend? (enabled by the driver, below start_nvqs) */
+static bool vq_handed_over(const struct vhost_dev *dev, VirtIODevice *vdev, unsigned n)
+{
+    return virtio_queue_get_enabled(vdev, n) && (!dev->start_nvqs || n < dev->start_nvqs);
+}
+
 /*
  * GET_INFLIGHT_FD at the first start after a reset (the region then lives
  * across backend restarts until the next device reset, as QEMU keeps it),
@@ -454,7 +460,7 @@ static int setup_inflight(struct vhost_dev *dev, VirtIODevice *vdev)
         return 0;
     }
     for (unsigned n = 0; n < dev->nvqs; n++) {
-        if (virtio_queue_get_enabled(vdev, n)) {
+        if (vq_handed_over(dev, vdev, n)) {
             qsize = MAX(qsize, virtio_queue_get_num(vdev, n));
         }
     }
@@ -541,7 +547,7 @@ int vhost_dev_start(struct vhost_dev *dev, VirtIODevice *vdev, char **errp)
         VhostUserVringSetup s = { .index = n, .enable = true };
         hwaddr desc, drv, devc;
 
-        if (!virtio_queue_get_enabled(vdev, n)) {
+        if (!vq_handed_over(dev, vdev, n)) {
             continue;
         }
         what = "vring set-up";

@@ -69,6 +69,19 @@ static void vnet_pci_unrealize(DeviceState *dev)
     g_free(s);
 }
 
+/* Vhost mode: status writes and resets reach the base; the pairs the driver negotiated are the backend's. */
+static void vnet_pci_vhost_status(void *opaque, bool reset)
+{
+    VirtIONetPCI *s = opaque;
+    bool mq = virtio_vdev_has_feature(&s->vnet.parent_obj, VIRTIO_NET_F_MQ);
+
+    if (!reset) {
+        /* spec 5.1.2: without MQ only pair 0 exists and queue 2 is the control queue (the device model's) */
+        vhost_user_base_set_active_queues(&s->vhost, 2 * (mq ? s->vnet.max_queue_pairs : 1));
+    }
+    vhost_user_base_status_changed(&s->vhost, reset);
+}
+
 /* Vhost mode: the data queues (RX and TX of every pair) are the backend's of netdev @nc. */
 static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **errp)
 {
@@ -87,7 +100,7 @@ static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **e
         return false;
     }
     s->vhost_nc = nc;
-    virtio_net_set_status_hook(&s->vnet, vhost_user_base_status_changed, &s->vhost);
+    virtio_net_set_status_hook(&s->vnet, vnet_pci_vhost_status, s);
     return true;
 }
 

@@ -315,6 +315,27 @@ static void test_mq(const void *opaque)
     vun_stop(&t);
 }
 
+/*
+ * Two pairs offered, the driver declines MQ: pair 0 is the backend's and
+ * queue 2 is the control queue (spec 5.1.2), answered by the device model.
+ */
+static void test_mq_declined(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    uint8_t on = 1;
+    VuNet t;
+
+    vun_start(&t, l, "--queues=2", ",queues=2", ",mq=on");
+    qvirtio_pci_set_status(&t.d.v, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    g_assert_true(qvirtio_pci_get_features(&t.d.v) & F(VIRTIO_NET_F_MQ));
+    t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA, 3, QUEUE_NUM);
+    g_assert_cmpuint(ctrl_cmd(&t, 2, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &on, 1), ==, VIRTIO_NET_OK);
+    frames_round_trip(&t, 0, 4, false);
+    g_assert_cmpuint(ctrl_cmd(&t, 2, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &on, 1), ==, VIRTIO_NET_OK);
+    g_assert_false(backend_negotiated(&t, "negotiated features ") & F(VIRTIO_NET_F_MQ));
+    vun_stop(&t);
+}
+
 /* ---- DPDK testpmd, net_vhost ---- */
 
 static char *find_testpmd(void)
@@ -386,6 +407,7 @@ int main(int argc, char **argv)
     qvdev_add_layout_tests("/vhost-user-net", "loopback", test_loopback);
     qvdev_add_layout_tests("/vhost-user-net", "in-order-masked-by-backend", test_in_order_masked_by_backend);
     qvdev_add_layout_tests("/vhost-user-net", "mq", test_mq);
+    qvdev_add_layout_tests("/vhost-user-net", "mq-declined", test_mq_declined);
     qvdev_add_layout_tests("/vhost-user-net", "dpdk-macswap", test_dpdk_macswap);
     return g_test_run();
 }

@@ -68,6 +68,12 @@ void vhost_user_base_unrealize(VHostUserBase *b);
  */
 void vhost_user_base_status_changed(void *opaque, bool reset);
 /*
+ * From the next start on, only queues 0..@n-1 are the backend's (the rest,
+ * up to nvqs, stay in the core): virtio-net without MQ has one pair and its
+ * control queue at index 2. @n >= nvqs: all of them again.
+ */
+void vhost_user_base_set_active_queues(VHostUserBase *b, unsigned n);
+/*
  * The transport's queue notifier: a driver notification of queue @n goes to
  * the backend (n < nvqs) or to the core (virtio_queue_notify).
  */

@@ -97,6 +97,8 @@ struct vhost_dev {
     char *path;                 /* socket to connect (and reconnect) to */
     const int *feature_bits;
     unsigned nvqs;
+    /* Queues the next start hands over: 0..start_nvqs-1 (0: all nvqs); net without MQ: one pair. */
+    unsigned start_nvqs;
     struct vhost_virtqueue *vqs;
     uint64_t backend_features;  /* GET_FEATURES, without VHOST_USER_F_PROTOCOL_FEATURES */
     uint64_t protocol_features; /* negotiated */
