@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hw/virtio/virtio-net.h"
+#include "hw/pci/pci.h"
 #include "hw/virtio/virtio-pci.h"
 #include "qdaemon.h"
 #include "qvirtio-dev.h"
@@ -336,6 +337,42 @@ static void test_mq_declined(const void *opaque)
     vun_stop(&t);
 }
 
+/*
+ * The NIC unplugged (ACPI eject) and plugged again on the same netdev: the
+ * netdev is free again and the new NIC connects to the socket anew.
+ */
+static void test_hotplug(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    char *props = g_strdup_printf("\"netdev\": \"n0\", \"addr\": \"05.0\", \"mac\": \"52:54:00:00:00:0a\", "
+                                  "\"packed\": %s, \"in_order\": %s, \"event_idx\": \"off\"",
+                                  l->packed ? "true" : "false", l->in_order ? "true" : "false");
+    VuNet t;
+
+    vun_start(&t, l, "", "", ",id=nic0");
+    qtest_irq_intercept_in(t.d.qts, "ioapic");
+    qtest_outb(t.d.qts, 0xafe2, 0x02);      /* GPE.1 (PCI hotplug) enabled, as a guest does */
+    for (unsigned round = 0; round < 3; round++) {
+        if (round) {
+            qtest_qmp_device_add(t.d.qts, "virtio-net-pci", "nic0", props);
+            g_assert_cmpint(qpci_find_device(t.d.qts, PCI_VENDOR_ID_REDHAT_QUMRANET,
+                                             PCI_DEVICE_ID_VIRTIO_MODERN_BASE + VIRTIO_ID_NET), ==, t.d.devfn);
+            qvirtio_pci_init(&t.d.v, t.d.qts, t.d.devfn);
+            memset(t.next_slot, 0, sizeof(t.next_slot));
+        }
+        t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA, 3, QUEUE_NUM);
+        frames_round_trip(&t, 0, 4, false);
+        if (round < 2) {
+            json_free(qpci_unplug_acpi_device_test(t.d.qts, "nic0", PCI_SLOT(t.d.devfn)));
+            json_free(qtest_qmp_eventwait(t.d.qts, "DEVICE_DELETED"));
+            g_assert_cmphex(qpci_config_readl(t.d.qts, t.d.devfn, 0), ==, 0xffffffff);
+        }
+    }
+    qdaemon_wait_log(&t.daemon, "negotiated features ", 3);     /* one connection per NIC */
+    g_free(props);
+    vun_stop(&t);
+}
+
 /* ---- DPDK testpmd, net_vhost ---- */
 
 static char *find_testpmd(void)
@@ -408,6 +445,7 @@ int main(int argc, char **argv)
     qvdev_add_layout_tests("/vhost-user-net", "in-order-masked-by-backend", test_in_order_masked_by_backend);
     qvdev_add_layout_tests("/vhost-user-net", "mq", test_mq);
     qvdev_add_layout_tests("/vhost-user-net", "mq-declined", test_mq_declined);
+    qvdev_add_layout_tests("/vhost-user-net", "hotplug", test_hotplug);
     qvdev_add_layout_tests("/vhost-user-net", "dpdk-macswap", test_dpdk_macswap);
     return g_test_run();
 }
