@@ -230,7 +230,7 @@ typedef struct VirtIOBlockReq {
     uint32_t in_written;        /* data bytes written for the driver */
     unsigned pending;           /* backend requests still running */
     int error;                  /* first backend error */
-    struct VirtIOBlockReq *next_free;
+    struct VirtIOBlockReq *next_deferred;   /* VirtIOBlockQueue.deferred */
     struct iovec sg[VIRTQUEUE_MAX_SG];  /* the element's segments, both directions */
 } VirtIOBlockReq;
 
@@ -241,35 +241,12 @@ typedef struct VirtIOBlockReq {
  */
 static VirtIOBlockReq *req_get(VirtIOBlock *s)
 {
-    VirtIOBlockReq *req = s->free_reqs;
-
-    if (req) {
-        s->free_reqs = req->next_free;
-        s->nfree--;
-        return req;
-    }
-    return g_new(VirtIOBlockReq, 1);
+    return virtio_req_pool_get(&s->req_pool, sizeof(VirtIOBlockReq));
 }
 
 static void req_put(VirtIOBlock *s, VirtIOBlockReq *req)
 {
-    if (s->nfree >= s->parent_obj.num_queues * s->conf.queue_size) {
-        g_free(req);
-        return;
-    }
-    req->next_free = s->free_reqs;
-    s->free_reqs = req;
-    s->nfree++;
-}
-
-static void req_pool_free(VirtIOBlock *s)
-{
-    while (s->free_reqs) {
-        VirtIOBlockReq *next = s->free_reqs->next_free;
-        g_free(s->free_reqs);
-        s->free_reqs = next;
-    }
-    s->nfree = 0;
+    virtio_req_pool_put(&s->req_pool, req, s->parent_obj.num_queues * s->conf.queue_size);
 }
 
 /* Pop the next request of @vq into a pooled request, or NULL (empty, stopped, broken). */
@@ -289,7 +266,6 @@ static VirtIOBlockQueue *req_queue(VirtIOBlockReq *req)
     return &req->dev->queues[virtio_get_queue_index(req->vq)];
 }
 
-/* Publish what was filled on queue @n and tell the driver, once per run. */
 /* Tracked: one element per publication, so the tracker's record stays exact. */
 static void blk_publish_tracked(VirtIOBlock *s, VirtIOBlockReq *req)
 {
@@ -299,9 +275,10 @@ static void blk_publish_tracked(VirtIOBlock *s, VirtIOBlockReq *req)
     virtqueue_fill(req->vq, &req->elem, req->in_written + 1, 0);
     virtqueue_flush(req->vq, 1);
     s->tracker->published(s->tracker_opaque, qn, req->elem.index);
-    req_queue(req)->need_notify = true;
+    virtqueue_batch_published(&req_queue(req)->batch);
 }
 
+/* Publish what was filled on queue @n and tell the driver, once per run. */
 static void blk_flush_queue(VirtIOBlock *s, unsigned n)
 {
     VirtIOBlockQueue *q = &s->queues[n];
@@ -310,20 +287,11 @@ static void blk_flush_queue(VirtIOBlock *s, unsigned n)
     while (q->deferred) {
         VirtIOBlockReq *req = q->deferred;
 
-        q->deferred = req->next_free;
+        q->deferred = req->next_deferred;
         blk_publish_tracked(s, req);
         req_put(s, req);
     }
-
-    if (q->pending_fills) {
-        virtqueue_flush(vq, q->pending_fills);
-        q->pending_fills = 0;
-        q->need_notify = true;
-    }
-    if (q->need_notify) {
-        q->need_notify = false;
-        virtio_notify(&s->parent_obj, vq);
-    }
+    virtqueue_batch_flush(&q->batch, &s->parent_obj, vq);
 }
 
 static void blk_batch_done(void *opaque)
@@ -367,13 +335,13 @@ static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)
          */
         *req->status = status;
         if (blk_tracked(s) && q->in_handler) {
-            req->next_free = q->deferred;       /* published by blk_flush_queue */
+            req->next_deferred = q->deferred;   /* published by blk_flush_queue */
             q->deferred = req;
             return;
         } else if (blk_tracked(s)) {
             blk_publish_tracked(s, req);
         } else {
-            virtqueue_fill(req->vq, &req->elem, req->in_written + 1, q->pending_fills++);
+            virtqueue_batch_fill(&q->batch, req->vq, &req->elem, req->in_written + 1);
         }
     }
     req_put(s, req);
@@ -689,8 +657,7 @@ static void blk_reset(VirtIODevice *vdev)
     virtio_blk_drain(s);
     s->quiesce = false;
     for (unsigned n = 0; n < vdev->num_queues; n++) {
-        s->queues[n].pending_fills = 0;
-        s->queues[n].need_notify = false;
+        virtqueue_batch_reset(&s->queues[n].batch);
     }
     blk_config(s)->writeback = 0;
     blk_update_config(s);
@@ -768,7 +735,7 @@ void virtio_blk_unrealize(VirtIOBlock *s)
     virtio_blk_drain(s);
     blk_set_batch_done(s->blk, NULL, NULL);
     virtio_cleanup(&s->parent_obj);
-    req_pool_free(s);
+    virtio_req_pool_drain(&s->req_pool);
     g_free(s->queues);
     s->queues = NULL;
 }

@@ -153,32 +153,19 @@ typedef struct VirtIOSCSIReq {
     unsigned resp_split;        /* in_sg index where data-in starts (its entry saved below) */
     struct iovec resp_split_iov;
     size_t data_out_len, data_in_len;
-    struct VirtIOSCSIReq *prev, *next;  /* in-flight list, or the free list (next) */
+    struct VirtIOSCSIReq *prev, *next;  /* in-flight list */
     struct iovec sg[VIRTQUEUE_MAX_SG];
 } VirtIOSCSIReq;
 
 static VirtIOSCSIReq *req_get(VirtIOSCSI *s)
 {
-    VirtIOSCSIReq *req = s->free_reqs;
-
-    if (req) {
-        s->free_reqs = req->next;
-        s->nfree--;
-        return req;
-    }
-    return g_new(VirtIOSCSIReq, 1);
+    return virtio_req_pool_get(&s->req_pool, sizeof(VirtIOSCSIReq));
 }
 
 /* The pool never holds more than can be in flight at once (STYLE.md §10). */
 static void req_put(VirtIOSCSI *s, VirtIOSCSIReq *req)
 {
-    if (s->nfree >= s->conf.num_queues * s->conf.queue_size) {
-        g_free(req);
-        return;
-    }
-    req->next = s->free_reqs;
-    s->free_reqs = req;
-    s->nfree++;
+    virtio_req_pool_put(&s->req_pool, req, s->conf.num_queues * s->conf.queue_size);
 }
 
 static VirtIOSCSIReq *req_pop(VirtIOSCSI *s, VirtQueue *vq)
@@ -201,7 +188,7 @@ static void req_fill(VirtIOSCSIReq *req, uint32_t len)
     VirtIOSCSIQueue *q = &s->queues[virtio_get_queue_index(req->vq)];
 
     if (!s->quiesce) {
-        virtqueue_fill(req->vq, &req->elem, len, q->pending_fills++);
+        virtqueue_batch_fill(&q->batch, req->vq, &req->elem, len);
     }
     req_put(s, req);
 }
@@ -209,17 +196,8 @@ static void req_fill(VirtIOSCSIReq *req, uint32_t len)
 static void scsi_flush_queue(VirtIOSCSI *s, unsigned n)
 {
     VirtIOSCSIQueue *q = &s->queues[n];
-    VirtQueue *vq = virtio_get_queue(&s->parent_obj, n);
 
-    if (q->pending_fills) {
-        virtqueue_flush(vq, q->pending_fills);
-        q->pending_fills = 0;
-        q->need_notify = true;
-    }
-    if (q->need_notify) {
-        q->need_notify = false;
-        virtio_notify(&s->parent_obj, vq);
-    }
+    virtqueue_batch_flush(&q->batch, &s->parent_obj, virtio_get_queue(&s->parent_obj, n));
 }
 
 static void scsi_flush_all(void *opaque)
@@ -664,8 +642,7 @@ static void scsi_reset(VirtIODevice *vdev)
     virtio_scsi_drain(s);
     s->quiesce = false;
     for (unsigned n = 0; n < vdev->num_queues; n++) {
-        s->queues[n].pending_fills = 0;
-        s->queues[n].need_notify = false;
+        virtqueue_batch_reset(&s->queues[n].batch);
     }
     s->events_dropped = false;
     s->sense_size = VIRTIO_SCSI_SENSE_DEFAULT_SIZE;
@@ -744,11 +721,7 @@ void virtio_scsi_unrealize(VirtIOSCSI *s)
         blk_set_batch_done(s->disk->blk, NULL, NULL);
     }
     virtio_cleanup(&s->parent_obj);
-    while (s->free_reqs) {
-        VirtIOSCSIReq *next = s->free_reqs->next;
-        g_free(s->free_reqs);
-        s->free_reqs = next;
-    }
+    virtio_req_pool_drain(&s->req_pool);
     g_free(s->queues);
     s->queues = NULL;
 }

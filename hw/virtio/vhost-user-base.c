@@ -93,9 +93,23 @@ static void base_connection(void *opaque, bool lost)
     vhost_user_base_start(b);
 }
 
+/* The backend's CONFIG_CHANGE_MSG: re-read the config space and tell the driver (as QEMU, it rereads). */
+static void base_config_changed(void *opaque)
+{
+    VHostUserBase *b = opaque;
+    char *err = NULL;
+
+    if (b->fetch_config && b->fetch_config(b, &err) < 0) {
+        fprintf(stderr, "vdm: %s: %s\n", b->name, err);
+        g_free(err);
+    }
+    virtio_notify_config(b->vdev);
+}
+
 static const VhostDevOps vhost_user_base_dev_ops = {
     .call = base_call,
     .connection = base_connection,
+    .config_changed = base_config_changed,
 };
 
 void vhost_user_base_handle_notify(void *opaque, unsigned n)

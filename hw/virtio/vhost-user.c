@@ -180,7 +180,8 @@ static int recv_exact(VhostUserConn *c, void *buf, size_t len, int *fd)
     return 0;
 }
 
-int vhost_user_recv(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_t max, int *fd)
+/* One message; @reply: it must carry flags exactly VERSION|REPLY, else only the version. */
+static int recv_msg(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_t max, int *fd, bool reply)
 {
     uint8_t discard[VHOST_USER_PAYLOAD_MAX];
     int ret;
@@ -198,8 +199,11 @@ int vhost_user_recv(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_
     if (ret == 0) {
         ret = recv_exact(c, hdr->size <= max ? payload : discard, hdr->size, fd);
     }
-    if (ret == 0 && hdr->flags != (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK)) {
+    if (ret == 0 && reply && hdr->flags != (VHOST_USER_VERSION | VHOST_USER_REPLY_MASK)) {
         ret = -EPROTO;          /* replies carry flags exactly 0x5 */
+    }
+    if (ret == 0 && !reply && (hdr->flags & ~VHOST_USER_NEED_REPLY_MASK) != VHOST_USER_VERSION) {
+        ret = -EPROTO;          /* a backend request: version 1, NEED_REPLY at most */
     }
     if (ret == 0 && hdr->size > max) {
         ret = -EMSGSIZE;
@@ -212,6 +216,16 @@ int vhost_user_recv(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_
         return ret;
     }
     return (int)hdr->size;
+}
+
+int vhost_user_recv(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_t max, int *fd)
+{
+    return recv_msg(c, hdr, payload, max, fd, true);
+}
+
+int vhost_user_recv_request(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_t max, int *fd)
+{
+    return recv_msg(c, hdr, payload, max, fd, false);
 }
 
 int vhost_user_call(VhostUserConn *c, uint32_t request, const void *payload, uint32_t size,

@@ -170,12 +170,77 @@ static void unwatch_socket(struct vhost_dev *dev)
     }
 }
 
+/* ---- the backend's channel (BACKEND_REQ) ---- */
+
+static void backend_chan_close(struct vhost_dev *dev)
+{
+    if (dev->backend_watch) {
+        g_source_remove(dev->backend_watch);
+        dev->backend_watch = 0;
+    }
+    vhost_user_close(&dev->backend_chan);
+}
+
+/*
+ * A request from the backend. Only CONFIG_CHANGE_MSG is served; anything
+ * else is refused (ack 1 when it wants one). A malformed message or EOF
+ * closes the channel (the main connection is not affected).
+ */
+static gboolean backend_chan_ready(gint fd, GIOCondition cond, gpointer opaque)
+{
+    struct vhost_dev *dev = opaque;
+    uint8_t payload[VHOST_USER_PAYLOAD_MAX];
+    VhostUserHeader hdr;
+    uint64_t result = 0;
+    int ret = vhost_user_recv_request(&dev->backend_chan, &hdr, payload, sizeof(payload), NULL);
+
+    if (ret < 0) {
+        dev->backend_watch = 0;
+        vhost_user_close(&dev->backend_chan);
+        return G_SOURCE_REMOVE;
+    }
+    if (hdr.request == VHOST_USER_BACKEND_CONFIG_CHANGE_MSG) {
+        if (dev->ops && dev->ops->config_changed) {
+            dev->ops->config_changed(dev->opaque);
+        }
+    } else {
+        result = 1;
+    }
+    if (hdr.flags & VHOST_USER_NEED_REPLY_MASK) {
+        vhost_user_send(&dev->backend_chan, hdr.request, VHOST_USER_VERSION | VHOST_USER_REPLY_MASK, &result,
+                        sizeof(result), NULL, 0);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+/* SET_BACKEND_REQ_FD with one end of a socketpair; failing that, the device works without it. */
+static void backend_chan_open(struct vhost_dev *dev)
+{
+    int sv[2], ret;
+
+    if (!has_protocol(dev, VHOST_USER_PROTOCOL_F_BACKEND_REQ) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        return;
+    }
+    ret = vhost_user_request_opt(&dev->conn, reply_ack(dev), VHOST_USER_SET_BACKEND_REQ_FD, NULL, 0, &sv[1], 1);
+    close(sv[1]);
+    if (ret != 0) {
+        close(sv[0]);
+        return;
+    }
+    /* the backend's messages are tiny: a partial one is waited for briefly, never long */
+    vhost_user_conn_init(&dev->backend_chan, 100);
+    dev->backend_chan.fd = sv[0];
+    dev->backend_watch = g_unix_fd_add(sv[0], G_IO_IN | G_IO_HUP | G_IO_ERR, backend_chan_ready, dev);
+}
+
 /* Connect and handshake. Returns 0 or -errno with *@errp set. */
 static int vhost_dev_connect(struct vhost_dev *dev, int retry_ms, char **errp)
 {
     const uint64_t want = 1ULL << VHOST_USER_PROTOCOL_F_MQ | 1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK |
                           1ULL << VHOST_USER_PROTOCOL_F_CONFIG |
-                          1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD;
+                          1ULL << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD |
+                          1ULL << VHOST_USER_PROTOCOL_F_BACKEND_REQ;
     uint64_t offered, qnum;
     int ret = dev->conn.fd >= 0 ? 0 : vhost_user_connect(&dev->conn, dev->path, retry_ms);
 
@@ -207,6 +272,7 @@ static int vhost_dev_connect(struct vhost_dev *dev, int retry_ms, char **errp)
         ret = -EINVAL;
         goto fail;
     }
+    backend_chan_open(dev);
     watch_socket(dev);
     return 0;
 
@@ -239,6 +305,7 @@ int vhost_dev_init(struct vhost_dev *dev, const char *path, int fd, const int *f
 
     memset(dev, 0, sizeof(*dev));
     vhost_user_conn_init(&dev->conn, VHOST_USER_TIMEOUT_MS);
+    vhost_user_conn_init(&dev->backend_chan, 100);
     dev->path = g_strdup(path);
     dev->feature_bits = feature_bits;
     dev->nvqs = nvqs;
@@ -263,7 +330,7 @@ int vhost_dev_init(struct vhost_dev *dev, const char *path, int fd, const int *f
         g_free(dev->vqs);
         g_free(dev->path);
         memset(dev, 0, sizeof(*dev));
-        dev->conn.fd = dev->inflight_fd = -1;
+        dev->conn.fd = dev->backend_chan.fd = dev->inflight_fd = -1;
     }
     return ret;
 }
@@ -576,6 +643,7 @@ static gboolean vhost_reconnect_timer(gpointer opaque)
 static void vhost_dev_lost(struct vhost_dev *dev)
 {
     unwatch_socket(dev);
+    backend_chan_close(dev);
     vhost_user_close(&dev->conn);
     if (dev->started) {
         /* no GET_VRING_BASE possible: the next start resumes from guest memory */
@@ -602,6 +670,7 @@ void vhost_dev_cleanup(struct vhost_dev *dev)
     }
     vhost_dev_stop(dev);
     unwatch_socket(dev);
+    backend_chan_close(dev);
     if (dev->reconnect_timer) {
         g_source_remove(dev->reconnect_timer);
         dev->reconnect_timer = 0;

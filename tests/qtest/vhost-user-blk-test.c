@@ -424,6 +424,41 @@ static void test_reconnect(const void *opaque)
     vub_stop(&b);
 }
 
+/*
+ * A malformed request (its header outside guest RAM) breaks the backend's
+ * device; the daemon says so with CONFIG_CHANGE_MSG on the BACKEND_REQ
+ * channel and vdm raises the configuration interrupt (ISR bit 1). A reset
+ * and fresh rings bring the device back.
+ */
+static void test_backend_fault_reaches_driver(const void *opaque)
+{
+    const Layout *l = opaque;
+    VDriverSeg out = { RAM_SIZE + 0x100000, 16 }, in = { qblk_slot_gpa(0) + 0x10, 1 };
+    gint64 deadline;
+    uint8_t isr = 0;
+
+    VuBlk b;
+
+    vub_start(&b, l, PEER_VDM, ",vectors=0");
+    vub_init_device(&b, l->packed, l->in_order);
+    write_read_check(&b, 2, 40);
+    (void)qtest_readb(b.qts, b.v.isr);      /* clear */
+    g_assert_cmpint(vdriver_add(b.vq, &out, 1, &in, 1, GUINT_TO_POINTER(1), false), ==, 0);
+    vub_kick(&b);
+    deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
+    while (!((isr |= qtest_readb(b.qts, b.v.isr)) & 2)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(500);
+    }
+    qdaemon_wait_log(&b.d, "outside", 1);
+    vdriver_queue_free(b.vq);
+    b.vq = NULL;
+    memset(b.h.ram + RING_BASE, 0, 0x10000);
+    vub_init_device(&b, l->packed, l->in_order);
+    write_read_check(&b, 4, 41);
+    vub_stop(&b);
+}
+
 /* A driver reset with the backend alive (GET_VRING_BASE), then fresh rings: I/O works again. */
 static void test_driver_reset(const void *opaque)
 {
@@ -703,6 +738,9 @@ int main(int argc, char **argv)
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/backend_refuses_ring", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_backend_refuses_ring);
+        g_free(p);
+        p = g_strdup_printf("/vhost-user-blk/%s/backend_fault_reaches_driver", layouts[i].name);
+        g_test_add_data_func(p, &layouts[i], test_backend_fault_reaches_driver);
         g_free(p);
         p = g_strdup_printf("/vhost-user-blk/%s/driver_reset", layouts[i].name);
         g_test_add_data_func(p, &layouts[i], test_driver_reset);

@@ -213,6 +213,26 @@ static void test_handshake_needs_protocol_features(void)
     pair_close(&p);
 }
 
+/* The backend's channel: its requests carry version 1 and at most NEED_REPLY, never REPLY. */
+static void test_backend_requests(void)
+{
+    Pair p;
+    VhostUserHeader hdr;
+    uint64_t v = 0;
+
+    pair_open(&p);
+    reply(&p, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, VHOST_USER_VERSION, 0, NULL, 0, 0);
+    g_assert_cmpint(vhost_user_recv_request(&p.c, &hdr, &v, sizeof(v), NULL), ==, 0);
+    g_assert_cmpuint(hdr.request, ==, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG);
+    reply(&p, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK, 0, NULL, 0, 0);
+    g_assert_cmpint(vhost_user_recv_request(&p.c, &hdr, &v, sizeof(v), NULL), ==, 0);
+    reply(&p, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, OK_FLAGS, 0, NULL, 0, 0);
+    g_assert_cmpint(vhost_user_recv_request(&p.c, &hdr, &v, sizeof(v), NULL), ==, -EPROTO);
+    reply(&p, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, 0x2, 0, NULL, 0, 0);          /* version 2 */
+    g_assert_cmpint(vhost_user_recv_request(&p.c, &hdr, &v, sizeof(v), NULL), ==, -EPROTO);
+    pair_close(&p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -224,5 +244,6 @@ int main(int argc, char **argv)
     g_test_add_func("/vhost-user-client/silence_and_close_bounded", test_silence_and_close_bounded);
     g_test_add_func("/vhost-user-client/handshake_needs_protocol_features",
                     test_handshake_needs_protocol_features);
+    g_test_add_func("/vhost-user-client/backend_requests", test_backend_requests);
     return g_test_run();
 }

@@ -52,6 +52,8 @@ int vhost_user_send_raw(VhostUserConn *c, const void *buf, size_t len);
  * -EPROTO (flags not exactly VERSION|REPLY, oversized), -EMSGSIZE.
  */
 int vhost_user_recv(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_t max, int *fd);
+/* The same for a request the backend sends on its channel (flags: version 1, NEED_REPLY allowed). */
+int vhost_user_recv_request(VhostUserConn *c, VhostUserHeader *hdr, void *payload, size_t max, int *fd);
 
 /*
  * A request without a reply of its own, sent with NEED_REPLY: returns the

@@ -79,6 +79,8 @@ typedef struct VhostDevOps {
     void (*call)(void *opaque, unsigned n);
     /* The backend went away (true) or is back and running again (false). */
     void (*connection)(void *opaque, bool lost);
+    /* The backend said its config space changed (BACKEND_REQ channel, CONFIG_CHANGE_MSG). */
+    void (*config_changed)(void *opaque);
 } VhostDevOps;
 
 struct vhost_virtqueue {
@@ -112,6 +114,9 @@ struct vhost_dev {
     /* Reconnect */
     unsigned reconnect_ms;      /* 0: never */
     unsigned hup_watch, reconnect_timer;
+    /* BACKEND_REQ: the channel the backend sends its own requests on (socketpair, our end). */
+    VhostUserConn backend_chan;
+    unsigned backend_watch;
     unsigned reconnects;        /* successful reconnections so far */
     const VhostDevOps *ops;
     void *opaque;
@@ -121,7 +126,8 @@ struct vhost_dev {
  * Use the connected socket @fd (taken; e.g. chardev_take_fd), or with @fd -1
  * connect to the backend at @path (retrying for VHOST_USER_TIMEOUT_MS); do
  * the handshake (protocol features: MQ, REPLY_ACK, CONFIG, INFLIGHT_SHMFD,
- * as offered) and read its features. @mem / @ram_fd: guest memory and where
+ * BACKEND_REQ as offered; the backend channel carries CONFIG_CHANGE_MSG to
+ * ops->config_changed) and read its features. @mem / @ram_fd: guest memory and where
  * its fds come from. Returns 0 or -errno with *@errp set (g_free it).
  */
 int vhost_dev_init(struct vhost_dev *dev, const char *path, int fd, const int *feature_bits, unsigned nvqs,

@@ -20,6 +20,8 @@
 
 #include "block/block-backend.h"
 #include "hw/virtio/virtio.h"
+#include "hw/virtio/virtio-req-pool.h"
+#include "hw/virtio/virtqueue-batch.h"
 
 #define VIRTIO_ID_BLOCK 2
 
@@ -133,9 +135,8 @@ typedef struct VirtIOBlkStats {
 } VirtIOBlkStats;
 
 typedef struct VirtIOBlockQueue {
-    unsigned pending_fills;     /* filled since the last flush (non-IN_ORDER fill index) */
+    VirtQueueBatch batch;       /* also published one by one (tracker): notify at the end of the run */
     unsigned in_flight;
-    bool need_notify;           /* published one by one (tracker): notify at the end of the run */
     bool in_handler;            /* inside the queue handler's pop loop */
     /*
      * Tracked requests completed inside the pop loop (refused at parse time),
@@ -172,8 +173,7 @@ typedef struct VirtIOBlock {
     bool quiesce;               /* completions must not touch the rings (reset in progress) */
     const VirtIOBlkTracker *tracker;
     void *tracker_opaque;
-    struct VirtIOBlockReq *free_reqs;   /* request pool: no allocation per request once warm */
-    unsigned nfree;
+    VirtIOReqPool req_pool;     /* no allocation per request once warm */
     VirtIOBlkStats stats;
 } VirtIOBlock;
 

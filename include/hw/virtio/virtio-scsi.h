@@ -20,6 +20,8 @@
 
 #include "hw/scsi/scsi.h"
 #include "hw/virtio/virtio.h"
+#include "hw/virtio/virtio-req-pool.h"
+#include "hw/virtio/virtqueue-batch.h"
 
 #define VIRTIO_ID_SCSI 8
 
@@ -162,8 +164,7 @@ typedef struct VirtIOSCSIStats {
 } VirtIOSCSIStats;
 
 typedef struct VirtIOSCSIQueue {
-    unsigned pending_fills;     /* filled since the last flush (non-IN_ORDER fill index) */
-    bool need_notify;
+    VirtQueueBatch batch;
 } VirtIOSCSIQueue;
 
 typedef struct VirtIOSCSI {
@@ -177,8 +178,7 @@ typedef struct VirtIOSCSI {
     unsigned in_flight;
     struct VirtIOSCSIReq *inflight_head;    /* commands in flight, oldest first (TMF lookups) */
     struct VirtIOSCSIReq *inflight_tail;
-    struct VirtIOSCSIReq *free_reqs;
-    unsigned nfree;
+    VirtIOReqPool req_pool;     /* no allocation per command once warm */
     VirtIOSCSIStats stats;
 } VirtIOSCSI;
 
