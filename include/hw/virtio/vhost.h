@@ -12,8 +12,10 @@
  *   3. forwards the driver's kicks with vhost_dev_kick(dev, n) (virtio-pci:
  *      virtio_pci_set_queue_notifier) and turns ops->call into the
  *      transport's interrupt (virtio_pci_notify_queue_irq);
- *   4. vhost_dev_start(dev, vdev) at DRIVER_OK, vhost_dev_stop(dev) on reset;
+ *   4. vhost_dev_start(dev, vdev) at DRIVER_OK, vhost_dev_reset(dev) on reset;
  *   5. vhost_dev_cleanup(dev) when unplugged.
+ * hw/virtio/vhost-user-base.c does 2-4 for a device model (blk, scsi, net),
+ * hw/virtio/vhost-user-pci.c the virtio-pci wiring of 3.
  *
  * Feature tables (QEMU's feature_bits[] idea): the list of bits the backend
  * controls, terminated by VHOST_INVALID_FEATURE_BIT. Allowlist semantics: a
@@ -28,10 +30,13 @@
  * are sent with their fds (SET_MEM_TABLE) at start.
  *
  * Reconnect: when the backend closes the socket the device stops (ring
- * state kept in the VirtIODevice, the inflight region kept), and, with
- * reconnect_ms > 0, the frontend reconnects every reconnect_ms and restarts
- * the rings where the driver is (split: the used index in guest memory;
- * the backend resubmits what the inflight region says was in flight).
+ * state kept in the VirtIODevice, the inflight region kept until the next
+ * device reset), and, with reconnect_ms > 0, the frontend reconnects every
+ * reconnect_ms and restarts the rings where the driver is (split: the used
+ * index in guest memory; the backend resubmits what the inflight region
+ * says was in flight, and finds its packed position there).
+ *
+ * Backend channel (BACKEND_REQ): CONFIG_CHANGE_MSG calls ops->config_changed.
  *
  * Context: main loop thread only. Messages are synchronous: each waits at
  * most VHOST_USER_TIMEOUT_MS for its reply.
