@@ -314,7 +314,11 @@ static void test_in_order_masked_by_backend(const void *opaque)
     vun_stop(&t);
 }
 
-/* Two pairs: queues 0-3 the backend's, the control queue (4) the device model's; pair 1 loops too. */
+/*
+ * Two pairs: queues 0-3 the backend's, the control queue (4) the device
+ * model's; pair 1 runs on the backend only once the driver asked for two
+ * pairs (SET_VRING_ENABLE, as QEMU), then loops too.
+ */
 static void test_mq(const void *opaque)
 {
     const VDriverLayout *l = opaque;
@@ -325,8 +329,20 @@ static void test_mq(const void *opaque)
     g_assert_cmpuint(qtest_readw(t.d.qts, t.d.v.common + VIRTIO_PCI_COMMON_NUMQ), ==, 5);
     g_assert_cmpuint(qtest_readw(t.d.qts, t.d.v.device + 8), ==, 2);    /* max_virtqueue_pairs */
     t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA | F(VIRTIO_NET_F_MQ), 5, QUEUE_NUM);
+    /* one pair in use until VQ_PAIRS_SET (spec 5.1.6.5.5): pair 1 is disabled on the backend */
+    rx_post(&t, 2, 1);
+    tx_add(&t, 3, 200, 77);
+    qvdev_kick(&t.d, 3);
+    frames_round_trip(&t, 0, 4, false);
+    g_usleep(50 * 1000);
+    (void)qvirtio_pci_get_status(&t.d.v);
+    g_assert_false(vdriver_has_used(t.d.vq[2]));
+    g_assert_false(vdriver_has_used(t.d.vq[3]));
     g_assert_cmpuint(ctrl_cmd(&t, 4, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2), ==,
                      VIRTIO_NET_OK);
+    /* enabled: the waiting frame goes */
+    rx_expect(&t, 2, 200, 77, false);
+    reap_tx(&t, 3, 1);
     pairs = 3;
     g_assert_cmpuint(ctrl_cmd(&t, 4, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2), ==,
                      VIRTIO_NET_ERR);
