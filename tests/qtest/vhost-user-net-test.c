@@ -207,6 +207,17 @@ static void frames_round_trip(VuNet *t, unsigned qp, unsigned n, bool macswap)
     reap_tx(t, txq, n);
 }
 
+/* The backend's calls reached the transport as a queue interrupt (vectors=0: ISR bit 0 + INTx), bounded. */
+static void wait_isr_queue_bit(VuNet *t)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)qtest_timeout_seconds() * G_USEC_PER_SEC;
+
+    while (!(qtest_readb(t->d.qts, t->d.v.isr) & 1)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(100);
+    }
+}
+
 /* A control command on queue @cq: its ack byte. */
 static uint8_t ctrl_cmd(VuNet *t, unsigned cq, uint8_t cls, uint8_t cmd, const void *data, size_t dlen)
 {
@@ -266,11 +277,13 @@ static void test_loopback(const void *opaque)
     uint8_t on = 1;
     VuNet t;
 
-    vun_start(&t, l, "--in-order=on", "", "");
+    vun_start(&t, l, "--in-order=on", "", ",vectors=0");
     g_assert_cmpuint(qtest_readw(t.d.qts, t.d.v.common + VIRTIO_PCI_COMMON_NUMQ), ==, 3);
     check_mac_config(&t);       /* the device model's mac=, not the daemon's default */
     t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA, 3, QUEUE_NUM);
+    (void)qtest_readb(t.d.qts, t.d.v.isr);  /* clear */
     frames_round_trip(&t, 0, 8, false);
+    wait_isr_queue_bit(&t);
     g_assert_cmpuint(ctrl_cmd(&t, 2, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &on, 1), ==, VIRTIO_NET_OK);
     g_assert_cmpuint(ctrl_cmd(&t, 2, 200, 0, NULL, 0), ==, VIRTIO_NET_ERR);
     frames_round_trip(&t, 0, 8, false);     /* the data queues still run after control traffic */
@@ -301,7 +314,11 @@ static void test_in_order_masked_by_backend(const void *opaque)
     vun_stop(&t);
 }
 
-/* Two pairs: queues 0-3 the backend's, the control queue (4) the device model's; pair 1 loops too. */
+/*
+ * Two pairs: queues 0-3 the backend's, the control queue (4) the device
+ * model's; pair 1 runs on the backend only once the driver asked for two
+ * pairs (SET_VRING_ENABLE, as QEMU), then loops too.
+ */
 static void test_mq(const void *opaque)
 {
     const VDriverLayout *l = opaque;
@@ -312,8 +329,20 @@ static void test_mq(const void *opaque)
     g_assert_cmpuint(qtest_readw(t.d.qts, t.d.v.common + VIRTIO_PCI_COMMON_NUMQ), ==, 5);
     g_assert_cmpuint(qtest_readw(t.d.qts, t.d.v.device + 8), ==, 2);    /* max_virtqueue_pairs */
     t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA | F(VIRTIO_NET_F_MQ), 5, QUEUE_NUM);
+    /* one pair in use until VQ_PAIRS_SET (spec 5.1.6.5.5): pair 1 is disabled on the backend */
+    rx_post(&t, 2, 1);
+    tx_add(&t, 3, 200, 77);
+    qvdev_kick(&t.d, 3);
+    frames_round_trip(&t, 0, 4, false);
+    g_usleep(50 * 1000);
+    (void)qvirtio_pci_get_status(&t.d.v);
+    g_assert_false(vdriver_has_used(t.d.vq[2]));
+    g_assert_false(vdriver_has_used(t.d.vq[3]));
     g_assert_cmpuint(ctrl_cmd(&t, 4, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2), ==,
                      VIRTIO_NET_OK);
+    /* enabled: the waiting frame goes */
+    rx_expect(&t, 2, 200, 77, false);
+    reap_tx(&t, 3, 1);
     pairs = 3;
     g_assert_cmpuint(ctrl_cmd(&t, 4, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2), ==,
                      VIRTIO_NET_ERR);
