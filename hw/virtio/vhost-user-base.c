@@ -44,6 +44,9 @@ static void vhost_user_base_start(VHostUserBase *b)
     ret = vhost_dev_start(&b->dev, vdev, &err);
     if (ret == 0) {
         b->start_failures = 0;
+        if (b->started) {
+            b->started(b);
+        }
     } else if ((ret == -EPIPE || ret == -ENOTCONN || ret == -ETIMEDOUT) &&
                ++b->start_failures < VHOST_USER_BASE_START_TRIES) {
         /* the backend went away meanwhile: the reconnect restarts the rings */

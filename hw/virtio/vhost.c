@@ -401,6 +401,14 @@ void vhost_dev_kick(struct vhost_dev *dev, unsigned n)
     }
 }
 
+int vhost_dev_set_vring_enable(struct vhost_dev *dev, unsigned n, bool enable)
+{
+    if (n >= dev->nvqs || !dev->vqs[n].started || dev->conn.fd < 0) {
+        return -EINVAL;
+    }
+    return vhost_user_vring_enable(&dev->conn, reply_ack(dev), n, enable);
+}
+
 static int set_mem_table(struct vhost_dev *dev)
 {
     VhostUserMemoryRegion regions[VHOST_USER_MAX_REGIONS];

@@ -45,6 +45,7 @@ typedef struct VirtIONetPCI {
     VirtIONetClient client;     /* client.nc NULL without netdev= or in vhost mode */
     VHostUserBase vhost;        /* vhost mode: vhost.vdev set */
     NetClientState *vhost_nc;   /* vhost mode: the vhost-user netdev */
+    unsigned vhost_pairs_on;    /* vhost mode: pairs enabled on the backend (SET_VRING_ENABLE) */
 } VirtIONetPCI;
 
 static void vnet_pci_vhost_unrealize(VirtIONetPCI *s)
@@ -82,6 +83,58 @@ static void vnet_pci_vhost_status(void *opaque, bool reset)
     vhost_user_base_status_changed(&s->vhost, reset);
 }
 
+/* Vhost mode: queue pairs the backend runs since the start (MQ negotiated: all, else one). */
+static unsigned vnet_pci_vhost_pairs(VirtIONetPCI *s)
+{
+    return virtio_vdev_has_feature(&s->vnet.parent_obj, VIRTIO_NET_F_MQ) ? s->vnet.max_queue_pairs : 1;
+}
+
+/*
+ * As QEMU's virtio_net_set_queue_pairs under vhost: the pairs at or above
+ * the driver's VQ_PAIRS_SET count (1 after a reset) are disabled on the
+ * backend (SET_VRING_ENABLE 0), so it delivers no frame where the driver
+ * does not look. After the backend started and after each control command.
+ */
+static void vnet_pci_vhost_apply_pairs(VirtIONetPCI *s)
+{
+    unsigned pairs = vnet_pci_vhost_pairs(s), curr = MIN(s->vnet.curr_queue_pairs, pairs);
+
+    if (!s->vhost.dev.started || curr == s->vhost_pairs_on) {
+        return;
+    }
+    for (unsigned qp = 0; qp < pairs; qp++) {
+        bool on = qp < curr;
+        unsigned q[2] = { virtio_net_rx_queue(qp), virtio_net_tx_queue(qp) };
+
+        if ((qp < s->vhost_pairs_on) == on) {
+            continue;
+        }
+        for (unsigned i = 0; i < 2; i++) {
+            if (vhost_dev_set_vring_enable(&s->vhost.dev, q[i], on) != 0) {
+                fprintf(stderr, "vdm: " TYPE_NAME ": SET_VRING_ENABLE %u %d failed\n", q[i], on);
+            }
+        }
+    }
+    s->vhost_pairs_on = curr;
+}
+
+static void vnet_pci_vhost_started(VHostUserBase *b)
+{
+    VirtIONetPCI *s = b->started_opaque;
+
+    s->vhost_pairs_on = vnet_pci_vhost_pairs(s);    /* a start enables every ring it hands over */
+    vnet_pci_vhost_apply_pairs(s);
+}
+
+/* Vhost mode: the transport's queue notifier (data queues to the backend, the control queue to the core). */
+static void vnet_pci_vhost_notify(void *opaque, unsigned n)
+{
+    VirtIONetPCI *s = opaque;
+
+    vhost_user_base_handle_notify(&s->vhost, n);
+    vnet_pci_vhost_apply_pairs(s);      /* a control command may have changed the pairs */
+}
+
 /* Vhost mode: the data queues (RX and TX of every pair) are the backend's of netdev @nc. */
 static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **errp)
 {
@@ -100,6 +153,8 @@ static bool vnet_pci_vhost_realize(VirtIONetPCI *s, NetClientState *nc, char **e
         return false;
     }
     s->vhost_nc = nc;
+    s->vhost.started = vnet_pci_vhost_started;
+    s->vhost.started_opaque = s;
     virtio_net_set_status_hook(&s->vnet, vnet_pci_vhost_status, s);
     return true;
 }
@@ -190,6 +245,9 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
         virtio_net_unrealize(&s->vnet);
         g_free(s);
         return NULL;
+    }
+    if (s->vhost.vdev) {
+        virtio_pci_set_queue_notifier(&s->proxy, vnet_pci_vhost_notify, s);
     }
     /* A packet peer; a vhost-user netdev is not one (the backend has the data queues). */
     if (nc && !s->vhost.vdev && !virtio_net_client_attach(&s->client, &s->vnet, nc)) {

@@ -19,28 +19,18 @@
 #include <unistd.h>
 
 #include "hw/virtio/virtio-blk.h"
-#include "vdriver.h"
-#include "vq-fixture.h"
+#include "vdev-fixture.h"
 
-#define RAM_GPA     0x100000ull
-#define RAM_SIZE    (8ull * 1024 * 1024)
 #define IMG_SECTORS 8192ull             /* 4 MiB */
 #define QSIZE       64u
-#define MAX_Q       2u
 #define BIT(b)      (1ULL << (b))
 
 typedef struct BlkTest {
-    const VqLayout *layout;
-    uint8_t *ram;
-    GuestMemory mem;
+    VdevFixture f;              /* RAM, transport, driver queues */
     char *path;
     BlockBackend *blk;
     VirtIOBlock dev;
-    VDriverQueue *dq[MAX_Q];
-    hwaddr heap;                /* bump allocator for request buffers */
     bool indirect;              /* post chains through indirect tables */
-    unsigned queue_notifies;
-    unsigned config_notifies;
 } BlkTest;
 
 typedef struct TestOpts {
@@ -50,33 +40,14 @@ typedef struct TestOpts {
     const char *serial;
 } TestOpts;
 
-static void count_queue_notify(VirtIODevice *vdev, VirtQueue *vq)
-{
-    ((BlkTest *)vdev->transport_opaque)->queue_notifies++;
-}
-
-static void count_config_notify(VirtIODevice *vdev)
-{
-    ((BlkTest *)vdev->transport_opaque)->config_notifies++;
-}
-
-static const VirtIOTransportOps test_transport = {
-    .notify_queue = count_queue_notify,
-    .notify_config = count_config_notify,
-};
-
 static void *host(BlkTest *t, hwaddr gpa)
 {
-    return t->ram + (gpa - RAM_GPA);
+    return vdf_host(&t->f, gpa);
 }
 
 static hwaddr galloc(BlkTest *t, uint64_t size)
 {
-    hwaddr gpa = t->heap;
-
-    t->heap += (size + 63) & ~63ull;
-    g_assert_cmpuint(t->heap, <=, RAM_GPA + RAM_SIZE);
-    return gpa;
+    return vdf_alloc(&t->f, size);
 }
 
 static bool offered(BlkTest *t, unsigned bit)
@@ -90,20 +61,11 @@ static void blk_setup(BlkTest *t, const VqLayout *layout, const TestOpts *o)
     VirtIOBlkConf conf;
     VirtIODevice *vdev = &t->dev.parent_obj;
     GError *err = NULL;
-    hwaddr base;
     uint64_t features;
-    int fd;
 
     memset(t, 0, sizeof(*t));
-    t->layout = layout;
-    t->ram = g_malloc0(RAM_SIZE);
-    guest_memory_init(&t->mem);
-    g_assert_cmpint(guest_memory_add(&t->mem, RAM_GPA, RAM_SIZE, t->ram, true), ==, 0);
-
-    fd = g_file_open_tmp("vdm-vblk-XXXXXX", &t->path, &err);
-    g_assert_no_error(err);
-    g_assert_cmpint(ftruncate(fd, IMG_SECTORS * 512), ==, 0);
-    close(fd);
+    vdf_init(&t->f, layout);
+    t->path = vdf_tmp_image("vdm-vblk-XXXXXX", IMG_SECTORS * 512);
     bo.filename = t->path;
     bo.read_only = o && o->read_only;
     t->blk = blk_new_open(&bo, &err);
@@ -117,56 +79,25 @@ static void blk_setup(BlkTest *t, const VqLayout *layout, const TestOpts *o)
     g_assert_true(virtio_blk_conf_set(&conf, "packed", layout->packed ? "on" : "off", &err));
     g_assert_true(virtio_blk_conf_set(&conf, "serial", o && o->serial ? o->serial : "vdm-serial-0001",
                                       &err));
-    g_assert_true(virtio_blk_realize(&t->dev, &conf, &t->mem, &err));
+    g_assert_true(virtio_blk_realize(&t->dev, &conf, &t->f.mem, &err));
     g_assert_no_error(err);
-    vdev->transport = &test_transport;
-    vdev->transport_opaque = t;
+    vdf_attach(&t->f, vdev);
 
     /* The driver takes every offered bit except those the test drops. */
     features = vdev->host_features & ~(o ? o->drop_features : 0);
     g_assert_true(virtio_has_feature(features, VIRTIO_F_VERSION_1));
-    g_assert_cmpint(virtio_has_feature(features, VIRTIO_F_IN_ORDER), ==, layout->in_order);
-    g_assert_cmpint(virtio_has_feature(features, VIRTIO_F_RING_PACKED), ==, layout->packed);
-    g_assert_cmpint(virtio_set_features(vdev, features), ==, 0);
-    g_assert_cmpint(virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                                      VIRTIO_CONFIG_S_FEATURES_OK), ==, 0);
-
-    base = RAM_GPA;
-    for (unsigned n = 0; n < conf.num_queues; n++) {
-        VDriverQueueConfig qc = {
-            .num = QSIZE, .packed = layout->packed, .in_order = layout->in_order,
-            .event_idx = virtio_has_feature(features, VIRTIO_RING_F_EVENT_IDX),
-        };
-        base = vdriver_layout_rings(&qc, base);
-        if (virtio_has_feature(features, VIRTIO_RING_F_INDIRECT_DESC)) {
-            qc.indirect = (base + 15) & ~15ull;
-            qc.indirect_max = 16;
-            base = qc.indirect + 16ull * 16 * QSIZE;
-        }
-        g_assert_cmpint(virtio_queue_set_num(vdev, n, QSIZE), ==, 0);
-        g_assert_cmpint(virtio_queue_set_rings(vdev, n, qc.desc, qc.driver, qc.device), ==, 0);
-        g_assert_cmpint(virtio_queue_set_enabled(vdev, n, true), ==, 0);
-        t->dq[n] = vdriver_queue_new(&t->mem, &qc);
-        g_assert_nonnull(t->dq[n]);
-    }
-    t->heap = (base + 4095) & ~4095ull;
-    g_assert_cmpint(virtio_set_status(vdev, vdev->status | VIRTIO_CONFIG_S_DRIVER_OK), ==, 0);
+    vdf_start(&t->f, features, conf.num_queues, QSIZE, 16);
     g_assert_true(virtio_queue_is_running(vdev, 0));
 }
 
 static void blk_teardown(BlkTest *t)
 {
-    for (unsigned n = 0; n < MAX_Q; n++) {
-        if (t->dq[n]) {
-            g_assert_null(vdriver_error(t->dq[n]));
-            vdriver_queue_free(t->dq[n]);
-        }
-    }
+    vdf_free_driver(&t->f, false);
     virtio_blk_unrealize(&t->dev);
     blk_unref(t->blk);
     g_unlink(t->path);
     g_free(t->path);
-    g_free(t->ram);
+    vdf_cleanup(&t->f);
 }
 
 /* ---- requests, built in guest memory ---- */
@@ -248,12 +179,12 @@ static void req_add(BlkTest *t, unsigned q, const Req *r, unsigned chop, void *t
         in_num = cut(in, r->in_data, r->in_len, 0, 0, 0);
         in_num += cut(in + in_num, r->status, 1, 0, 0, 0);
     }
-    g_assert_cmpint(vdriver_add(t->dq[q], out, out_num, in, in_num, token, t->indirect), ==, 0);
+    g_assert_cmpint(vdriver_add(t->f.dq[q], out, out_num, in, in_num, token, t->indirect), ==, 0);
 }
 
 static void kick(BlkTest *t, unsigned q)
 {
-    vdriver_kick_prepare(t->dq[q]);
+    vdriver_kick_prepare(t->f.dq[q]);
     virtio_queue_notify(&t->dev.parent_obj, q);
 }
 
@@ -263,17 +194,17 @@ static void *reap(BlkTest *t, unsigned q, uint32_t *len)
     void *token;
 
     for (unsigned tries = 0; tries < 1000; tries++) {
-        token = vdriver_get_buf(t->dq[q], len, NULL);
+        token = vdriver_get_buf(t->f.dq[q], len, NULL);
         if (token) {
             return token;
         }
-        g_assert_null(vdriver_error(t->dq[q]));
+        g_assert_null(vdriver_error(t->f.dq[q]));
         if (!blk_in_flight(t->blk)) {
             break;
         }
         blk_drain(t->blk);
     }
-    g_assert_null(vdriver_error(t->dq[q]));
+    g_assert_null(vdriver_error(t->f.dq[q]));
     return NULL;
 }
 
@@ -320,23 +251,6 @@ static uint8_t do_read(BlkTest *t, uint64_t sector, void *data, uint32_t len, un
         g_assert_cmpuint(used, ==, 1);
     }
     return st;
-}
-
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++) {
-        buf[i] = (uint8_t)(i * 13 + seed * 101 + 7);
-    }
-}
-
-static bool all_bytes(const uint8_t *p, size_t len, uint8_t v)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] != v) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* ---- tests ---- */
@@ -403,10 +317,10 @@ static void test_resize(gconstpointer data)
     unsigned before;
 
     blk_setup(&t, data, NULL);
-    before = t.config_notifies;
+    before = t.f.config_notifies;
     g_assert_cmpint(blk_truncate(t.blk, IMG_SECTORS * 2 * 512), ==, 0);
     virtio_blk_resize(&t.dev);
-    g_assert_cmpuint(t.config_notifies, ==, before + 1);
+    g_assert_cmpuint(t.f.config_notifies, ==, before + 1);
     g_assert_cmpuint(le64toh(((VirtIOBlkConfig *)t.dev.parent_obj.config)->capacity), ==, IMG_SECTORS * 2);
     g_assert_cmpint(do_read(&t, IMG_SECTORS * 2 - 1, buf, 512, 0), ==, VIRTIO_BLK_S_OK);
     g_assert_cmpint(do_read(&t, IMG_SECTORS * 2, buf, 512, 0), ==, VIRTIO_BLK_S_IOERR);
@@ -420,7 +334,7 @@ static void test_read_write(gconstpointer data)
     int fd;
 
     blk_setup(&t, data, NULL);
-    fill_pattern(wbuf, sizeof(wbuf), 1);
+    vdf_fill_pattern(wbuf, sizeof(wbuf), 1);
     g_assert_cmpint(do_write(&t, 100, wbuf, sizeof(wbuf), 0), ==, VIRTIO_BLK_S_OK);
     g_assert_cmpint(do_read(&t, 100, rbuf, sizeof(rbuf), 0), ==, VIRTIO_BLK_S_OK);
     g_assert_cmpmem(rbuf, sizeof(rbuf), wbuf, sizeof(wbuf));
@@ -434,7 +348,7 @@ static void test_read_write(gconstpointer data)
     g_assert_cmpuint(t.dev.stats.reqs[VIRTIO_BLK_T_OUT], ==, 2);
     g_assert_cmpuint(t.dev.stats.reqs[VIRTIO_BLK_T_IN], ==, 1);
     g_assert_cmpuint(t.dev.stats.bytes_read, ==, sizeof(rbuf));
-    g_assert_cmpuint(t.queue_notifies, >=, 1);
+    g_assert_cmpuint(t.f.queue_notifies, >=, 1);
     blk_teardown(&t);
 }
 
@@ -448,7 +362,7 @@ static void test_header_split_across_descriptors(gconstpointer data)
     blk_setup(&t, data, NULL);
     for (unsigned i = 0; i < G_N_ELEMENTS(chops); i++) {
         uint32_t len = 1024;
-        fill_pattern(wbuf, len, i + 2);
+        vdf_fill_pattern(wbuf, len, i + 2);
         g_assert_cmpint(do_write(&t, 8 * i, wbuf, len, chops[i]), ==, VIRTIO_BLK_S_OK);
         g_assert_cmpint(do_read(&t, 8 * i, rbuf, len, chops[i]), ==, VIRTIO_BLK_S_OK);
         g_assert_cmpmem(rbuf, len, wbuf, len);
@@ -504,7 +418,7 @@ static void test_get_id(gconstpointer data)
     g_assert_cmpint(run_req(&t, &r, 0, &used), ==, VIRTIO_BLK_S_OK);
     g_assert_cmpuint(used, ==, VIRTIO_BLK_ID_BYTES + 1);
     g_assert_cmpmem(host(&t, r.in_data), 6, "disk-7", 6);
-    g_assert_true(all_bytes(host(&t, r.in_data + 6), VIRTIO_BLK_ID_BYTES - 6, 0));
+    g_assert_true(vdf_all_bytes(host(&t, r.in_data + 6), VIRTIO_BLK_ID_BYTES - 6, 0));
     blk_teardown(&t);
 
     /* A 20-byte serial fills the field with no terminator. */
@@ -545,7 +459,7 @@ static void check_zeroing(gconstpointer data, uint32_t type, uint32_t flags)
         /* Not offered (not in the feature registry): refused, data untouched. */
         g_assert_cmpint(do_dwz(&t, type, segs, 2), ==, VIRTIO_BLK_S_UNSUPP);
         g_assert_cmpint(do_read(&t, 0, buf, 64 * 512, 0), ==, VIRTIO_BLK_S_OK);
-        g_assert_true(all_bytes(buf, 64 * 512, 0x77));
+        g_assert_true(vdf_all_bytes(buf, 64 * 512, 0x77));
         g_test_message("feature bit %u not offered: only the refusal was tested", bit);
         blk_teardown(&t);
         g_free(buf);
@@ -553,11 +467,11 @@ static void check_zeroing(gconstpointer data, uint32_t type, uint32_t flags)
     }
     g_assert_cmpint(do_dwz(&t, type, segs, 2), ==, VIRTIO_BLK_S_OK);
     g_assert_cmpint(do_read(&t, 0, buf, 64 * 512, 0), ==, VIRTIO_BLK_S_OK);
-    g_assert_true(all_bytes(buf, 8 * 512, 0x77));
-    g_assert_true(all_bytes(buf + 8 * 512, 8 * 512, 0));
-    g_assert_true(all_bytes(buf + 16 * 512, 16 * 512, 0x77));
-    g_assert_true(all_bytes(buf + 32 * 512, 16 * 512, 0));
-    g_assert_true(all_bytes(buf + 48 * 512, 16 * 512, 0x77));
+    g_assert_true(vdf_all_bytes(buf, 8 * 512, 0x77));
+    g_assert_true(vdf_all_bytes(buf + 8 * 512, 8 * 512, 0));
+    g_assert_true(vdf_all_bytes(buf + 16 * 512, 16 * 512, 0x77));
+    g_assert_true(vdf_all_bytes(buf + 32 * 512, 16 * 512, 0));
+    g_assert_true(vdf_all_bytes(buf + 48 * 512, 16 * 512, 0x77));
     blk_teardown(&t);
     g_free(buf);
 }
@@ -617,7 +531,7 @@ static void test_discard_write_zeroes_refusals(gconstpointer data)
     g_assert_cmpint(do_dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, many, 2), ==, VIRTIO_BLK_S_IOERR);
 
     g_assert_cmpint(do_read(&t, 0, buf, sizeof(buf), 0), ==, VIRTIO_BLK_S_OK);
-    g_assert_true(all_bytes(buf, sizeof(buf), 0x31));
+    g_assert_true(vdf_all_bytes(buf, sizeof(buf), 0x31));
     blk_teardown(&t);
 }
 
@@ -638,7 +552,7 @@ static void test_read_only(gconstpointer data)
     g_assert_cmpint(do_write(&t, 0, buf, sizeof(buf), 0), ==, VIRTIO_BLK_S_IOERR);
     g_assert_cmpint(do_dwz(&t, VIRTIO_BLK_T_WRITE_ZEROES, &seg, 1), !=, VIRTIO_BLK_S_OK);
     g_assert_cmpint(do_read(&t, 0, buf, sizeof(buf), 0), ==, VIRTIO_BLK_S_OK);
-    g_assert_true(all_bytes(buf, sizeof(buf), 0));
+    g_assert_true(vdf_all_bytes(buf, sizeof(buf), 0));
     g_assert_cmpuint(t.dev.stats.status_ioerr, >=, 1);
     blk_teardown(&t);
 }
@@ -680,18 +594,18 @@ static void test_framing_faults_break_device(gconstpointer data)
         if (kind == 0) {
             out[0] = (VDriverSeg) { r.hdr, 12 };    /* 12 of 16 header bytes */
             in[0] = (VDriverSeg) { r.in_data, 513 };
-            g_assert_cmpint(vdriver_add(t.dq[0], out, 1, in, 1, &r, false), ==, 0);
+            g_assert_cmpint(vdriver_add(t.f.dq[0], out, 1, in, 1, &r, false), ==, 0);
         } else {
             out[0] = (VDriverSeg) { r.hdr, 16 };
             out[1] = (VDriverSeg) { r.in_data, 512 };  /* nothing writable at all */
-            g_assert_cmpint(vdriver_add(t.dq[0], out, 2, NULL, 0, &r, false), ==, 0);
+            g_assert_cmpint(vdriver_add(t.f.dq[0], out, 2, NULL, 0, &r, false), ==, 0);
         }
         kick(&t, 0);
         blk_drain(t.blk);
         g_assert_true(t.dev.parent_obj.broken);
         g_assert_true(t.dev.parent_obj.status & VIRTIO_CONFIG_S_NEEDS_RESET);
         g_assert_nonnull(strstr(t.dev.parent_obj.error_msg, kind == 0 ? "header" : "status"));
-        g_assert_false(vdriver_has_used(t.dq[0]));
+        g_assert_false(vdriver_has_used(t.f.dq[0]));
         g_assert_cmpuint(t.dev.in_flight, ==, 0);
         blk_teardown(&t);
     }
@@ -721,29 +635,29 @@ static void test_out_of_order_completion(gconstpointer data)
     g_assert_cmpuint(t.dev.in_flight, ==, N);
     for (unsigned k = N; k-- > 1;) {
         g_assert_true(blk_release_held(t.blk, k));     /* newest first */
-        if (t.layout->in_order) {
-            g_assert_false(vdriver_has_used(t.dq[0]));
+        if (t.f.layout->in_order) {
+            g_assert_false(vdriver_has_used(t.f.dq[0]));
         } else {
             /* Published right away, out of avail order. */
-            void *tok = vdriver_get_buf(t.dq[0], &len, NULL);
+            void *tok = vdriver_get_buf(t.f.dq[0], &len, NULL);
             g_assert_true(tok == &r[k]);
         }
     }
     g_assert_true(blk_release_held(t.blk, 0));
-    if (t.layout->in_order) {
+    if (t.f.layout->in_order) {
         for (unsigned i = 0; i < N; i++) {
-            void *tok = vdriver_get_buf(t.dq[0], &len, NULL);
+            void *tok = vdriver_get_buf(t.f.dq[0], &len, NULL);
             g_assert_true(tok == &r[i]);
             g_assert_cmpuint(len, ==, 4097);
         }
     } else {
-        g_assert_true(vdriver_get_buf(t.dq[0], &len, NULL) == &r[0]);
+        g_assert_true(vdriver_get_buf(t.f.dq[0], &len, NULL) == &r[0]);
     }
-    g_assert_null(vdriver_get_buf(t.dq[0], &len, NULL));
-    g_assert_null(vdriver_error(t.dq[0]));
+    g_assert_null(vdriver_get_buf(t.f.dq[0], &len, NULL));
+    g_assert_null(vdriver_error(t.f.dq[0]));
     virtio_queue_get_stats(virtio_get_queue(&t.dev.parent_obj, 0), &st);
     g_assert_cmpuint(st.used, ==, N);
-    if (t.layout->in_order) {
+    if (t.f.layout->in_order) {
         /* All eight were used completely and published in one flush: one entry. */
         g_assert_cmpuint(st.used_entries, ==, 1);
     } else {
@@ -771,22 +685,22 @@ static void test_in_order_error_ends_batch(gconstpointer data)
     }
     kick(&t, 0);
     g_assert_cmpuint(blk_wait_held(t.blk, 2, 10000), ==, 2);
-    if (t.layout->in_order) {
-        g_assert_false(vdriver_has_used(t.dq[0]));
+    if (t.f.layout->in_order) {
+        g_assert_false(vdriver_has_used(t.f.dq[0]));
     }
     blk_set_hold(t.blk, false);
     blk_drain(t.blk);
     for (unsigned seen = 0; seen < 3; seen++) {
-        Req *tok = vdriver_get_buf(t.dq[0], &len, &batched);
+        Req *tok = vdriver_get_buf(t.f.dq[0], &len, &batched);
         g_assert_nonnull(tok);
-        if (t.layout->in_order) {
+        if (t.f.layout->in_order) {
             g_assert_true(tok == &r[seen]);
         }
         g_assert_cmpuint(len, ==, tok == &r[1] ? 1 : 513);
         g_assert_cmpint(*(uint8_t *)host(&t, tok->status), ==,
                         tok == &r[1] ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
     }
-    g_assert_null(vdriver_error(t.dq[0]));
+    g_assert_null(vdriver_error(t.f.dq[0]));
     blk_teardown(&t);
 }
 
@@ -809,7 +723,7 @@ static void test_reset_with_requests_in_flight(gconstpointer data)
     g_assert_cmpint(virtio_set_status(vdev, 0), ==, 0);
     g_assert_cmpuint(blk_in_flight(t.blk), ==, 0);
     g_assert_cmpuint(t.dev.in_flight, ==, 0);
-    g_assert_false(vdriver_has_used(t.dq[0]));
+    g_assert_false(vdriver_has_used(t.f.dq[0]));
     for (unsigned i = 0; i < 4; i++) {
         g_assert_cmpint(*(uint8_t *)host(&t, r[i].status), ==, 0xee);
     }
@@ -817,12 +731,7 @@ static void test_reset_with_requests_in_flight(gconstpointer data)
     g_assert_cmpuint(le64toh(((VirtIOBlkConfig *)vdev->config)->capacity), ==, IMG_SECTORS);
     blk_set_hold(t.blk, false);
     /* The driver's rings are gone with the reset: don't let teardown check them. */
-    for (unsigned n = 0; n < MAX_Q; n++) {
-        if (t.dq[n]) {
-            vdriver_queue_free(t.dq[n]);
-            t.dq[n] = NULL;
-        }
-    }
+    vdf_drop_driver(&t.f);
     blk_teardown(&t);
 }
 
@@ -838,7 +747,7 @@ static void test_multiqueue(gconstpointer data)
         g_assert_true(offered(&t, VIRTIO_BLK_F_MQ));
     }
     g_assert_true(virtio_queue_is_running(&t.dev.parent_obj, 1));
-    fill_pattern(buf, sizeof(buf), 9);
+    vdf_fill_pattern(buf, sizeof(buf), 9);
     w = req_build(&t, VIRTIO_BLK_T_OUT, 40, sizeof(buf), 0);
     memcpy(host(&t, w.out_data), buf, sizeof(buf));
     req_add(&t, 1, &w, 0, &w);
@@ -877,7 +786,7 @@ static void test_full_ring_mixed(gconstpointer data)
         uint32_t len;
         Req *tok = reap(&t, 0, &len);
         g_assert_nonnull(tok);
-        if (t.layout->in_order) {
+        if (t.f.layout->in_order) {
             g_assert_true(tok == &r[next]);
             next++;
         }
@@ -886,7 +795,7 @@ static void test_full_ring_mixed(gconstpointer data)
     }
     for (unsigned i = 1; i < QSIZE; i += 2) {
         g_assert_cmpint(do_read(&t, i * 2, buf, sizeof(buf), 0), ==, VIRTIO_BLK_S_OK);
-        g_assert_true(all_bytes(buf, sizeof(buf), (uint8_t)i));
+        g_assert_true(vdf_all_bytes(buf, sizeof(buf), (uint8_t)i));
     }
     blk_teardown(&t);
 }
@@ -949,13 +858,13 @@ static void test_tracker_publishes_one_by_one(gconstpointer data)
         g_assert_nonnull(reap(&t, 0, &len));
     }
     virtio_queue_get_stats(virtio_get_queue(&t.dev.parent_obj, 0), &st);
-    if (t.layout->in_order && !t.layout->packed) {
+    if (t.f.layout->in_order && !t.f.layout->packed) {
         g_assert_cmpuint(c.popped + c.publishing + c.published, ==, 0);
     } else {
         g_assert_cmpuint(c.popped, ==, N);
         g_assert_cmpuint(c.publishing, ==, N);
         g_assert_cmpuint(c.published, ==, N);
-        if (!t.layout->in_order) {
+        if (!t.f.layout->in_order) {
             g_assert_cmpuint(st.flushes, ==, N);
         }
     }
@@ -1021,7 +930,7 @@ static void test_random_requests_against_model(gconstpointer data)
     t.indirect = true;
     for (unsigned round = 0; round < ROUNDS; round++) {
         RandReq rr[BATCH];
-        hwaddr mark = t.heap;
+        hwaddr mark = t.f.heap;
         /* Cuts of 4+ bytes keep chains within the 16-entry indirect tables. */
         unsigned chop = g_rand_boolean(g) ? 0 : (unsigned)g_rand_int_range(g, 4, 40);
 
@@ -1110,7 +1019,7 @@ static void test_random_requests_against_model(gconstpointer data)
             }
         }
         g_assert_false(t.dev.parent_obj.broken);
-        t.heap = mark;
+        t.f.heap = mark;
     }
     blk_teardown(&t);
     g_rand_free(g);
@@ -1195,9 +1104,9 @@ static void g_published(void *o, unsigned q, unsigned h)
     if (g->readds >= g->limit) {
         return;
     }
-    g_assert_nonnull(vdriver_get_buf(g->t->dq[0], &len, NULL));
+    g_assert_nonnull(vdriver_get_buf(g->t->f.dq[0], &len, NULL));
     req_add(g->t, 0, &g->r, 0, &g->r);
-    vdriver_kick_prepare(g->t->dq[0]);     /* publishes avail idx */
+    vdriver_kick_prepare(g->t->f.dq[0]);     /* publishes avail idx */
     g->readds++;
 }
 static const VirtIOBlkTracker guest_tracker = { g_popped, g_publishing, g_published };
@@ -1213,7 +1122,7 @@ static void test_one_kick_bounded_work(gconstpointer data)
     /* Read past the capacity: refused synchronously with IOERR, published at once. */
     g.r = req_build(&t, VIRTIO_BLK_T_IN, IMG_SECTORS + 1, 0, 512);
     req_add(&t, 0, &g.r, 0, &g.r);
-    vdriver_kick_prepare(t.dq[0]);
+    vdriver_kick_prepare(t.f.dq[0]);
     virtio_queue_notify(&t.dev.parent_obj, 0);     /* ONE kick */
     virtio_blk_get_stats(&t.dev, &st);
     g_test_message("one kick processed %" G_GUINT64_FORMAT " requests (queue size %u)",
@@ -1224,10 +1133,7 @@ static void test_one_kick_bounded_work(gconstpointer data)
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        GTestDataFunc fn;
-    } cases[] = {
+    static const VdevTestCase cases[] = {
         { "config-space", test_config_space },
         { "config-write", test_config_write },
         { "resize", test_resize },
@@ -1254,13 +1160,7 @@ int main(int argc, char **argv)
 
     g_test_init(&argc, &argv, NULL);
     g_test_add_data_func("/virtio-blk/split/one-kick-bounded-work", &vq_layouts[0], test_one_kick_bounded_work);
-    for (unsigned l = 0; l < G_N_ELEMENTS(vq_layouts); l++) {
-        for (unsigned c = 0; c < G_N_ELEMENTS(cases); c++) {
-            g_autofree char *path = g_strdup_printf("/virtio-blk/%s/%s", vq_layouts[l].name,
-                                                    cases[c].name);
-            g_test_add_data_func(path, &vq_layouts[l], cases[c].fn);
-        }
-    }
+    vdf_add_layout_tests("virtio-blk", cases, G_N_ELEMENTS(cases));
     g_test_add_func("/virtio-blk/properties", test_properties);
     g_test_add_func("/virtio-blk/realize-refuses-bad-conf", test_realize_refuses_bad_conf);
     return g_test_run();

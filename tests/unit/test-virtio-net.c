@@ -20,11 +20,8 @@
 #include <string.h>
 
 #include "hw/virtio/virtio-net.h"
-#include "vdriver.h"
-#include "vq-fixture.h"
+#include "vdev-fixture.h"
 
-#define RAM_GPA     0x100000ull
-#define RAM_SIZE    (8ull * 1024 * 1024)
 #define QSIZE       64u
 #define MAX_VQ      5u
 #define HDR         12u
@@ -37,19 +34,14 @@ typedef struct Frame {
 } Frame;
 
 typedef struct NetTest {
-    const VqLayout *layout;
-    uint8_t *ram;
-    GuestMemory mem;
+    VdevFixture f;              /* RAM, transport, driver queues */
     VirtIONet dev;
-    VDriverQueue *dq[MAX_VQ];
     unsigned nvq;
-    hwaddr heap;
     /* peer */
     GPtrArray *frames;          /* Frame *, in the order sent */
     unsigned busy_after;        /* refuse sends once this many frames were taken (0: never) */
     unsigned send_done_calls;
     unsigned rx_ready_calls;
-    unsigned queue_notifies;
 } NetTest;
 
 typedef struct Opts {
@@ -57,20 +49,6 @@ typedef struct Opts {
     unsigned queue_pairs;
     bool no_tx_batch;
 } Opts;
-
-static void count_queue_notify(VirtIODevice *vdev, VirtQueue *vq)
-{
-    ((NetTest *)vdev->transport_opaque)->queue_notifies++;
-}
-
-static void count_config_notify(VirtIODevice *vdev)
-{
-}
-
-static const VirtIOTransportOps test_transport = {
-    .notify_queue = count_queue_notify,
-    .notify_config = count_config_notify,
-};
 
 static bool peer_send(void *opaque, unsigned qp, const struct iovec *iov, unsigned iovcnt, size_t len)
 {
@@ -120,16 +98,12 @@ static void frame_free(gpointer p)
 
 static void *host(NetTest *t, hwaddr gpa)
 {
-    return t->ram + (gpa - RAM_GPA);
+    return vdf_host(&t->f, gpa);
 }
 
 static hwaddr galloc(NetTest *t, uint64_t size)
 {
-    hwaddr gpa = t->heap;
-
-    t->heap += (size + 63) & ~63ull;
-    g_assert_cmpuint(t->heap, <=, RAM_GPA + RAM_SIZE);
-    return gpa;
+    return vdf_alloc(&t->f, size);
 }
 
 static void net_setup(NetTest *t, const VqLayout *layout, const Opts *o)
@@ -138,14 +112,10 @@ static void net_setup(NetTest *t, const VqLayout *layout, const Opts *o)
     VirtIODevice *vdev = &t->dev.parent_obj;
     GError *err = NULL;
     uint64_t features;
-    hwaddr base;
 
     memset(t, 0, sizeof(*t));
-    t->layout = layout;
-    t->ram = g_malloc0(RAM_SIZE);
+    vdf_init(&t->f, layout);
     t->frames = g_ptr_array_new_with_free_func(frame_free);
-    guest_memory_init(&t->mem);
-    g_assert_cmpint(guest_memory_add(&t->mem, RAM_GPA, RAM_SIZE, t->ram, true), ==, 0);
 
     virtio_net_conf_init(&conf);
     conf.rx_queue_size = conf.tx_queue_size = QSIZE;
@@ -158,10 +128,9 @@ static void net_setup(NetTest *t, const VqLayout *layout, const Opts *o)
     if (o && o->no_tx_batch) {
         g_assert_true(virtio_net_conf_set(&conf, "tx-batch", "off", &err));
     }
-    g_assert_true(virtio_net_realize(&t->dev, &conf, &t->mem, &err));
+    g_assert_true(virtio_net_realize(&t->dev, &conf, &t->f.mem, &err));
     g_assert_no_error(err);
-    vdev->transport = &test_transport;
-    vdev->transport_opaque = t;
+    vdf_attach(&t->f, vdev);
     virtio_net_set_peer(&t->dev, &test_peer, t);
 
     /* Event idx off: every kick and call is visible, which some tests count. */
@@ -169,52 +138,26 @@ static void net_setup(NetTest *t, const VqLayout *layout, const Opts *o)
     g_assert_true(virtio_has_feature(features, VIRTIO_NET_F_MAC));
     g_assert_true(virtio_has_feature(features, VIRTIO_NET_F_CTRL_VQ));
     g_assert_cmpint(virtio_has_feature(features, VIRTIO_NET_F_MRG_RXBUF), ==, o && o->mrg_rxbuf);
-    g_assert_cmpint(virtio_has_feature(features, VIRTIO_F_IN_ORDER), ==, layout->in_order);
-    g_assert_cmpint(virtio_has_feature(features, VIRTIO_F_RING_PACKED), ==, layout->packed);
-    g_assert_cmpint(virtio_set_features(vdev, features), ==, 0);
-    g_assert_cmpint(virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                                      VIRTIO_CONFIG_S_FEATURES_OK), ==, 0);
-    g_assert_cmpuint(t->dev.hdr_len, ==, HDR);
-
+    /* Every ring has indirect tables: the driver posts some chains through them. */
+    g_assert_true(virtio_has_feature(features, VIRTIO_RING_F_INDIRECT_DESC));
     t->nvq = vdev->num_queues;
     g_assert_cmpuint(t->nvq, <=, MAX_VQ);
-    base = RAM_GPA;
-    for (unsigned n = 0; n < t->nvq; n++) {
-        VDriverQueueConfig qc = { .num = QSIZE, .packed = layout->packed, .in_order = layout->in_order };
-
-        base = vdriver_layout_rings(&qc, base);
-        qc.indirect = (base + 15) & ~15ull;
-        qc.indirect_max = 16;
-        base = qc.indirect + 16ull * 16 * QSIZE;
-        g_assert_cmpint(virtio_queue_set_num(vdev, n, QSIZE), ==, 0);
-        g_assert_cmpint(virtio_queue_set_rings(vdev, n, qc.desc, qc.driver, qc.device), ==, 0);
-        g_assert_cmpint(virtio_queue_set_enabled(vdev, n, true), ==, 0);
-        t->dq[n] = vdriver_queue_new(&t->mem, &qc);
-        g_assert_nonnull(t->dq[n]);
-    }
-    t->heap = (base + 4095) & ~4095ull;
-    g_assert_cmpint(virtio_set_status(vdev, vdev->status | VIRTIO_CONFIG_S_DRIVER_OK), ==, 0);
+    vdf_start(&t->f, features, t->nvq, QSIZE, 16);
+    g_assert_cmpuint(t->dev.hdr_len, ==, HDR);
 }
 
 static void net_teardown(NetTest *t, bool expect_broken)
 {
-    for (unsigned n = 0; n < MAX_VQ; n++) {
-        if (t->dq[n]) {
-            if (!expect_broken) {
-                g_assert_null(vdriver_error(t->dq[n]));
-            }
-            vdriver_queue_free(t->dq[n]);
-        }
-    }
+    vdf_free_driver(&t->f, expect_broken);
     g_assert_cmpint(t->dev.parent_obj.broken, ==, expect_broken);
     virtio_net_unrealize(&t->dev);
     g_ptr_array_free(t->frames, TRUE);
-    g_free(t->ram);
+    vdf_cleanup(&t->f);
 }
 
 static void kick(NetTest *t, unsigned q)
 {
-    vdriver_kick_prepare(t->dq[q]);
+    vdriver_kick_prepare(t->f.dq[q]);
     virtio_queue_notify(&t->dev.parent_obj, q);
 }
 
@@ -262,7 +205,7 @@ static void tx_post(NetTest *t, unsigned q, const TxBuf *b, unsigned chop, void 
             off += l;
         }
     }
-    g_assert_cmpint(vdriver_add(t->dq[q], out, num, NULL, 0, token, (chop & 1) && num <= 16), ==, 0);
+    g_assert_cmpint(vdriver_add(t->f.dq[q], out, num, NULL, 0, token, (chop & 1) && num <= 16), ==, 0);
 }
 
 static void check_frame(NetTest *t, unsigned i, const TxBuf *b)
@@ -279,15 +222,15 @@ static void tx_reap(NetTest *t, unsigned q, void **tokens, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         uint32_t len = 99;
-        void *tok = vdriver_get_buf(t->dq[q], &len, NULL);
+        void *tok = vdriver_get_buf(t->f.dq[q], &len, NULL);
 
         g_assert_nonnull(tok);
         g_assert_cmpuint(len, ==, 0);
-        if (t->layout->in_order && tokens) {
+        if (t->f.layout->in_order && tokens) {
             g_assert_true(tok == tokens[i]);
         }
     }
-    g_assert_false(vdriver_has_used(t->dq[q]));
+    g_assert_false(vdriver_has_used(t->f.dq[q]));
 }
 
 static void test_tx_header_split(gconstpointer data)
@@ -409,7 +352,7 @@ static void tx_batching(gconstpointer data, bool batch)
     }
     kick(&t, 1);
     tx_reap(&t, 1, tok, 16);
-    vdriver_get_stats(t.dq[1], &ds);
+    vdriver_get_stats(t.f.dq[1], &ds);
     g_assert_cmpuint(ds.reaped, ==, 16);
     if (l->in_order && batch) {
         g_assert_cmpuint(ds.used_entries, <, 16);
@@ -456,8 +399,8 @@ static void rx_post(NetTest *t, unsigned q, RxBuf *b, uint32_t len, unsigned cho
             off += l;
         }
     }
-    g_assert_cmpint(vdriver_add(t->dq[q], NULL, 0, in, num, b, false), ==, 0);
-    vdriver_kick_prepare(t->dq[q]);
+    g_assert_cmpint(vdriver_add(t->f.dq[q], NULL, 0, in, num, b, false), ==, 0);
+    vdriver_kick_prepare(t->f.dq[q]);
 }
 
 static VirtIONetRxResult rx_frame(NetTest *t, unsigned qp, uint32_t flen, unsigned seed, uint8_t **out)
@@ -490,7 +433,7 @@ static void rx_check(NetTest *t, unsigned q, RxBuf *bufs, unsigned nbuf, const u
 
     for (unsigned i = 0; i < nbuf; i++) {
         uint32_t len;
-        RxBuf *b = vdriver_get_buf(t->dq[q], &len, NULL);
+        RxBuf *b = vdriver_get_buf(t->f.dq[q], &len, NULL);
 
         g_assert_nonnull(b);
         g_assert_true(b == &bufs[i]);
@@ -528,10 +471,10 @@ static void test_rx_single_buffer(gconstpointer data)
         g_free(f);
     }
     /* Nothing is published before the flush. */
-    g_assert_false(vdriver_has_used(t.dq[0]));
-    notifies = t.queue_notifies;
+    g_assert_false(vdriver_has_used(t.f.dq[0]));
+    notifies = t.f.queue_notifies;
     virtio_net_rx_flush(&t.dev, 0);
-    g_assert_cmpuint(t.queue_notifies, ==, notifies + 1);
+    g_assert_cmpuint(t.f.queue_notifies, ==, notifies + 1);
     for (unsigned i = 0; i < 4; i++) {
         uint8_t *want = g_malloc(60 + 400 * i);
         fill_pattern(want, 60 + 400 * i, i);
@@ -586,7 +529,7 @@ static void test_rx_mrg_not_enough_buffers(gconstpointer data)
     g_assert_cmpint(rx_frame(&t, 0, 400, 9, &f), ==, VIRTIO_NET_RX_NO_BUFFERS);
     g_assert_cmpuint(virtio_queue_inuse(t.dev.queues[0].rx_vq), ==, 0);
     virtio_net_rx_flush(&t.dev, 0);
-    g_assert_false(vdriver_has_used(t.dq[0]));
+    g_assert_false(vdriver_has_used(t.f.dq[0]));
     /* More buffers and a kick: the peer hears about it. */
     ready = t.rx_ready_calls;
     for (unsigned i = 2; i < 5; i++) {
@@ -641,7 +584,7 @@ static void test_rx_mrg_buffer_shorter_than_header(gconstpointer data)
     g_assert_cmpint(rx_frame(&t, 0, 60, 1, NULL), ==, VIRTIO_NET_RX_DROPPED);
     g_assert_cmpint(rx_frame(&t, 0, 60, 2, &f), ==, VIRTIO_NET_RX_OK);
     virtio_net_rx_flush(&t.dev, 0);
-    g_assert_true(vdriver_get_buf(t.dq[0], &len, NULL) == &b[0]);
+    g_assert_true(vdriver_get_buf(t.f.dq[0], &len, NULL) == &b[0]);
     g_assert_cmpuint(len, ==, 0);
     rx_check(&t, 0, &b[1], 1, f, 60);
     g_free(f);
@@ -717,7 +660,7 @@ static void test_rx_never_batched(gconstpointer data)
         rx_check(&t, 0, &b[i], 1, f[i], 1514 - i * 40);
         g_free(f[i]);
     }
-    vdriver_get_stats(t.dq[0], &ds);
+    vdriver_get_stats(t.f.dq[0], &ds);
     g_assert_cmpuint(ds.reaped, ==, 32);
     g_assert_cmpuint(ds.used_entries, ==, 32);
     g_assert_cmpuint(ds.batched, ==, 0);
@@ -802,12 +745,12 @@ static uint8_t ctrl_cmd(NetTest *t, uint8_t cls, uint8_t cmd, const void *payloa
         memcpy(p + 2, payload, len);
     }
     p[2 + len] = 0xee;
-    g_assert_cmpint(vdriver_add(t->dq[q], out, len ? 2 : 1, in, ack ? 1 : 0, p, false), ==, 0);
+    g_assert_cmpint(vdriver_add(t->f.dq[q], out, len ? 2 : 1, in, ack ? 1 : 0, p, false), ==, 0);
     kick(t, q);
     if (!ack) {
         return 0xff;
     }
-    g_assert_true(vdriver_get_buf(t->dq[q], &used, NULL) == p);
+    g_assert_true(vdriver_get_buf(t->f.dq[q], &used, NULL) == p);
     g_assert_cmpuint(used, ==, 1);
     return p[2 + len];
 }
@@ -973,10 +916,7 @@ static void test_properties_and_bad_conf(void)
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        GTestDataFunc fn;
-    } cases[] = {
+    static const VdevTestCase cases[] = {
         { "config-space", test_config_space },
         { "tx-header-split-across-descriptors", test_tx_header_split },
         { "tx-chain-shorter-than-header-breaks-device", test_tx_chain_shorter_than_header },
@@ -997,12 +937,7 @@ int main(int argc, char **argv)
     };
 
     g_test_init(&argc, &argv, NULL);
-    for (unsigned l = 0; l < G_N_ELEMENTS(vq_layouts); l++) {
-        for (unsigned c = 0; c < G_N_ELEMENTS(cases); c++) {
-            g_autofree char *path = g_strdup_printf("/virtio-net/%s/%s", vq_layouts[l].name, cases[c].name);
-            g_test_add_data_func(path, &vq_layouts[l], cases[c].fn);
-        }
-    }
+    vdf_add_layout_tests("virtio-net", cases, G_N_ELEMENTS(cases));
     g_test_add_func("/virtio-net/properties-and-bad-conf", test_properties_and_bad_conf);
     return g_test_run();
 }

@@ -22,11 +22,8 @@
 
 #include "hw/virtio/virtio-scsi.h"
 #include "scsi-cdb.h"
-#include "vdriver.h"
-#include "vq-fixture.h"
+#include "vdev-fixture.h"
 
-#define RAM_GPA     0x100000ull
-#define RAM_SIZE    (8ull * 1024 * 1024)
 #define IMG_BLOCKS  8192ull             /* 4 MiB of 512-byte blocks */
 #define QSIZE       64u
 #define NQ          3u                  /* control, event, one request queue */
@@ -35,46 +32,21 @@
 #define REQ_SIZE    (19u + 32u)
 
 typedef struct ScsiTest {
-    const VqLayout *layout;
-    uint8_t *ram;
-    GuestMemory mem;
+    VdevFixture f;              /* RAM, transport, driver queues (control, event, request) */
     char *path;
     BlockBackend *blk;
     SCSIDisk disk;
     VirtIOSCSI dev;
-    VDriverQueue *dq[NQ];
-    hwaddr heap;
-    unsigned queue_notifies;
-    unsigned config_notifies;
 } ScsiTest;
-
-static void count_queue_notify(VirtIODevice *vdev, VirtQueue *vq)
-{
-    ((ScsiTest *)vdev->transport_opaque)->queue_notifies++;
-}
-
-static void count_config_notify(VirtIODevice *vdev)
-{
-    ((ScsiTest *)vdev->transport_opaque)->config_notifies++;
-}
-
-static const VirtIOTransportOps test_transport = {
-    .notify_queue = count_queue_notify,
-    .notify_config = count_config_notify,
-};
 
 static void *host(ScsiTest *t, hwaddr gpa)
 {
-    return t->ram + (gpa - RAM_GPA);
+    return vdf_host(&t->f, gpa);
 }
 
 static hwaddr galloc(ScsiTest *t, uint64_t size)
 {
-    hwaddr gpa = t->heap;
-
-    t->heap += (size + 63) & ~63ull;
-    g_assert_cmpuint(t->heap, <=, RAM_GPA + RAM_SIZE);
-    return gpa;
+    return vdf_alloc(&t->f, size);
 }
 
 static void scsi_setup(ScsiTest *t, const VqLayout *layout, bool read_only)
@@ -84,19 +56,10 @@ static void scsi_setup(ScsiTest *t, const VqLayout *layout, bool read_only)
     VirtIOSCSIConf conf;
     VirtIODevice *vdev = &t->dev.parent_obj;
     GError *err = NULL;
-    hwaddr base = RAM_GPA;
-    uint64_t features;
-    int fd;
 
     memset(t, 0, sizeof(*t));
-    t->layout = layout;
-    t->ram = g_malloc0(RAM_SIZE);
-    guest_memory_init(&t->mem);
-    g_assert_cmpint(guest_memory_add(&t->mem, RAM_GPA, RAM_SIZE, t->ram, true), ==, 0);
-    fd = g_file_open_tmp("vdm-vscsi-XXXXXX", &t->path, &err);
-    g_assert_no_error(err);
-    g_assert_cmpint(ftruncate(fd, IMG_BLOCKS * 512), ==, 0);
-    close(fd);
+    vdf_init(&t->f, layout);
+    t->path = vdf_tmp_image("vdm-vscsi-XXXXXX", IMG_BLOCKS * 512);
     bo.filename = t->path;
     bo.read_only = read_only;
     t->blk = blk_new_open(&bo, &err);
@@ -111,56 +74,28 @@ static void scsi_setup(ScsiTest *t, const VqLayout *layout, bool read_only)
     g_assert_true(virtio_scsi_conf_set(&conf, "in_order", layout->in_order ? "on" : "off", &err));
     g_assert_true(virtio_scsi_conf_set(&conf, "packed", layout->packed ? "on" : "off", &err));
     g_assert_true(virtio_scsi_conf_set(&conf, "virtqueue_size", "64", &err));
-    g_assert_true(virtio_scsi_realize(&t->dev, &conf, &t->mem, &err));
+    g_assert_true(virtio_scsi_realize(&t->dev, &conf, &t->f.mem, &err));
     g_assert_no_error(err);
-    vdev->transport = &test_transport;
-    vdev->transport_opaque = t;
-
-    features = vdev->host_features;
-    g_assert_cmpint(virtio_has_feature(features, VIRTIO_F_IN_ORDER), ==, layout->in_order);
-    g_assert_cmpint(virtio_has_feature(features, VIRTIO_F_RING_PACKED), ==, layout->packed);
-    g_assert_cmpint(virtio_set_features(vdev, features), ==, 0);
-    g_assert_cmpint(virtio_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                                      VIRTIO_CONFIG_S_FEATURES_OK), ==, 0);
-    for (unsigned n = 0; n < NQ; n++) {
-        VDriverQueueConfig qc = {
-            .num = QSIZE, .packed = layout->packed, .in_order = layout->in_order,
-            .event_idx = virtio_has_feature(features, VIRTIO_RING_F_EVENT_IDX),
-        };
-        base = vdriver_layout_rings(&qc, base);
-        g_assert_cmpint(virtio_queue_set_num(vdev, n, QSIZE), ==, 0);
-        g_assert_cmpint(virtio_queue_set_rings(vdev, n, qc.desc, qc.driver, qc.device), ==, 0);
-        g_assert_cmpint(virtio_queue_set_enabled(vdev, n, true), ==, 0);
-        t->dq[n] = vdriver_queue_new(&t->mem, &qc);
-        g_assert_nonnull(t->dq[n]);
-    }
-    t->heap = (base + 4095) & ~4095ull;
-    g_assert_cmpint(virtio_set_status(vdev, vdev->status | VIRTIO_CONFIG_S_DRIVER_OK), ==, 0);
+    vdf_attach(&t->f, vdev);
+    /* No indirect tables: commands are short chains. */
+    vdf_start(&t->f, vdev->host_features, NQ, QSIZE, 0);
 }
 
 /* The device was reset or broken: the driver's view of the rings is void. */
 static void drop_driver(ScsiTest *t)
 {
-    for (unsigned n = 0; n < NQ; n++) {
-        vdriver_queue_free(t->dq[n]);
-        t->dq[n] = NULL;
-    }
+    vdf_drop_driver(&t->f);
 }
 
 static void scsi_teardown(ScsiTest *t)
 {
-    for (unsigned n = 0; n < NQ; n++) {
-        if (t->dq[n]) {
-            g_assert_null(vdriver_error(t->dq[n]));
-            vdriver_queue_free(t->dq[n]);
-        }
-    }
+    vdf_free_driver(&t->f, false);
     virtio_scsi_unrealize(&t->dev);
     scsi_disk_unrealize(&t->disk);
     blk_unref(t->blk);
     g_unlink(t->path);
     g_free(t->path);
-    g_free(t->ram);
+    vdf_cleanup(&t->f);
 }
 
 /* ---- commands, built in guest memory ---- */
@@ -224,23 +159,23 @@ static void cmd_add(ScsiTest *t, const Cmd *c, unsigned chop, void *token)
     out_num += cut(out + out_num, c->dout, c->dout_len, 0);
     in_num = cut(in, c->resp, c->resp_len, chop);
     in_num += cut(in + in_num, c->din, c->din_len, 0);
-    g_assert_cmpint(vdriver_add(t->dq[REQQ], out, out_num, in, in_num, token, false), ==, 0);
+    g_assert_cmpint(vdriver_add(t->f.dq[REQQ], out, out_num, in, in_num, token, false), ==, 0);
 }
 
 static void kick(ScsiTest *t, unsigned q)
 {
-    vdriver_kick_prepare(t->dq[q]);
+    vdriver_kick_prepare(t->f.dq[q]);
     virtio_queue_notify(&t->dev.parent_obj, q);
 }
 
 static void *reap(ScsiTest *t, unsigned q, uint32_t *len)
 {
     for (unsigned tries = 0; tries < 1000; tries++) {
-        void *token = vdriver_get_buf(t->dq[q], len, NULL);
+        void *token = vdriver_get_buf(t->f.dq[q], len, NULL);
         if (token) {
             return token;
         }
-        g_assert_null(vdriver_error(t->dq[q]));
+        g_assert_null(vdriver_error(t->f.dq[q]));
         if (!blk_in_flight(t->blk)) {
             break;
         }
@@ -323,23 +258,6 @@ static Cmd do_read(ScsiTest *t, uint8_t op, uint64_t lba, void *data, uint32_t n
         memcpy(data, host(t, c.din), nb * 512);
     }
     return c;
-}
-
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-    for (size_t i = 0; i < len; i++) {
-        buf[i] = (uint8_t)(i * 13 + seed * 101 + 7);
-    }
-}
-
-static bool all_bytes(const uint8_t *p, size_t len, uint8_t v)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] != v) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static void file_read(ScsiTest *t, uint64_t off, void *buf, size_t len)
@@ -509,7 +427,7 @@ static void test_read_write(gconstpointer data)
     for (unsigned i = 0; i < G_N_ELEMENTS(ops); i++) {
         uint64_t lba = 100 + 20 * i;
         Cmd c;
-        fill_pattern(wbuf, sizeof(wbuf), i + 1);
+        vdf_fill_pattern(wbuf, sizeof(wbuf), i + 1);
         c = do_write(&t, ops[i][0], lba, wbuf, 16, chops[i]);
         assert_good(&t, &c);
         g_assert_cmpuint(le32toh(resp_of(&t, &c)->resid), ==, 0);
@@ -575,7 +493,7 @@ static void test_sync_and_misc(gconstpointer data)
     assert_good(&t, &c);
     d = host(&t, c.din);
     g_assert_cmpuint(scsi_be32(d), ==, 8);
-    g_assert_true(all_bytes(d + 8, 8, 0));      /* LUN 0 */
+    g_assert_true(vdf_all_bytes(d + 8, 8, 0));      /* LUN 0 */
     g_assert_cmpuint(le32toh(resp_of(&t, &c)->resid), ==, 64 - 16);
     c = simple(&t, rl_short, 12, 64);
     assert_sense(&t, &c, SCSI_SENSE_ILLEGAL_REQUEST, 0x24, 0);
@@ -698,7 +616,7 @@ static void test_unmap_write_same(gconstpointer data)
     Cmd c;
 
     scsi_setup(&t, data, false);
-    fill_pattern(buf, 64 * 512, 9);
+    vdf_fill_pattern(buf, 64 * 512, 9);
     c = do_write(&t, WRITE_10, 0, buf, 64, 0);
     assert_good(&t, &c);
     {
@@ -708,10 +626,10 @@ static void test_unmap_write_same(gconstpointer data)
     }
     c = do_read(&t, READ_10, 0, buf, 64, 0);
     assert_good(&t, &c);
-    g_assert_true(all_bytes(buf + 8 * 512, 8 * 512, 0));
-    g_assert_true(all_bytes(buf + 32 * 512, 16 * 512, 0));
-    g_assert_false(all_bytes(buf, 8 * 512, 0));
-    g_assert_false(all_bytes(buf + 16 * 512, 16 * 512, 0));
+    g_assert_true(vdf_all_bytes(buf + 8 * 512, 8 * 512, 0));
+    g_assert_true(vdf_all_bytes(buf + 32 * 512, 16 * 512, 0));
+    g_assert_false(vdf_all_bytes(buf, 8 * 512, 0));
+    g_assert_false(vdf_all_bytes(buf + 16 * 512, 16 * 512, 0));
     g_assert_cmpuint(t.disk.stats.unmaps, ==, 1);
 
     /* Parameter list checks (SBC-3 5.28): nothing is unmapped when one fails. */
@@ -730,11 +648,11 @@ static void test_unmap_write_same(gconstpointer data)
         assert_good(&t, &c);
         g_assert_cmpuint(t.disk.stats.unmaps, ==, 1);
         c = do_read(&t, READ_10, 0, buf, 1, 0);
-        g_assert_false(all_bytes(buf, 512, 0));
+        g_assert_false(vdf_all_bytes(buf, 512, 0));
     }
 
     /* WRITE SAME 16 of a pattern over 600 blocks (more than one bounce buffer). */
-    fill_pattern(block, sizeof(block), 3);
+    vdf_fill_pattern(block, sizeof(block), 3);
     c = do_write_same(&t, true, 0, 1000, 600, block);
     assert_good(&t, &c);
     c = do_read(&t, READ_16, 1000, buf, 600, 0);
@@ -743,19 +661,19 @@ static void test_unmap_write_same(gconstpointer data)
         g_assert_cmpmem(buf + i * 512, 512, block, 512);
     }
     c = do_read(&t, READ_16, 1600, buf, 1, 0);
-    g_assert_true(all_bytes(buf, 512, 0));      /* not one block more */
+    g_assert_true(vdf_all_bytes(buf, 512, 0));      /* not one block more */
     /* WRITE SAME 10 of zeros with UNMAP: zeros read back. */
     memset(block, 0, sizeof(block));
     c = do_write_same(&t, false, 0x08, 1000, 100, block);
     assert_good(&t, &c);
     c = do_read(&t, READ_10, 1000, buf, 101, 0);
-    g_assert_true(all_bytes(buf, 100 * 512, 0));
-    g_assert_false(all_bytes(buf + 100 * 512, 512, 0));
+    g_assert_true(vdf_all_bytes(buf, 100 * 512, 0));
+    g_assert_false(vdf_all_bytes(buf + 100 * 512, 512, 0));
     /* NDOB (WRITE SAME 16, no data-out): zeros. */
     c = do_write_same(&t, true, 0x01, 1100, 10, NULL);
     assert_good(&t, &c);
     c = do_read(&t, READ_10, 1100, buf, 10, 0);
-    g_assert_true(all_bytes(buf, 10 * 512, 0));
+    g_assert_true(vdf_all_bytes(buf, 10 * 512, 0));
     /* WSNZ: zero blocks refused; past the end refused. */
     c = do_write_same(&t, true, 0, 0, 0, block);
     assert_sense(&t, &c, SCSI_SENSE_ILLEGAL_REQUEST, 0x24, 0);
@@ -774,7 +692,7 @@ static void test_fua_and_write_through(gconstpointer data)
     Cmd c;
 
     scsi_setup(&t, data, false);
-    fill_pattern(buf, sizeof(buf), 5);
+    vdf_fill_pattern(buf, sizeof(buf), 5);
     c = do_write(&t, WRITE_10, 10, buf, 2, 0);
     assert_good(&t, &c);
     g_assert_cmpuint(t.disk.stats.stable_writes, ==, 0);
@@ -856,7 +774,7 @@ static uint32_t ctrl_run(ScsiTest *t, const void *out, uint32_t out_len, hwaddr 
 
     memcpy(host(t, o), out, out_len);
     memset(host(t, i), 0xee, in_len);
-    g_assert_cmpint(vdriver_add(t->dq[0], &os, 1, &is, in_len ? 1 : 0, &token, false), ==, 0);
+    g_assert_cmpint(vdriver_add(t->f.dq[0], &os, 1, &is, in_len ? 1 : 0, &token, false), ==, 0);
     kick(t, 0);
     if (in) {
         *in = i;
@@ -918,10 +836,10 @@ static void test_tmf(gconstpointer data)
     g_assert_cmpuint(tmf(&t, VIRTIO_SCSI_T_TMF_QUERY_TASK, LUN0, 0x43), ==, VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     g_assert_cmpuint(tmf(&t, VIRTIO_SCSI_T_TMF_QUERY_TASK_SET, LUN0, 0), ==,
                      VIRTIO_SCSI_S_FUNCTION_SUCCEEDED);
-    g_assert_false(vdriver_has_used(t.dq[REQQ]));
+    g_assert_false(vdriver_has_used(t.f.dq[REQQ]));
     g_assert_cmpuint(tmf(&t, VIRTIO_SCSI_T_TMF_ABORT_TASK, LUN0, 0x42), ==, VIRTIO_SCSI_S_FUNCTION_COMPLETE);
     /* The command was used before the TMF answered. */
-    g_assert_true(vdriver_get_buf(t.dq[REQQ], &len, NULL) == &c);
+    g_assert_true(vdriver_get_buf(t.f.dq[REQQ], &len, NULL) == &c);
     assert_good(&t, &c);
     g_assert_cmpuint(tmf(&t, VIRTIO_SCSI_T_TMF_QUERY_TASK_SET, LUN0, 0), ==,
                      VIRTIO_SCSI_S_FUNCTION_COMPLETE);
@@ -998,13 +916,13 @@ static void test_hostile_framing(gconstpointer data)
         case 0:     /* header one byte short */
             out[0] = (VDriverSeg) { c.req, REQ_SIZE - 1 };
             in[0] = (VDriverSeg) { c.resp, RESP_SIZE };
-            g_assert_cmpint(vdriver_add(t.dq[REQQ], out, 1, in, 1, &token, false), ==, 0);
+            g_assert_cmpint(vdriver_add(t.f.dq[REQQ], out, 1, in, 1, &token, false), ==, 0);
             kick(&t, REQQ);
             break;
         case 1:     /* response one byte short */
             out[0] = (VDriverSeg) { c.req, REQ_SIZE };
             in[0] = (VDriverSeg) { c.resp, RESP_SIZE - 1 };
-            g_assert_cmpint(vdriver_add(t.dq[REQQ], out, 1, in, 1, &token, false), ==, 0);
+            g_assert_cmpint(vdriver_add(t.f.dq[REQQ], out, 1, in, 1, &token, false), ==, 0);
             kick(&t, REQQ);
             break;
         case 2: {   /* TMF too short */
@@ -1020,7 +938,7 @@ static void test_hostile_framing(gconstpointer data)
         case 4: {   /* event buffer that is readable */
             hwaddr e = galloc(&t, 16);
             out[0] = (VDriverSeg) { e, 16 };
-            g_assert_cmpint(vdriver_add(t.dq[1], out, 1, NULL, 0, &token, false), ==, 0);
+            g_assert_cmpint(vdriver_add(t.f.dq[1], out, 1, NULL, 0, &token, false), ==, 0);
             kick(&t, 1);
             virtio_scsi_resize(&t.dev);
             break;
@@ -1034,7 +952,7 @@ static void test_hostile_framing(gconstpointer data)
         }
         g_assert_true(t.dev.parent_obj.broken);
         g_assert_true(t.dev.parent_obj.status & VIRTIO_CONFIG_S_NEEDS_RESET);
-        g_assert_cmpuint(t.config_notifies, >=, 1);
+        g_assert_cmpuint(t.f.config_notifies, >=, 1);
         drop_driver(&t);
         scsi_teardown(&t);
     }
@@ -1060,7 +978,7 @@ static void test_hostile_requests(gconstpointer data)
     c = cmd_build(&t, cdb, 10, 0, 1024);
     g_assert_cmpuint(cmd_run(&t, &c, 0), ==, RESP_SIZE);
     g_assert_cmpuint(resp_of(&t, &c)->response, ==, VIRTIO_SCSI_S_OVERRUN);
-    g_assert_true(all_bytes(host(&t, c.din), 1024, 0xcc));
+    g_assert_true(vdf_all_bytes(host(&t, c.din), 1024, 0xcc));
     /* A write with no data at all: OVERRUN too. */
     scsi_cdb_rw(cdb, WRITE_10, 0, 1);
     c = cmd_build(&t, cdb, 10, 0, 0);
@@ -1119,16 +1037,16 @@ static void test_events(gconstpointer data)
         VDriverSeg s;
         e[i] = galloc(&t, 16);
         s = (VDriverSeg) { e[i], 16 };
-        g_assert_cmpint(vdriver_add(t.dq[1], NULL, 0, &s, 1, &tokens[i], false), ==, 0);
+        g_assert_cmpint(vdriver_add(t.f.dq[1], NULL, 0, &s, 1, &tokens[i], false), ==, 0);
     }
     kick(&t, 1);                                /* the kick reports the loss */
-    g_assert_true(vdriver_get_buf(t.dq[1], &len, NULL) == &tokens[0]);
+    g_assert_true(vdriver_get_buf(t.f.dq[1], &len, NULL) == &tokens[0]);
     g_assert_cmpuint(len, ==, 16);
     ev = host(&t, e[0]);
     g_assert_cmphex(le32toh(ev->event), ==, VIRTIO_SCSI_T_NO_EVENT | VIRTIO_SCSI_T_EVENTS_MISSED);
     g_assert_false(t.dev.events_dropped);
     virtio_scsi_resize(&t.dev);
-    g_assert_true(vdriver_get_buf(t.dq[1], &len, NULL) == &tokens[1]);
+    g_assert_true(vdriver_get_buf(t.f.dq[1], &len, NULL) == &tokens[1]);
     ev = host(&t, e[1]);
     g_assert_cmphex(le32toh(ev->event), ==, VIRTIO_SCSI_T_PARAM_CHANGE);
     g_assert_cmphex(le32toh(ev->reason), ==, 0x092a);
@@ -1162,22 +1080,22 @@ static void test_out_of_order_completion(gconstpointer data)
     g_assert_cmpuint(t.dev.in_flight, ==, N);
     for (unsigned k = N; k-- > 1;) {
         g_assert_true(blk_release_held(t.blk, k));     /* newest first */
-        if (t.layout->in_order) {
-            g_assert_false(vdriver_has_used(t.dq[REQQ]));
+        if (t.f.layout->in_order) {
+            g_assert_false(vdriver_has_used(t.f.dq[REQQ]));
         } else {
-            g_assert_true(vdriver_get_buf(t.dq[REQQ], &len, NULL) == &c[k]);
+            g_assert_true(vdriver_get_buf(t.f.dq[REQQ], &len, NULL) == &c[k]);
         }
     }
     g_assert_true(blk_release_held(t.blk, 0));
-    if (t.layout->in_order) {
+    if (t.f.layout->in_order) {
         for (unsigned i = 0; i < N; i++) {
-            g_assert_true(vdriver_get_buf(t.dq[REQQ], &len, NULL) == &c[i]);
+            g_assert_true(vdriver_get_buf(t.f.dq[REQQ], &len, NULL) == &c[i]);
             g_assert_cmpuint(len, ==, RESP_SIZE + 4096);
         }
     } else {
-        g_assert_true(vdriver_get_buf(t.dq[REQQ], &len, NULL) == &c[0]);
+        g_assert_true(vdriver_get_buf(t.f.dq[REQQ], &len, NULL) == &c[0]);
     }
-    g_assert_null(vdriver_get_buf(t.dq[REQQ], &len, NULL));
+    g_assert_null(vdriver_get_buf(t.f.dq[REQQ], &len, NULL));
     for (unsigned i = 0; i < N; i++) {
         assert_good(&t, &c[i]);
     }
@@ -1291,8 +1209,8 @@ static void test_random_cdbs_answered(gconstpointer data)
         }
         g_assert_cmpuint(le32toh(r->resid), <=, MAX(dout, din));
         /* Keep the heap from running out: commands are done, their memory can be reused. */
-        if (t.heap > RAM_GPA + RAM_SIZE / 2) {
-            t.heap = RAM_GPA + RAM_SIZE / 4;
+        if (t.f.heap > VDF_RAM_GPA + VDF_RAM_SIZE / 2) {
+            t.f.heap = VDF_RAM_GPA + VDF_RAM_SIZE / 4;
         }
     }
     g_assert_cmpuint(answered[0], >, 0);
@@ -1340,10 +1258,7 @@ static void test_properties(void)
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        GTestDataFunc fn;
-    } cases[] = {
+    static const VdevTestCase cases[] = {
         { "config-space", test_config_space },
         { "inquiry", test_inquiry },
         { "read-capacity", test_read_capacity },
@@ -1365,12 +1280,7 @@ int main(int argc, char **argv)
     };
 
     g_test_init(&argc, &argv, NULL);
-    for (unsigned l = 0; l < G_N_ELEMENTS(vq_layouts); l++) {
-        for (unsigned c = 0; c < G_N_ELEMENTS(cases); c++) {
-            g_autofree char *path = g_strdup_printf("/virtio-scsi/%s/%s", vq_layouts[l].name, cases[c].name);
-            g_test_add_data_func(path, &vq_layouts[l], cases[c].fn);
-        }
-    }
+    vdf_add_layout_tests("virtio-scsi", cases, G_N_ELEMENTS(cases));
     g_test_add_func("/virtio-scsi/properties", test_properties);
     return g_test_run();
 }

@@ -44,6 +44,9 @@ struct VHostUserBase {
     unsigned start_failures;    /* starts in a row the backend hung up on */
     /* Optional: config space from the backend (after realize and each reconnect). */
     int (*fetch_config)(VHostUserBase *b, char **errp);
+    /* Optional: the backend runs the rings now (after DRIVER_OK, and after each reconnect). */
+    void (*started)(VHostUserBase *b);
+    void *started_opaque;
     /* The transport's interrupt for a queue (virtio_pci_notify_queue_irq). */
     void (*notify_irq)(void *opaque, unsigned n);
     void *notify_opaque;

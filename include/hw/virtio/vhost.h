@@ -157,6 +157,11 @@ void vhost_dev_stop(struct vhost_dev *dev);
 void vhost_dev_reset(struct vhost_dev *dev);
 /* Forward a driver notification of queue @n to the backend's kick eventfd. */
 void vhost_dev_kick(struct vhost_dev *dev, unsigned n);
+/*
+ * SET_VRING_ENABLE on started queue @n (virtio-net: the pairs beyond the
+ * driver's VQ_PAIRS_SET are disabled, as QEMU). 0, > 0 refused, or -errno.
+ */
+int vhost_dev_set_vring_enable(struct vhost_dev *dev, unsigned n, bool enable);
 
 /* GET_CONFIG / SET_CONFIG (CONFIG protocol feature needed). 0 or -errno. */
 int vhost_dev_get_config(struct vhost_dev *dev, uint8_t *config, uint32_t len, char **errp);
