@@ -306,7 +306,8 @@ static void blk_batch_done(void *opaque)
 /* Does the host track requests one by one (see VirtIOBlkTracker)? */
 static bool blk_tracked(const VirtIOBlock *s)
 {
-    return s->tracker && !virtio_vdev_has_feature(&s->parent_obj, VIRTIO_F_IN_ORDER);
+    return s->tracker && (!virtio_vdev_has_feature(&s->parent_obj, VIRTIO_F_IN_ORDER) ||
+                          virtio_vdev_has_feature(&s->parent_obj, VIRTIO_F_RING_PACKED));
 }
 
 static void blk_req_complete(VirtIOBlockReq *req, uint8_t status)

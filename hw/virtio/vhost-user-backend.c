@@ -846,8 +846,9 @@ static unsigned packed_recorded_ndescs(void *opaque, uint16_t id)
 }
 
 /*
- * Packed with an inflight region and without IN_ORDER: buffers were used in
- * order (ordered use), so the recorded used position, stepped over whatever
+ * Packed with an inflight region: buffers were used in order (IN_ORDER or
+ * ordered use), each with its own used descriptor, so the recorded used
+ * position, stepped over whatever
  * was published after the record, is a contiguous completion boundary:
  * resume popping there and redo everything after it. The frontend's base
  * (QEMU 7.2 resends the ring's start after a backend crash) is not needed.
@@ -915,11 +916,12 @@ static int vring_try_start(VhostUserBackend *be, unsigned n)
     virtio_queue_set_ordered_use(virtio_get_queue(vdev, n), packed && inflight_area(be, n));
     if (ret == 0 && !packed) {
         ret = vring_restore_split(be, n);
-    } else if (ret == 0 && virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
-        /* Packed in-order: the used position is a contiguous completion boundary. */
-        virtio_queue_restore_last_avail_idx(vdev, n);
     } else if (ret == 0 && inflight_area(be, n)) {
+        /* Packed: no used index in memory; the record in the region is where completions stopped. */
         ret = vring_restore_packed_tracked(be, n);
+    } else if (ret == 0 && virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER)) {
+        /* Packed in-order without a region: the frontend's used position is the boundary. */
+        virtio_queue_restore_last_avail_idx(vdev, n);
     }
     if (ret == 0) {
         ret = virtio_queue_set_enabled(vdev, n, true);

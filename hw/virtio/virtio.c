@@ -1134,7 +1134,7 @@ void virtqueue_push(VirtQueue *vq, const VirtQueueElement *elem, unsigned int le
 void virtio_queue_set_batch(VirtQueue *vq, bool enable)
 {
     vq->batch = enable;
-    vq->batch_active = enable && vq->in_order_negotiated;
+    vq->batch_active = enable && vq->in_order_negotiated && !vq->ordered_use;
 }
 
 void virtio_queue_set_ordered_use(VirtQueue *vq, bool enable)
@@ -1489,7 +1489,8 @@ int virtio_queue_activate(VirtIODevice *vdev, unsigned n)
     vq->in_order_negotiated = virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER);
     /* spec 2.7.9 / 2.8.21: a device may always use buffers in order; batching needs the feature. */
     vq->in_order = vq->in_order_negotiated || vq->ordered_use;
-    vq->batch_active = vq->batch && vq->in_order_negotiated;
+    /* A host that asked for ordered use walks used entries one buffer at a time after a restart. */
+    vq->batch_active = vq->batch && vq->in_order_negotiated && !vq->ordered_use;
     vq->event_idx = virtio_vdev_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX);
     vq->indirect = virtio_vdev_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC);
     vq->notify_on_empty = virtio_vdev_has_feature(vdev, VIRTIO_F_NOTIFY_ON_EMPTY);

@@ -834,7 +834,9 @@ static const VirtIOBlkTracker test_tracker = {
 
 /*
  * With a tracker (vhost-user inflight), each completion is published alone
- * between publishing() and published(); under IN_ORDER the tracker is unused.
+ * between publishing() and published(); on a split ring under IN_ORDER the
+ * tracker is unused (the used index in memory is the boundary), a packed
+ * ring is tracked either way.
  */
 static void test_tracker_publishes_one_by_one(gconstpointer data)
 {
@@ -856,13 +858,15 @@ static void test_tracker_publishes_one_by_one(gconstpointer data)
         g_assert_nonnull(reap(&t, 0, &len));
     }
     virtio_queue_get_stats(virtio_get_queue(&t.dev.parent_obj, 0), &st);
-    if (t.f.layout->in_order) {
+    if (t.f.layout->in_order && !t.f.layout->packed) {
         g_assert_cmpuint(c.popped + c.publishing + c.published, ==, 0);
     } else {
         g_assert_cmpuint(c.popped, ==, N);
         g_assert_cmpuint(c.publishing, ==, N);
         g_assert_cmpuint(c.published, ==, N);
-        g_assert_cmpuint(st.flushes, ==, N);
+        if (!t.f.layout->in_order) {
+            g_assert_cmpuint(st.flushes, ==, N);
+        }
     }
     g_assert_cmpuint(st.used, ==, N);
     blk_teardown(&t);

@@ -97,6 +97,9 @@ static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
 {
     EchoDevice *d = echo_of(vdev);
     bool in_order = virtio_vdev_has_feature(vdev, VIRTIO_F_IN_ORDER);
+    /* As contrib/vhost-user-blk: split under IN_ORDER needs no record, packed always does. */
+    bool tracked = !in_order || virtio_vdev_has_feature(vdev, VIRTIO_F_RING_PACKED);
+    unsigned qn = virtio_get_queue_index(vq);
     VirtQueueElement *elems[QUEUE_MAX];
     size_t lens[QUEUE_MAX];
     unsigned n = 0;
@@ -106,8 +109,8 @@ static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
         if (!e) {
             break;
         }
-        if (!in_order) {
-            vhost_user_inflight_begin(d->be, virtio_get_queue_index(vq), e);
+        if (tracked) {
+            vhost_user_inflight_begin(d->be, qn, e);
         }
         if (__atomic_load_n(&d->hold, __ATOMIC_ACQUIRE)) {
             d->held[d->held_num] = e;
@@ -121,6 +124,9 @@ static void echo_handle(VirtIODevice *vdev, VirtQueue *vq)
         if (in_order) {
             virtqueue_ordered_fill(vq, elems[i], lens[i]);
             virtqueue_ordered_flush(vq);
+            if (tracked) {
+                vhost_user_inflight_put(d->be, qn, elems[i]->index);
+            }
         } else {
             echo_push(d, vq, elems[i], lens[i]);   /* really out of order */
         }
@@ -1054,11 +1060,18 @@ static void test_inflight_resubmit(Fixture *fx, gconstpointer data)
  * frontend scribbled over the region (a position beyond the ring, absurd
  * descriptor counts): the backend falls back to the base the frontend sent.
  */
+typedef struct PackedRestart {
+    bool in_order;
+    bool lose_record;           /* as if the daemon died between a flush and its record */
+    bool garbage;               /* the frontend scribbled over the record */
+} PackedRestart;
+
 static void test_inflight_packed_restart(Fixture *fx, gconstpointer data)
 {
-    static const Layout packed = { "packed", true, false };
-    bool lose_record = data && !strcmp(data, "lost");
-    bool garbage = data && !strcmp(data, "garbage");
+    const PackedRestart *pr = data;
+    const Layout packed = { pr->in_order ? "packed-in-order" : "packed", true, pr->in_order };
+    bool lose_record = pr->lose_record;
+    bool garbage = pr->garbage;
     EchoSession s;
     VhostUserInflight in;
     VhostUserInflightQueue *q;
@@ -1093,7 +1106,8 @@ static void test_inflight_packed_restart(Fixture *fx, gconstpointer data)
     }
 
     g_assert_cmpint(vuf_reconnect(&s.f, fx->path), ==, 0);
-    g_assert_cmpint(vuf_negotiate(&s.f, 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_RING_PACKED,
+    g_assert_cmpint(vuf_negotiate(&s.f, 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_F_RING_PACKED |
+                                  (pr->in_order ? 1ull << VIRTIO_F_IN_ORDER : 0),
                                   1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD), ==, 0);
     g_assert_cmpint(vuf_set_mem_table(&s.f), ==, 0);
     g_assert_cmpint(vuf_request(&s.f, VHOST_USER_SET_INFLIGHT_FD, &in, VHOST_USER_INFLIGHT_SIZE,
@@ -1643,12 +1657,22 @@ int main(int argc, char **argv)
                test_hostile_ring_memory_removed, fixture_teardown);
     g_test_add("/vhost-user/inflight/resubmit", Fixture, NULL, fixture_setup, test_inflight_resubmit,
                fixture_teardown);
-    g_test_add("/vhost-user/inflight/packed-restart", Fixture, NULL, fixture_setup,
-               test_inflight_packed_restart, fixture_teardown);
-    g_test_add("/vhost-user/inflight/packed-restart-record-lost", Fixture, "lost", fixture_setup,
-               test_inflight_packed_restart, fixture_teardown);
-    g_test_add("/vhost-user/hostile/packed-inflight-garbage", Fixture, "garbage", fixture_setup,
-               test_inflight_packed_restart, fixture_teardown);
+    {
+        static const struct {
+            const char *path;
+            PackedRestart pr;
+        } restarts[] = {
+            { "/vhost-user/inflight/packed-restart", { false, false, false } },
+            { "/vhost-user/inflight/packed-restart-record-lost", { false, true, false } },
+            { "/vhost-user/inflight/packed-in-order-restart", { true, false, false } },
+            { "/vhost-user/inflight/packed-in-order-restart-record-lost", { true, true, false } },
+            { "/vhost-user/hostile/packed-inflight-garbage", { false, false, true } },
+        };
+        for (unsigned i = 0; i < G_N_ELEMENTS(restarts); i++) {
+            g_test_add(restarts[i].path, Fixture, &restarts[i].pr, fixture_setup, test_inflight_packed_restart,
+                       fixture_teardown);
+        }
+    }
     for (unsigned i = 0; i < G_N_ELEMENTS(hostile_tests); i++) {
         char *name = g_strdup_printf("/vhost-user/hostile/%s", hostile_tests[i].name);
         g_test_add(name, Fixture, &hostile_tests[i], fixture_setup, test_hostile, fixture_teardown);

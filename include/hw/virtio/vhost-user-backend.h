@@ -345,16 +345,18 @@ void vhost_user_backend_get_stats(VhostUserBackend *be, VhostUserBackendStats *s
  * Split: publishing one element per push keeps this exact (a crash between
  * pre_put and put is recognised by the used index); a batch flush is covered
  * only for its last head.
- * Packed: the backend makes a tracked queue use buffers in order
+ * Packed (with or without IN_ORDER): the backend makes a tracked queue use
+ * buffers in order, each with its own used descriptor
  * (virtio_queue_set_ordered_use), so no used descriptor ever overwrites an
  * in-flight buffer's descriptors; put() records the used position and
  * begin() each buffer's descriptor count. A restarted queue walks any used
  * descriptors published after the record and resumes popping there: the
- * buffers still in flight are popped (and done) again.
+ * buffers still in flight are popped (and done) again. A packed ring keeps
+ * no used index in guest memory, so this is needed under IN_ORDER too.
  *
- * Under VIRTIO_F_IN_ORDER none of this is needed: the used index is a
- * contiguous completion boundary and a restarted queue rewinds last_avail_idx
- * to it (the backend does that itself).
+ * Split under VIRTIO_F_IN_ORDER needs none of this: the used index in guest
+ * memory is a contiguous completion boundary and a restarted queue rewinds
+ * last_avail_idx to it (the backend does that itself).
  */
 void vhost_user_inflight_begin(VhostUserBackend *be, unsigned n, const VirtQueueElement *elem);
 void vhost_user_inflight_pre_put(VhostUserBackend *be, unsigned n, unsigned head);

@@ -151,10 +151,11 @@ typedef struct VirtIOBlockQueue {
  * in flight (vhost-user INFLIGHT_SHMFD), so that a restarted backend can
  * resubmit them. @head is the element's index (split: head descriptor,
  * packed: buffer id); popped() gets the whole element.
- * While a tracker is set and IN_ORDER is not negotiated, completions are
- * published one element at a time between publishing() and published().
- * Under IN_ORDER the used index is a contiguous completion boundary and the
- * tracker is not called.
+ * While a tracker is set, completions are published one element at a time
+ * between publishing() and published(). A split ring under IN_ORDER needs no
+ * tracking (its used index in guest memory is a contiguous completion
+ * boundary) and the tracker is not called; a packed ring keeps no used index
+ * in memory, so it is tracked with or without IN_ORDER.
  */
 typedef struct VirtIOBlkTracker {
     void (*popped)(void *opaque, unsigned queue, const VirtQueueElement *elem);

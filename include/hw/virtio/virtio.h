@@ -254,12 +254,13 @@ void virtio_queue_set_batch(VirtQueue *vq, bool enable);
 
 /*
  * Use buffers in the order they were made available even without
- * VIRTIO_F_IN_ORDER (the spec always allows it; batch publication still
- * needs the feature). Completions then go through the in-order bookkeeping,
- * so an earlier buffer's used entry is never written after a later one's —
- * on a packed ring no used descriptor overwrites an in-flight buffer's
- * descriptors, which a restarted vhost-user backend re-reads. Takes effect
- * when the queue is next activated; survives resets.
+ * VIRTIO_F_IN_ORDER (the spec always allows it), each with a used entry of
+ * its own (no batch publication, even under IN_ORDER). Completions go
+ * through the in-order bookkeeping, so an earlier buffer's used entry is
+ * never written after a later one's — on a packed ring no used descriptor
+ * overwrites an in-flight buffer's descriptors, and a restarted vhost-user
+ * backend can step over the used descriptors one buffer at a time. Takes
+ * effect when the queue is next activated; survives resets.
  */
 void virtio_queue_set_ordered_use(VirtQueue *vq, bool enable);
 
