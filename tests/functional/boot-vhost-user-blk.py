@@ -15,72 +15,28 @@ python3 standard library only.
 """
 
 import argparse
-import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-# Shared with the other guest tests (boot-vhost-user-net.py reaches them through this module too).
-# (boot-vhost-user-net.py loads this file and uses Child, build_guest, wait_socket and qmp_query from it.)
-from vdmguest import (MIB, Child, add_guest_args, build_guest, end_summary, finish_run,  # noqa: E402
-                      guest_problems, qemu_argv, qmp_query, wait_socket)
+from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, build_guest,  # noqa: E402
+                      daemon_path, disk_image, end_summary, exit_on_signals, finish_run, follow_console,
+                      guest_feature_summary, guest_problems, qemu_argv, query_virtio_status, start_daemon,
+                      stop_qemu, virtio_status_summary)
 
+# virtio-blk device bits (spec 5.2.3) and the transport bits.
 FEATURE_NAMES = {
+    **TRANSPORT_FEATURE_NAMES,
     1: "SIZE_MAX", 2: "SEG_MAX", 4: "GEOMETRY", 5: "RO", 6: "BLK_SIZE", 9: "FLUSH",
     10: "TOPOLOGY", 11: "CONFIG_WCE", 12: "MQ", 13: "DISCARD", 14: "WRITE_ZEROES",
-    24: "NOTIFY_ON_EMPTY", 27: "ANY_LAYOUT", 28: "INDIRECT_DESC", 29: "EVENT_IDX",
-    30: "BAD_FEATURE/PROTOCOL_FEATURES", 32: "VERSION_1", 33: "ACCESS_PLATFORM",
-    34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM", 37: "SR_IOV",
-    38: "NOTIFICATION_DATA", 39: "NOTIF_CONFIG_DATA", 40: "RING_RESET",
 }
-
-
-# ---------------------------------------------------------------------------
-def feature_bits_text(bits):
-    return ",".join("%d%s" % (b, "(" + FEATURE_NAMES[b] + ")" if b in FEATURE_NAMES else "")
-                    for b in bits)
-
-
-def describe_virtio_status(st):
-    """x-query-virtio-status (QEMU 7.2) -> short lines. Features there are decoded
-    into lists of strings like 'VIRTIO_F_VERSION_1: ...'."""
-    def names(fs):
-        if not isinstance(fs, dict):
-            return str(fs)
-        items = []
-        for key in ("transports", "dev-features"):
-            for t in fs.get(key, []):
-                items.append(t.split(":")[0].replace("VIRTIO_BLK_F_", "").replace("VIRTIO_RING_F_", "")
-                             .replace("VIRTIO_F_", "").replace("VHOST_USER_F_", "VU_"))
-        for key in ("unknown-dev-features", "unknown-features"):
-            if fs.get(key):
-                items.append("unknown:0x%x" % fs[key])
-        return " ".join(items)
-
-    lines = []
-    for key in ("host-features", "guest-features", "backend-features"):
-        if key in st and names(st[key]):
-            lines.append("%-17s %s" % (key + ":", names(st[key])))
-    vd = st.get("vhost-dev")
-    if vd:
-        for key in ("features", "acked-features", "backend-features"):
-            if key in vd:
-                lines.append("vhost %-11s %s" % (key + ":", names(vd[key])))
-        if "protocol-features" in vd:
-            pf = vd["protocol-features"]
-            lines.append("vhost protocol:   %s" % " ".join(
-                p.split(":")[0].replace("VHOST_USER_PROTOCOL_F_", "") for p in pf.get("protocols", []))
-                + (" unknown:0x%x" % pf["unknown-protocols"] if pf.get("unknown-protocols") else ""))
-    return lines
 
 
 def backend_argv(args, sock, image):
@@ -133,14 +89,8 @@ def main():
     add_guest_args(ap)
     args = ap.parse_args()
 
-    if args.backend == "vdm":
-        if not args.daemon:
-            args.daemon = os.path.join(os.path.dirname(os.path.dirname(HERE)),
-                                       "build", "contrib", "vhost-user-blk", "vdm-vhost-user-blk")
-        args.daemon = os.path.abspath(args.daemon)
-        if not os.access(args.daemon, os.X_OK):
-            print("SKIP: daemon %s is not there" % args.daemon)
-            return 77
+    if args.backend == "vdm" and not daemon_path(args, "vhost-user-blk"):
+        return 77
     if args.pattern_mb is None:
         args.pattern_mb = 2 if args.reconnect else 4
     if args.write_bs is None:
@@ -158,30 +108,18 @@ def main():
     children = []
     qemu = None
     rc = 1
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    exit_on_signals()
 
     summary = []
     try:
         sock = os.path.join(tmp, "vhost-user-blk.sock")
         qmp_sock = os.path.join(tmp, "qmp.sock")
-        image = os.path.abspath(args.image) if args.image else os.path.join(tmp, "disk.img")
-        if not os.path.exists(image):
-            with open(image, "wb") as f:
-                f.truncate(args.image_size * MIB)
+        image = disk_image(args, tmp)
         blog = os.path.join(tmp, "backend.log")
 
         def start_backend():
-            if os.path.exists(sock):
-                os.unlink(sock)
-            b = Child("backend", backend_argv(args, sock, image), blog)
+            b = start_daemon("backend", backend_argv(args, sock, image), sock, blog)
             children.append(b)
-            if not wait_socket(sock, b, 15.0):
-                raise RuntimeError("backend did not create %s (exit %s); log:\n%s"
-                                   % (sock, b.proc.poll(), open(blog, errors="replace").read()[-3000:]))
             return b
 
         backend = start_backend()
@@ -210,105 +148,53 @@ def main():
         t_qemu = time.monotonic()
         qemu = Child("qemu", qargv, os.path.join(tmp, "qemu.log"), stdout=subprocess.PIPE)
         children.append(qemu)
-        console = open(os.path.join(tmp, "console.log"), "w")
-        lines = queue.Queue()
-
-        def reader():
-            for raw in qemu.proc.stdout:
-                lines.put((time.monotonic(), raw.decode(errors="replace").rstrip("\r\n")))
-            lines.put((time.monotonic(), None))
-        threading.Thread(target=reader, daemon=True).start()
-
-        deadline = t_qemu + args.timeout
-        result = None
+        console = Console(qemu.proc, os.path.join(tmp, "console.log"), t_qemu, args.verbose)
+        # What the console told; "kill": the last kill of the backend.
+        seen = {"result": None, "t_result": None, "disk": None, "vstatus": None, "backend": backend,
+                "kill": None, "passes_after_restart": 0}
         features = []
-        disk_line = None
-        vstatus = None
-        t_booted = t_result = None
-        kill_info = None  # the last kill
         kills = []
-        passes_after_restart = 0
-        timed_out = stalled = False
-        last_line = time.monotonic()
-        while True:
-            try:
-                ts, line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
-            except queue.Empty:
-                now = time.monotonic()
-                if now >= deadline:
-                    timed_out = True
-                    break
-                if t_booted is not None and now - last_line > args.stall_timeout:
-                    stalled = True
-                    break
-                continue
-            last_line = ts
-            if line is None:
-                break
-            rel = ts - t_qemu
-            console.write("[%7.3f] %s\n" % (rel, line))
-            console.flush()
-            if args.verbose:
-                print("[%7.3f] %s" % (rel, line))
-                sys.stdout.flush()
-            # A kernel message may share the serial line: start at our marker.
-            at = line.find("VDM-GUEST-")
-            if at > 0:
-                line = line[at:]
-            if line.startswith("VDM-GUEST-BOOTED"):
-                t_booted = ts
-            elif line.startswith("VDM-GUEST-DISK:"):
-                disk_line = line
+
+        def on_line(ts, line):
+            if line.startswith("VDM-GUEST-DISK:"):
+                seen["disk"] = line
             elif line.startswith("VDM-GUEST-FEATURES:"):
                 features.append(line)
-                if not args.no_qmp and vstatus is None:
-                    try:
-                        vstatus = qmp_query(qmp_sock, [
-                            {"execute": "x-query-virtio"},
-                            {"execute": "x-query-virtio-status",
-                             "arguments": {"path": "/machine/peripheral/vblk0/virtio-backend"}}])
-                        with open(os.path.join(tmp, "virtio-status.json"), "w") as f:
-                            json.dump(vstatus, f, indent=1)
-                    except Exception as e:  # diagnostics only
-                        vstatus = [None, {"error": str(e)}]
+                if not args.no_qmp and seen["vstatus"] is None:
+                    seen["vstatus"] = query_virtio_status(qmp_sock, "vblk0", tmp)
             elif line.startswith("VDM-GUEST-IO-START") and args.reconnect and len(kills) < args.kills:
                 n = int(re.search(r"n=(\d+)", line).group(1))
                 if n >= args.kill_at_pass + 2 * len(kills):
                     time.sleep(args.kill_delay)
                     t_kill = time.monotonic()
-                    backend.kill(signal.SIGKILL)
+                    seen["backend"].kill(signal.SIGKILL)
                     if spy:
                         spy.pause()
-                    backend.proc.wait()
-                    backend.log.close()
+                    seen["backend"].proc.wait()
+                    seen["backend"].log.close()
                     time.sleep(args.down_time)
-                    backend = start_backend()
+                    seen["backend"] = start_backend()
                     if spy:
                         spy.resume()
-                    kill_info = {"pass": n, "at": t_kill - t_qemu,
-                                 "restarted": time.monotonic() - t_qemu}
-                    kills.append(kill_info)
-                    passes_after_restart = 0
-                    console.write("[%7.3f] HOST: backend SIGKILLed at %.3f, restarted\n"
-                                  % (time.monotonic() - t_qemu, kill_info["at"]))
+                    seen["kill"] = {"pass": n, "at": t_kill - t_qemu, "restarted": time.monotonic() - t_qemu}
+                    kills.append(seen["kill"])
+                    seen["passes_after_restart"] = 0
+                    console.note("backend SIGKILLed at %.3f, restarted" % seen["kill"]["at"])
                     if args.verbose:
                         print("HOST: backend SIGKILLed during pass %d, restarted" % n)
-            elif line.startswith("VDM-GUEST-PASS-DONE") and kill_info is not None:
-                passes_after_restart += 1
-                if passes_after_restart == 1:
-                    kill_info["first_pass_after"] = ts - t_qemu
+            elif line.startswith("VDM-GUEST-PASS-DONE") and seen["kill"] is not None:
+                seen["passes_after_restart"] += 1
+                if seen["passes_after_restart"] == 1:
+                    seen["kill"]["first_pass_after"] = ts - t_qemu
             elif line.startswith("VDM-GUEST-RESULT:"):
-                result = line
-                t_result = ts
-                break
+                seen["result"], seen["t_result"] = line, ts
+                return True
+            return False
 
-        # Let the guest power off; then make sure QEMU is gone.
-        if result is not None:
-            try:
-                qemu.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        qemu_rc = qemu.stop(3.0)
+        timed_out, stalled, t_booted = follow_console(console, t_qemu + args.timeout, args.stall_timeout, on_line)
+        result, t_result, disk_line, backend = seen["result"], seen["t_result"], seen["disk"], seen["backend"]
+        passes_after_restart = seen["passes_after_restart"]
+        qemu_rc = stop_qemu(qemu, result)
         t_end = time.monotonic()
         backend_died = backend.proc.poll()
         backend_rc = backend.stop(5.0)
@@ -331,21 +217,8 @@ def main():
         summary.append("== vhost-user-blk guest boot: backend=%s packed=%s%s, kernel %s, QEMU 7.2 TCG %s"
                        % (args.backend, args.packed, " reconnect" if args.reconnect else "",
                           genv.get("KVER"), args.machine))
-        for fl in features:
-            bm = re.search(r"dev=(\S+) device=(\S+).* bits=(\S*)", fl)
-            flags = " ".join(re.findall(r"(RING_PACKED=\d|IN_ORDER=\d|EVENT_IDX=\d|INDIRECT_DESC=\d)", fl))
-            if bm:
-                bits = [int(b) for b in bm.group(3).split(",") if b]
-                summary.append("guest %s device %s negotiated: %s" % (bm.group(1), bm.group(2),
-                                                                      feature_bits_text(bits)))
-                summary.append("  %s" % flags)
-        if vstatus and len(vstatus) > 1:
-            st = vstatus[1]
-            if isinstance(st, dict) and "error" not in st:
-                for ln in describe_virtio_status(st):
-                    summary.append("qemu  " + ln)
-            else:
-                summary.append("qemu  x-query-virtio-status: %s" % st)
+        summary += guest_feature_summary(features, FEATURE_NAMES)
+        summary += virtio_status_summary(seen["vstatus"], "VIRTIO_BLK_F_")
         if disk_line:
             summary.append("guest disk:   " + disk_line.split(":", 1)[1].strip())
         if result:

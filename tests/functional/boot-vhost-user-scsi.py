@@ -14,10 +14,8 @@ python3 standard library only; shared pieces live in vdmguest.py.
 """
 
 import argparse
-import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,16 +23,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vdmguest import (MIB, Child, Console, add_guest_args, build_guest, end_summary,  # noqa: E402
-                      finish_run, guest_problems, qemu_argv, qmp_query, wait_socket)
+from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, build_guest,  # noqa: E402
+                      daemon_path, disk_image, end_summary, exit_on_signals, finish_run, follow_console,
+                      guest_feature_summary, guest_problems, qemu_argv, query_virtio_status, start_daemon,
+                      stop_qemu, virtio_status_summary)
 
 # virtio-scsi device bits (spec 5.6.3) and the transport bits the guest may accept.
-FEATURE_NAMES = {
-    0: "INOUT", 1: "HOTPLUG", 2: "CHANGE", 3: "T10_PI",
-    24: "NOTIFY_ON_EMPTY", 27: "ANY_LAYOUT", 28: "INDIRECT_DESC", 29: "EVENT_IDX",
-    32: "VERSION_1", 33: "ACCESS_PLATFORM", 34: "RING_PACKED", 35: "IN_ORDER",
-    36: "ORDER_PLATFORM", 40: "RING_RESET",
-}
+FEATURE_NAMES = {**TRANSPORT_FEATURE_NAMES, 0: "INOUT", 1: "HOTPLUG", 2: "CHANGE", 3: "T10_PI"}
 
 
 def main():
@@ -52,12 +47,7 @@ def main():
     add_guest_args(ap)
     args = ap.parse_args()
 
-    if not args.daemon:
-        args.daemon = os.path.join(os.path.dirname(os.path.dirname(HERE)),
-                                   "build", "contrib", "vhost-user-scsi", "vdm-vhost-user-scsi")
-    args.daemon = os.path.abspath(args.daemon)
-    if not os.access(args.daemon, os.X_OK):
-        print("SKIP: daemon %s is not there" % args.daemon)
+    if not daemon_path(args, "vhost-user-scsi"):
         return 77
 
     t_start = time.monotonic()
@@ -70,27 +60,17 @@ def main():
     children = []
     summary = []
     rc = 1
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    exit_on_signals()
 
     try:
         sock = os.path.join(tmp, "vhost-user-scsi.sock")
         qmp_sock = os.path.join(tmp, "qmp.sock")
-        image = os.path.abspath(args.image) if args.image else os.path.join(tmp, "disk.img")
-        if not os.path.exists(image):
-            with open(image, "wb") as f:
-                f.truncate(args.image_size * MIB)
+        image = disk_image(args, tmp)
         blog = os.path.join(tmp, "backend.log")
         dargv = [args.daemon, "--socket-path", sock, "--blk-file", image, "--serial", args.serial,
                  "--packed", args.packed] + list(args.daemon_arg or [])
-        backend = Child("backend", dargv, blog)
+        backend = start_daemon("backend", dargv, sock, blog)
         children.append(backend)
-        if not wait_socket(sock, backend, 15.0):
-            raise RuntimeError("daemon did not create %s (exit %s); log:\n%s"
-                               % (sock, backend.proc.poll(), open(blog, errors="replace").read()[-3000:]))
 
         append = ("console=ttyS0 quiet panic=-1 rdinit=/init vdm.mode=check vdm.disk=sda vdm.pattern_mb=%d"
                   % args.pattern_mb)
@@ -108,52 +88,26 @@ def main():
         qemu = Child("qemu", qargv, os.path.join(tmp, "qemu.log"), stdout=subprocess.PIPE)
         children.append(qemu)
         console = Console(qemu.proc, os.path.join(tmp, "console.log"), t_qemu, args.verbose)
-        deadline = t_qemu + args.timeout
-        result = disk_line = scsi_line = vstatus = None
+        seen = {"result": None, "t_result": None, "disk": None, "scsi": None, "vstatus": None}
         features = []
-        t_booted = t_result = None
-        timed_out = stalled = False
-        while True:
-            got = console.next(min(1.0, deadline - time.monotonic()))
-            now = time.monotonic()
-            if got is None:
-                if now >= deadline:
-                    timed_out = True
-                    break
-                if t_booted is not None and now - console.last > args.stall_timeout:
-                    stalled = True
-                    break
-                continue
-            ts, line = got
-            if line is None:
-                break
-            if line.startswith("VDM-GUEST-BOOTED"):
-                t_booted = ts
-            elif line.startswith("VDM-GUEST-SCSI:"):
-                scsi_line = line
+
+        def on_line(ts, line):
+            if line.startswith("VDM-GUEST-SCSI:"):
+                seen["scsi"] = line
             elif line.startswith("VDM-GUEST-DISK:"):
-                disk_line = line
+                seen["disk"] = line
             elif line.startswith("VDM-GUEST-FEATURES:"):
                 features.append(line)
-                if args.qmp and vstatus is None:
-                    try:
-                        vstatus = qmp_query(qmp_sock, [
-                            {"execute": "x-query-virtio-status",
-                             "arguments": {"path": "/machine/peripheral/vscsi0/virtio-backend"}}])
-                        with open(os.path.join(tmp, "virtio-status.json"), "w") as f:
-                            json.dump(vstatus, f, indent=1)
-                    except Exception as e:  # diagnostics only
-                        vstatus = [{"error": str(e)}]
+                if args.qmp and seen["vstatus"] is None:
+                    seen["vstatus"] = query_virtio_status(qmp_sock, "vscsi0", tmp)
             elif line.startswith("VDM-GUEST-RESULT:"):
-                result, t_result = line, ts
-                break
+                seen["result"], seen["t_result"] = line, ts
+                return True
+            return False
 
-        if result is not None:
-            try:
-                qemu.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        qemu_rc = qemu.stop(3.0)
+        timed_out, stalled, t_booted = follow_console(console, t_qemu + args.timeout, args.stall_timeout, on_line)
+        result, t_result, disk_line, scsi_line = seen["result"], seen["t_result"], seen["disk"], seen["scsi"]
+        qemu_rc = stop_qemu(qemu, result)
         t_end = time.monotonic()
         backend_died = backend.proc.poll()
         backend_rc = backend.stop(5.0)
@@ -174,23 +128,8 @@ def main():
         # ---- summary
         summary.append("== vhost-user-scsi guest boot: packed=%s, kernel %s, QEMU 7.2 TCG %s"
                        % (args.packed, genv.get("KVER"), args.machine))
-        for fl in features:
-            bm = re.search(r"dev=(\S+) device=(\S+).* bits=(\S*)", fl)
-            if bm:
-                bits = [int(b) for b in bm.group(3).split(",") if b]
-                summary.append("guest %s device %s negotiated: %s" % (bm.group(1), bm.group(2), ",".join(
-                    "%d(%s)" % (b, FEATURE_NAMES[b]) if b in FEATURE_NAMES else str(b) for b in bits)))
-        if vstatus:
-            st = vstatus[0]
-            if isinstance(st, dict) and "error" not in st:
-                vd = st.get("vhost-dev", {})
-                for key in ("features", "acked-features"):
-                    fs = vd.get(key)
-                    if isinstance(fs, dict):
-                        summary.append("qemu  vhost %-15s %s" % (key + ":", " ".join(
-                            t.split(":")[0] for k in ("transports", "dev-features") for t in fs.get(k, []))))
-            else:
-                summary.append("qemu  x-query-virtio-status: %s" % st)
+        summary += guest_feature_summary(features, FEATURE_NAMES, flags=False)
+        summary += virtio_status_summary(seen["vstatus"], "VIRTIO_SCSI_F_")
         if scsi_line:
             summary.append("guest scsi:   " + scsi_line.split(":", 1)[1].strip())
         if disk_line:

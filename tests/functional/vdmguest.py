@@ -1,6 +1,7 @@
 """Shared pieces of vdm's Linux-guest tests (boot-vhost-user-blk.py, boot-vhost-user-scsi.py,
 boot-vhost-user-net.py): the disk pattern guest/init writes, child processes that die with
-the test, QMP queries, the guest build, the QEMU command line and the console follower.
+the test, the daemon under test, QMP queries and their summary, the guest build, the QEMU
+command line, the console follower, and the checks and summary every run ends with.
 python3 standard library only.
 """
 
@@ -19,6 +20,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1 << 20
+
+
+# Transport feature bits (spec 6) by name, for the guest's negotiated-feature lines; each test
+# adds its device's bits.
+TRANSPORT_FEATURE_NAMES = {
+    24: "NOTIFY_ON_EMPTY", 27: "ANY_LAYOUT", 28: "INDIRECT_DESC", 29: "EVENT_IDX",
+    30: "BAD_FEATURE/PROTOCOL_FEATURES", 32: "VERSION_1", 33: "ACCESS_PLATFORM",
+    34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM", 37: "SR_IOV",
+    38: "NOTIFICATION_DATA", 39: "NOTIF_CONFIG_DATA", 40: "RING_RESET",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -98,6 +109,50 @@ class Child:
         return self.proc.returncode
 
 
+def start_daemon(name, argv, sock, log_path, timeout=15.0):
+    """Start a vhost-user backend and wait until it listens on @sock (a stale socket file
+    is removed first). Raises RuntimeError with the log's tail when it does not."""
+    if os.path.exists(sock):
+        os.unlink(sock)
+    child = Child(name, argv, log_path)
+    if not wait_socket(sock, child, timeout):
+        child.stop(1.0)
+        raise RuntimeError("%s did not create %s (exit %s); log:\n%s"
+                           % (name, sock, child.proc.poll(), open(log_path, errors="replace").read()[-3000:]))
+    return child
+
+
+def daemon_path(args, name):
+    """args.daemon, or vdm's build of contrib/NAME/vdm-NAME in this source tree; False (after
+    printing SKIP) when it is not there."""
+    if not args.daemon:
+        args.daemon = os.path.join(os.path.dirname(os.path.dirname(HERE)), "build", "contrib", name,
+                                   "vdm-" + name)
+    args.daemon = os.path.abspath(args.daemon)
+    if not os.access(args.daemon, os.X_OK):
+        print("SKIP: daemon %s is not there" % args.daemon)
+        return False
+    return True
+
+
+def exit_on_signals():
+    """SIGTERM and SIGHUP (meson's timeout, a closed terminal) end the run through its
+    finally: clauses, which kill the children and print the summary."""
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+
+def disk_image(args, tmp):
+    """--image, or a sparse --image-size MiB file in @tmp; created when missing."""
+    image = os.path.abspath(args.image) if args.image else os.path.join(tmp, "disk.img")
+    if not os.path.exists(image):
+        with open(image, "wb") as f:
+            f.truncate(args.image_size * MIB)
+    return image
+
+
 def wait_socket(path, child, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,6 +192,65 @@ def qmp_query(path, commands, timeout=10.0):
         out.append(msg.get("return", msg))
     s.close()
     return out[1:]
+
+
+def query_virtio_status(qmp_sock, dev_id, tmp):
+    """x-query-virtio and x-query-virtio-status of -device @dev_id, saved to virtio-status.json;
+    [virtio list, status] or [None, {'error': ...}] (diagnostics only: never raises)."""
+    try:
+        out = qmp_query(qmp_sock, [
+            {"execute": "x-query-virtio"},
+            {"execute": "x-query-virtio-status",
+             "arguments": {"path": "/machine/peripheral/%s/virtio-backend" % dev_id}}])
+        with open(os.path.join(tmp, "virtio-status.json"), "w") as f:
+            json.dump(out, f, indent=1)
+        return out
+    except Exception as e:
+        return [None, {"error": str(e)}]
+
+
+def describe_virtio_status(st, device_prefix):
+    """x-query-virtio-status (QEMU 7.2) -> short lines. Features there are decoded into lists
+    of strings like 'VIRTIO_F_VERSION_1: ...'; @device_prefix ('VIRTIO_BLK_F_') is cut off."""
+    def names(fs):
+        if not isinstance(fs, dict):
+            return str(fs)
+        items = []
+        for key in ("transports", "dev-features"):
+            for t in fs.get(key, []):
+                items.append(t.split(":")[0].replace(device_prefix, "").replace("VIRTIO_RING_F_", "")
+                             .replace("VIRTIO_F_", "").replace("VHOST_USER_F_", "VU_")
+                             .replace("VHOST_F_", "VHOST_"))
+        for key in ("unknown-dev-features", "unknown-features"):
+            if fs.get(key):
+                items.append("unknown:0x%x" % fs[key])
+        return " ".join(items)
+
+    lines = []
+    for key in ("host-features", "guest-features", "backend-features"):
+        if key in st and names(st[key]):
+            lines.append("%-17s %s" % (key + ":", names(st[key])))
+    vd = st.get("vhost-dev")
+    if vd:
+        for key in ("features", "acked-features", "backend-features"):
+            if key in vd:
+                lines.append("vhost %-11s %s" % (key + ":", names(vd[key])))
+        if "protocol-features" in vd:
+            pf = vd["protocol-features"]
+            lines.append("vhost protocol:   %s" % " ".join(
+                p.split(":")[0].replace("VHOST_USER_PROTOCOL_F_", "") for p in pf.get("protocols", []))
+                + (" unknown:0x%x" % pf["unknown-protocols"] if pf.get("unknown-protocols") else ""))
+    return lines
+
+
+def virtio_status_summary(vstatus, device_prefix):
+    """Summary lines for what query_virtio_status returned (nothing when it was not run)."""
+    if not vstatus or len(vstatus) < 2:
+        return []
+    st = vstatus[1]
+    if isinstance(st, dict) and "error" not in st:
+        return ["qemu  " + ln for ln in describe_virtio_status(st, device_prefix)]
+    return ["qemu  x-query-virtio-status: %s" % st]
 
 
 # ---------------------------------------------------------------------------
@@ -215,16 +329,87 @@ class Console:
         at = line.find("VDM-GUEST-")  # a kernel message may share the serial line
         return ts, line[at:] if at > 0 else line
 
+    def note(self, text):
+        """A host event, logged among the console lines."""
+        self.log.write("[%7.3f] HOST: %s\n" % (time.monotonic() - self.t0, text))
+        self.log.flush()
+
     def close(self):
         self.log.close()
 
 
+def follow_console(console, deadline, stall_timeout, on_line):
+    """Feed the guest's console lines to on_line(ts, line) until it returns True (the result),
+    QEMU closes the console, the deadline passes, or the booted guest is silent for
+    @stall_timeout seconds. Returns (timed_out, stalled, time the guest booted or None)."""
+    t_booted = None
+    while True:
+        got = console.next(min(1.0, deadline - time.monotonic()))
+        now = time.monotonic()
+        if got is None:
+            if now >= deadline:
+                return True, False, t_booted
+            if t_booted is not None and now - console.last > stall_timeout:
+                return False, True, t_booted
+            continue
+        ts, line = got
+        if line is None:
+            return False, False, t_booted
+        if line.startswith("VDM-GUEST-BOOTED"):
+            t_booted = ts
+        if on_line(ts, line):
+            return False, False, t_booted
+
+
+def stop_qemu(qemu, result):
+    """Let a guest that printed its result power off, then make sure QEMU is gone.
+    Returns QEMU's exit status."""
+    if result is not None:
+        try:
+            qemu.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+    return qemu.stop(3.0)
+
+
+def feature_bits_text(bits, names):
+    return ",".join("%d%s" % (b, "(" + names[b] + ")" if b in names else "") for b in bits)
+
+
+def guest_feature_summary(features, names, flags=True):
+    """Summary lines for the guest's VDM-GUEST-FEATURES lines: the bits it negotiated, by
+    name from @names, and (@flags) the ring features it reports."""
+    out = []
+    for fl in features:
+        bm = re.search(r"dev=(\S+) device=(\S+).* bits=(\S*)", fl)
+        if bm:
+            bits = [int(b) for b in bm.group(3).split(",") if b]
+            out.append("guest %s device %s negotiated: %s" % (bm.group(1), bm.group(2),
+                                                              feature_bits_text(bits, names)))
+            if flags:
+                out.append("  %s" % " ".join(
+                    re.findall(r"(RING_PACKED=\d|IN_ORDER=\d|EVENT_IDX=\d|INDIRECT_DESC=\d)", fl)))
+    return out
+
+
+def packed_seen(features):
+    """Whether the guest negotiated RING_PACKED (its last FEATURES line), or None."""
+    seen = None
+    for fl in features:
+        pm = re.search(r"RING_PACKED=(\d)", fl)
+        if pm:
+            seen = pm.group(1) == "1"
+    return seen
+
+
 # ---------------------------------------------------------------------------
 # Options, checks and the end of a run, the same for every disk guest test.
-def add_guest_args(ap):
-    """The options every guest test has (the guest, QEMU, timeouts, logs)."""
-    ap.add_argument("--image", help="disk image (created sparse, --image-size, when missing)")
-    ap.add_argument("--image-size", type=int, default=64, metavar="MIB")
+def add_guest_args(ap, disk=True):
+    """The options every guest test has (the guest, QEMU, timeouts, logs; the disk image
+    when @disk)."""
+    if disk:
+        ap.add_argument("--image", help="disk image (created sparse, --image-size, when missing)")
+        ap.add_argument("--image-size", type=int, default=64, metavar="MIB")
     ap.add_argument("--timeout", type=float, default=150.0, help="seconds for the whole guest run")
     ap.add_argument("--stall-timeout", type=float, default=45.0,
                     help="fail when the booted guest prints nothing for this many seconds")
@@ -243,10 +428,12 @@ def add_guest_args(ap):
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the guest console")
 
 
-def guest_problems(result, timed_out, stalled, args, qemu_rc, backend_died, backend_rc, image, features):
-    """What went wrong in a disk guest run: (list of reasons, host check message). Checks the
-    guest's result line, that the backend lived and left cleanly on SIGTERM (a sanitizer report
-    at exit makes its status non-zero), the image against the pattern, and RING_PACKED."""
+def guest_problems(result, timed_out, stalled, args, qemu_rc, backend_died, backend_rc, image, features,
+                   who="backend"):
+    """What went wrong in a guest run: (list of reasons, host check message). Checks the
+    guest's result line, that the backend (@who) lived and left cleanly on SIGTERM (a sanitizer
+    report at exit makes its status non-zero), the image against the pattern (disk tests;
+    @image None: no disk), and RING_PACKED."""
     why = []
     if result is None:
         why.append("no VDM-GUEST-RESULT line (%s)" % (
@@ -256,24 +443,20 @@ def guest_problems(result, timed_out, stalled, args, qemu_rc, backend_died, back
     elif result.split()[1] != "PASS":
         why.append("guest: " + result)
     if backend_died is not None:
-        why.append("backend died during the run (status %s)" % backend_died)
+        why.append("%s died during the run (status %s)" % (who, backend_died))
     elif backend_rc not in (0, -signal.SIGTERM):
-        why.append("backend exit status %s after SIGTERM%s" % (
-            backend_rc, " (did not exit within 5 s: SIGKILLed)" if backend_rc == -signal.SIGKILL else ""))
+        why.append("%s exit status %s after SIGTERM%s" % (
+            who, backend_rc, " (did not exit within 5 s: SIGKILLed)" if backend_rc == -signal.SIGKILL else ""))
     host_msg = "not run"
     m = re.search(r"regions=(\S+)", result or "")
-    if m:
+    if m and image:
         hok, host_msg = host_verify(image, parse_regions(m.group(1)))
         if not hok:
             why.append("host check: " + host_msg)
         host_msg = ("PASS " if hok else "FAIL ") + host_msg
-    packed_seen = None
-    for fl in features:
-        pm = re.search(r"RING_PACKED=(\d)", fl)
-        if pm:
-            packed_seen = pm.group(1) == "1"
-    if args.expect_packed != "any" and packed_seen is not (args.expect_packed == "on"):
-        why.append("guest RING_PACKED=%s, expected %s" % (packed_seen, args.expect_packed))
+    seen = packed_seen(features)
+    if args.expect_packed != "any" and seen is not (args.expect_packed == "on"):
+        why.append("guest RING_PACKED=%s, expected %s" % (seen, args.expect_packed))
     return why, host_msg
 
 
