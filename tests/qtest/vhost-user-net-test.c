@@ -300,6 +300,23 @@ static void test_loopback(const void *opaque)
     vun_stop(&t);
 }
 
+/* EVENT_IDX negotiated end to end: kicks and calls suppressed by the event indices, frames still loop. */
+static void test_event_idx(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    uint64_t be;
+    VuNet t;
+
+    vun_start(&t, l, "", "", ",event_idx=on");
+    t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA | F(VIRTIO_RING_F_EVENT_IDX), 3, QUEUE_NUM);
+    for (unsigned round = 0; round < 4; round++) {
+        frames_round_trip(&t, 0, 8, false);
+    }
+    be = backend_negotiated(&t, "negotiated features ");
+    g_assert_true(be & F(VIRTIO_RING_F_EVENT_IDX));
+    vun_stop(&t);
+}
+
 /* The daemon without IN_ORDER: in_order=on offers the driver nothing (the table's allowlist). */
 static void test_in_order_masked_by_backend(const void *opaque)
 {
@@ -606,6 +623,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qvdev_add_layout_tests("/vhost-user-net", "loopback", test_loopback);
     qvdev_add_layout_tests("/vhost-user-net", "in-order-masked-by-backend", test_in_order_masked_by_backend);
+    qvdev_add_layout_tests("/vhost-user-net", "event-idx", test_event_idx);
     qvdev_add_layout_tests("/vhost-user-net", "mq", test_mq);
     qvdev_add_layout_tests("/vhost-user-net", "mq-declined", test_mq_declined);
     qvdev_add_layout_tests("/vhost-user-net", "hotplug", test_hotplug);
