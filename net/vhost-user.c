@@ -73,6 +73,11 @@ bool net_client_is_vhost_user(const NetClientState *nc)
     return nc->info == &net_vhost_user_info;
 }
 
+bool net_vhost_user_in_use(const NetClientState *nc)
+{
+    return net_client_is_vhost_user(nc) && ((const NetVhostUserState *)nc)->in_use;
+}
+
 bool net_vhost_user_take(NetClientState *nc, int *fd, const char **path, unsigned *reconnect_ms, char **errp)
 {
     NetVhostUserState *s = (NetVhostUserState *)nc;

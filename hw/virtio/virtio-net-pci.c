@@ -23,6 +23,7 @@
  *
  * Context: main loop thread only.
  */
+#include <errno.h>
 #include <glib.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,7 +111,10 @@ static void vnet_pci_vhost_apply_pairs(VirtIONetPCI *s)
             continue;
         }
         for (unsigned i = 0; i < 2; i++) {
-            if (vhost_dev_set_vring_enable(&s->vhost.dev, q[i], on) != 0) {
+            /* -EINVAL: a queue the driver did not set up, never handed over */
+            int ret = vhost_dev_set_vring_enable(&s->vhost.dev, q[i], on);
+
+            if (ret != 0 && ret != -EINVAL) {
                 fprintf(stderr, "vdm: " TYPE_NAME ": SET_VRING_ENABLE %u %d failed\n", q[i], on);
             }
         }
@@ -216,7 +220,7 @@ static DeviceState *vnet_pci_new(const QDevOpt *opts, unsigned n, char **errp)
             *errp = g_strdup_printf("Property '" TYPE_NAME ".netdev' can't find value '%s'", netdev_id);
             return NULL;
         }
-        if (nc->fe && !net_client_is_vhost_user(nc)) {
+        if (net_client_is_vhost_user(nc) ? net_vhost_user_in_use(nc) : nc->fe != NULL) {
             *errp = g_strdup_printf("Property '" TYPE_NAME ".netdev' can't take value '%s', it's in use",
                                     netdev_id);
             return NULL;

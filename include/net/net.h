@@ -180,6 +180,8 @@ NetClientState *net_init_hubport(const char *id, const QDevOpt *opts, unsigned n
  */
 NetClientState *net_init_vhost_user(const char *id, const QDevOpt *opts, unsigned n, char **errp);
 bool net_client_is_vhost_user(const NetClientState *nc);
+/* A NIC has the connection now (net_vhost_user_take .. net_vhost_user_release). */
+bool net_vhost_user_in_use(const NetClientState *nc);
 /*
  * Hand the backend connection to a NIC: *@fd the socket connected at
  * creation (the caller owns it now), or -1 after an earlier NIC had it

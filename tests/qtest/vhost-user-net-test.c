@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hw/virtio/virtio-net.h"
@@ -299,6 +300,23 @@ static void test_loopback(const void *opaque)
     vun_stop(&t);
 }
 
+/* EVENT_IDX negotiated end to end: kicks and calls suppressed by the event indices, frames still loop. */
+static void test_event_idx(const void *opaque)
+{
+    const VDriverLayout *l = opaque;
+    uint64_t be;
+    VuNet t;
+
+    vun_start(&t, l, "", "", ",event_idx=on");
+    t.features = qvdev_init(&t.d, l->packed, l->in_order, NET_EXTRA | F(VIRTIO_RING_F_EVENT_IDX), 3, QUEUE_NUM);
+    for (unsigned round = 0; round < 4; round++) {
+        frames_round_trip(&t, 0, 8, false);
+    }
+    be = backend_negotiated(&t, "negotiated features ");
+    g_assert_true(be & F(VIRTIO_RING_F_EVENT_IDX));
+    vun_stop(&t);
+}
+
 /* The daemon without IN_ORDER: in_order=on offers the driver nothing (the table's allowlist). */
 static void test_in_order_masked_by_backend(const void *opaque)
 {
@@ -451,6 +469,64 @@ static void test_reconnect(const void *opaque)
     vun_stop(&t);
 }
 
+/* Command lines vdm refuses (exit 1) with QEMU's messages; a daemon listens so only they are wrong. */
+static void test_bad_cmdlines(void)
+{
+    static const struct {
+        const char *args, *msg;
+    } bad[] = {
+        { "-netdev vhost-user,id=n0", "chardev is mandatory" },
+        { "-netdev vhost-user,id=n0,chardev=nope", "can't find value 'nope'" },
+        { "-chardev socket,id=c,path=@S -netdev vhost-user,id=n0,chardev=c,vhostforce=on",
+          "Invalid parameter 'vhostforce'" },
+        { "-chardev socket,id=c,path=@S -netdev vhost-user,id=n0,chardev=c -netdev vhost-user,id=n1,chardev=c",
+          "it's in use" },
+        { "@MEM -chardev socket,id=c,path=@S -netdev vhost-user,id=n0,chardev=c "
+          "-device virtio-net-pci,netdev=n0 -device virtio-net-pci,netdev=n0",
+          "Property 'virtio-net-pci.netdev' can't take value 'n0', it's in use" },
+        { "-m 64M -chardev socket,id=c,path=@S -netdev vhost-user,id=n0,chardev=c -device virtio-net-pci,netdev=n0",
+          "vhost-user requires shared guest memory" },
+    };
+    char *mem_path;
+    VuNet t;
+
+    vun_dirs(&t);
+    vun_daemon_start(&t, "", 1);
+    mem_path = g_build_filename(t.dir, "ram", NULL);
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+        char *mem = g_strdup_printf("-object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
+                                    "-machine memory-backend=mem", mem_path);
+        GString *args = g_string_new(bad[i].args);
+        char *cmd, *out = NULL, *err = NULL;
+        int status;
+
+        g_string_replace(args, "@S", t.sock_path, 0);
+        g_string_replace(args, "@MEM", mem, 0);
+        cmd = g_strdup_printf("%s -machine pc -nodefaults %s", qtest_binary(), args->str);
+        g_test_message("%s", args->str);
+        g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+        if (!strstr(err, bad[i].msg)) {
+            g_error("'%s': stderr '%s' lacks '%s'", args->str, err, bad[i].msg);
+        }
+        g_string_free(args, TRUE);
+        g_free(mem);
+        g_free(cmd);
+        g_free(out);
+        g_free(err);
+    }
+    unlink(mem_path);
+    g_free(mem_path);
+    qdaemon_cleanup(&t.daemon);
+    unlink(t.sock_path);
+    unlink(t.log_path);
+    rmdir(t.dir);
+    g_free(t.sock_path);
+    g_free(t.log_path);
+    g_free(t.dir);
+}
+
 /* ---- DPDK testpmd, net_vhost ---- */
 
 static char *find_testpmd(void)
@@ -547,10 +623,12 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qvdev_add_layout_tests("/vhost-user-net", "loopback", test_loopback);
     qvdev_add_layout_tests("/vhost-user-net", "in-order-masked-by-backend", test_in_order_masked_by_backend);
+    qvdev_add_layout_tests("/vhost-user-net", "event-idx", test_event_idx);
     qvdev_add_layout_tests("/vhost-user-net", "mq", test_mq);
     qvdev_add_layout_tests("/vhost-user-net", "mq-declined", test_mq_declined);
     qvdev_add_layout_tests("/vhost-user-net", "hotplug", test_hotplug);
     qvdev_add_layout_tests("/vhost-user-net", "reconnect", test_reconnect);
+    g_test_add_func("/vhost-user-net/bad-cmdlines", test_bad_cmdlines);
     qvdev_add_layout_tests("/vhost-user-net", "dpdk-macswap", test_dpdk_macswap);
     qvdev_add_layout_tests("/vhost-user-net", "dpdk-macswap-mq", test_dpdk_macswap_mq);
     return g_test_run();
