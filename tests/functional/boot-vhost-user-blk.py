@@ -28,8 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, build_guest,  # noqa: E402
                       daemon_path, disk_image, end_summary, exit_on_signals, finish_run, follow_console,
-                      guest_feature_summary, guest_problems, qemu_argv, query_virtio_status, start_daemon,
-                      stop_qemu, virtio_status_summary)
+                      guest_feature_summary, guest_problems, harness_failure, qemu_argv, query_virtio_status,
+                      start_daemon, stop_qemu, virtio_status_summary)
 
 # virtio-blk device bits (spec 5.2.3) and the transport bits.
 FEATURE_NAMES = {
@@ -245,15 +245,8 @@ def main():
                     summary.append("daemon: " + ln)
         rc = end_summary(summary, why, blines, (t_start, t_built, t_qemu, t_booted, t_result, t_end),
                          backend_rc, tmp, args)
-    except (KeyboardInterrupt, SystemExit) as e:
-        summary.append("RESULT: FAIL (interrupted: %s)" % (e.__class__.__name__ if isinstance(e, KeyboardInterrupt)
-                                                         else "signal %d" % (e.code - 128)))
-        rc = 1
-    except Exception as e:  # a harness error is a failure, with its story
-        summary.append("FAIL: harness error: %s" % e)
-        summary.append("RESULT: FAIL")
-        args.keep = True
-        rc = 1
+    except (KeyboardInterrupt, SystemExit, Exception) as e:  # a harness error is a failure, with its story
+        rc = harness_failure(e, summary, args)
     finally:
         finish_run(children, summary, tmp, args.keep)
     return rc

@@ -489,6 +489,22 @@ def finish_run(children, summary, tmp, keep):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def harness_failure(e, summary, args):
+    """The summary's end when the run was interrupted (@e: KeyboardInterrupt, or SystemExit
+    from exit_on_signals) or the harness itself failed (any other exception; the logs are kept).
+    Returns the exit status."""
+    if isinstance(e, KeyboardInterrupt):
+        summary.append("RESULT: FAIL (interrupted: KeyboardInterrupt)")
+    elif isinstance(e, SystemExit):
+        summary.append("RESULT: FAIL (interrupted: %s)" % (
+            "signal %d" % (e.code - 128) if isinstance(e.code, int) and e.code > 128 else "SystemExit"))
+    else:
+        summary.append("FAIL: harness error: %s" % e)
+        summary.append("RESULT: FAIL")
+        args.keep = True
+    return 1
+
+
 def end_summary(summary, why, backend_lines, times, backend_rc, tmp, args):
     """The last summary lines: the backend's log tail on failure, the timings (@times: monotonic
     start, guest built, QEMU started, guest booted, result, end; None when not reached), the logs,
