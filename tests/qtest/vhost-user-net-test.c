@@ -640,6 +640,7 @@ static void dpdk_macswap(const VDriverLayout *l, unsigned pairs)
         frames_round_trip(&t, qp, 8, true);
     }
     be = backend_negotiated(&t, "negotiated Virtio features: ");
+    g_test_message("DPDK negotiated 0x%016" PRIx64, be);
     g_assert_cmpint(!!(be & F(VIRTIO_F_IN_ORDER)), ==, l->in_order);
     g_assert_cmpint(!!(be & F(VIRTIO_F_RING_PACKED)), ==, l->packed);
     vun_stop(&t);
