@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, build_guest,  # noqa: E402
+from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, backend_log, build_guest,  # noqa: E402
                       daemon_path, disk_image, end_summary, exit_on_signals, finish_run, follow_console,
                       guest_feature_summary, guest_problems, harness_failure, qemu_argv, query_virtio_status,
                       start_daemon, stop_qemu, virtio_status_summary)
@@ -231,18 +231,10 @@ def main():
                               if "first_pass_after" in k else ", no pass done after it"))
         if kills:
             summary.append("reconnect:    %d guest passes verified after the last restart" % passes_after_restart)
-        try:
-            blines = open(blog, errors="replace").read().strip().splitlines()
-        except OSError:
-            blines = []
-        if args.backend == "vdm":
-            # What the daemon says about features, recovery and its totals.
-            keep = [ln for ln in blines if re.search(r"negotiated|resubmit|inflight|total:|error|warn", ln, re.I)]
-            seen_lines = set()
-            for ln in keep:
-                if ln not in seen_lines:
-                    seen_lines.add(ln)
-                    summary.append("daemon: " + ln)
+        # What vdm's daemon says about features, recovery and its totals.
+        blines, dsummary = backend_log(blog, r"negotiated|resubmit|inflight|total:|error|warn"
+                                       if args.backend == "vdm" else None)
+        summary += dsummary
         rc = end_summary(summary, why, blines, (t_start, t_built, t_qemu, t_booted, t_result, t_end),
                          backend_rc, tmp, args)
     except (KeyboardInterrupt, SystemExit, Exception) as e:  # a harness error is a failure, with its story

@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, build_guest,  # noqa: E402
+from vdmguest import (TRANSPORT_FEATURE_NAMES, Child, Console, add_guest_args, backend_log, build_guest,  # noqa: E402
                       daemon_path, disk_image, end_summary, exit_on_signals, finish_run, follow_console,
                       guest_feature_summary, guest_problems, harness_failure, qemu_argv, query_virtio_status,
                       start_daemon, stop_qemu, virtio_status_summary)
@@ -137,13 +137,8 @@ def main():
         if result:
             summary.append("guest result: " + result.split(":", 1)[1].strip())
         summary.append("host check:   " + host_msg)
-        try:
-            blines = open(blog, errors="replace").read().strip().splitlines()
-        except OSError:
-            blines = []
-        for ln in blines:
-            if re.search(r"negotiated|total:|error|warn", ln, re.I):
-                summary.append("daemon: " + ln)
+        blines, dsummary = backend_log(blog, r"negotiated|total:|error|warn")
+        summary += dsummary
         rc = end_summary(summary, why, blines, (t_start, t_built, t_qemu, t_booted, t_result, t_end),
                          backend_rc, tmp, args)
     except (KeyboardInterrupt, SystemExit, Exception) as e:  # a harness error is a failure, with its story

@@ -489,6 +489,21 @@ def finish_run(children, summary, tmp, keep):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def backend_log(path, keep):
+    """The backend's log lines, and summary lines ("daemon: ...") for those matching the regular
+    expression @keep (case-insensitive; None: none), each once."""
+    try:
+        lines = open(path, errors="replace").read().strip().splitlines()
+    except OSError:
+        lines = []
+    out, seen = [], set()
+    for ln in lines:
+        if keep and ln not in seen and re.search(keep, ln, re.I):
+            seen.add(ln)
+            out.append("daemon: " + ln)
+    return lines, out
+
+
 def harness_failure(e, summary, args):
     """The summary's end when the run was interrupted (@e: KeyboardInterrupt, or SystemExit
     from exit_on_signals) or the harness itself failed (any other exception; the logs are kept).
