@@ -506,6 +506,36 @@ static void test_two_port(gconstpointer data)
     g_free(log);
 }
 
+/*
+ * The frontend truncates the memfd behind guest memory while the rings run:
+ * the daemon's next look at a ring would SIGBUS. With the guard it survives,
+ * breaks the device with a message, and still ends cleanly on SIGTERM.
+ */
+static void test_memory_shrunk(void)
+{
+    static const Case c = { "split", false, false, false, false, 1, 8 };
+    Run r;
+    char *log;
+
+    run_setup(&r, &c);
+    /* From here on this process must not touch the RAM either (it would SIGBUS too). */
+    g_assert_cmpint(ftruncate(r.f.mem_fd, 0), ==, 0);
+    vuf_kick(&r.p[0].ring[1]);
+    for (unsigned ms = 0;; ms++) {
+        g_autofree char *text = NULL;
+
+        g_assert_cmpuint(ms, <, 10000);
+        if (g_file_get_contents(r.d.log, &text, NULL, NULL) && strstr(text, "guest memory shrank")) {
+            break;
+        }
+        g_usleep(1000);
+    }
+    frontend_close(&r);
+    log = daemon_finish(&r);        /* asserts exit status 0 */
+    g_assert_nonnull(strstr(log, "guest memory shrank"));
+    g_free(log);
+}
+
 static void test_bad_options(void)
 {
     const char *argvs[][6] = {
@@ -560,5 +590,6 @@ int main(int argc, char **argv)
         }
     }
     g_test_add_func("/vhost-user-net/bad-options", test_bad_options);
+    g_test_add_func("/vhost-user-net/hostile/memory-shrunk", test_memory_shrunk);
     return g_test_run();
 }

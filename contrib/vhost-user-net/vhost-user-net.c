@@ -433,6 +433,10 @@ int main(int argc, char **argv)
         goto out;
     }
     d.busy_poll = busy_poll;
+    /* A frontend that shrinks its memfd under us must break the device, not kill the daemon. */
+    if (vhost_user_backend_guard_sigbus() < 0) {
+        vdmd_log("cannot install the SIGBUS guard");
+    }
 
     d.nports = peer_socket ? 2 : 1;
     if (!port_init(&d, &d.port[0], peer_socket ? "A" : "", socket_path, &conf, &err)) {
