@@ -587,10 +587,9 @@ int vhost_dev_start(struct vhost_dev *dev, VirtIODevice *vdev, char **errp)
     if (ret != 0) {
         *errp = g_strdup_printf("vhost-user: %s failed: %s", what,
                                 ret > 0 ? "refused by the backend" : g_strerror(-ret));
-        for (unsigned n = 0; n < dev->nvqs; n++) {
-            dev->vqs[n].started = false;
-        }
-        dev->vdev = NULL;
+        /* The queues set up before the failure run in the backend: stop them (GET_VRING_BASE). */
+        dev->started = true;
+        vhost_dev_stop(dev);
         return ret > 0 ? -EIO : ret;
     }
     dev->started = true;
