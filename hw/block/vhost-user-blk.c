@@ -3,6 +3,7 @@
  *
  * Context: main loop thread only.
  */
+#include <endian.h>
 #include <errno.h>
 #include <glib.h>
 #include <stddef.h>
@@ -51,15 +52,21 @@ void vhost_user_blk_conf_list(void (*fn)(const char *name, const char *type, con
     qdev_prop_list(vhost_user_blk_props, G_N_ELEMENTS(vhost_user_blk_props), fn, opaque);
 }
 
-/* Config space from the backend (at realize and after a reconnect). */
+/*
+ * Config space from the backend (at realize and after a reconnect), except
+ * num_queues: the device has its own (QEMU's vhost-user-blk overrides it
+ * too); a backend with more queues must not make the driver ask for them.
+ */
 static int vhost_user_blk_fetch_config(VHostUserBase *b, char **errp)
 {
     VirtIODevice *vdev = b->vdev;
-    uint8_t cfg[sizeof(VirtIOBlkConfig)];
-    int ret = vhost_dev_get_config(&b->dev, cfg, sizeof(cfg), errp);
+    VHostUserBlk *s = (VHostUserBlk *)vdev;     /* the VirtIODevice is first */
+    VirtIOBlkConfig cfg;
+    int ret = vhost_dev_get_config(&b->dev, (uint8_t *)&cfg, sizeof(cfg), errp);
 
     if (ret == 0) {
-        memcpy(vdev->config, cfg, sizeof(cfg));
+        cfg.num_queues = htole16((uint16_t)s->conf.num_queues);
+        memcpy(vdev->config, &cfg, sizeof(cfg));
     }
     return ret;
 }

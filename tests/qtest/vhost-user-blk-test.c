@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -547,6 +548,21 @@ static void test_two_queues(const void *opaque)
     vub_stop(&b);
 }
 
+/*
+ * A backend with more queues than the device (2 vs num-queues=1): config
+ * space comes from GET_CONFIG but num_queues is the device's own, so the
+ * driver asks for no queue the device lacks (QEMU overrides it too).
+ */
+static void test_config_num_queues_is_the_devices(void)
+{
+    VuBlk b;
+
+    vub_start(&b, &layouts[0], PEER_VDM_TWO_QUEUES, ",vectors=0");
+    g_assert_cmpuint(qtest_readw(b.qts, b.v.common + VIRTIO_PCI_COMMON_NUMQ), ==, 1);
+    g_assert_cmpuint(qtest_readw(b.qts, b.v.device + offsetof(VirtIOBlkConfig, num_queues)), ==, 1);
+    vub_stop(&b);
+}
+
 /* device_add / device_del (ACPI eject) twice on one chardev: the backend serves each device in turn. */
 static void test_hotplug(const void *opaque)
 {
@@ -751,5 +767,6 @@ int main(int argc, char **argv)
         g_free(p);
     }
     g_test_add_func("/vhost-user-blk/bad_cmdlines", test_bad_cmdlines);
+    g_test_add_func("/vhost-user-blk/config-num-queues-is-the-devices", test_config_num_queues_is_the_devices);
     return g_test_run();
 }
