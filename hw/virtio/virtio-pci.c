@@ -459,8 +459,14 @@ static void legacy_write(void *opaque, uint32_t off, uint32_t val, unsigned size
     }
     switch (off) {
     case VIRTIO_PCI_LEGACY_GUEST_FEATURES:
-        /* no FEATURES_OK in legacy: the device takes the offered bits, as QEMU does */
-        virtio_set_features(vdev, val & vdev->host_features);
+        /*
+         * No FEATURES_OK in legacy: the device takes the offered bits, as QEMU
+         * does, but not once the driver is running (STYLE.md §1: configuration
+         * is frozen after activation; QEMU would re-negotiate mid-stream).
+         */
+        if (!(vdev->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+            virtio_set_features(vdev, val & vdev->host_features);
+        }
         break;
     case VIRTIO_PCI_LEGACY_QUEUE_PFN:
         legacy_queue_pfn(p, val);

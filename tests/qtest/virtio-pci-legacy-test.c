@@ -136,6 +136,10 @@ static void test_legacy_driver_io(void)
     legacy_driver_init(&l, 1u << VIRTIO_RING_F_INDIRECT_DESC);
     g_assert_cmphex(qtest_inl(l.qts, IOBASE + VIRTIO_PCI_LEGACY_GUEST_FEATURES), ==,
                     1u << VIRTIO_RING_F_INDIRECT_DESC);
+    /* Features are frozen once the driver runs: a late write changes nothing. */
+    qtest_outl(l.qts, IOBASE + VIRTIO_PCI_LEGACY_GUEST_FEATURES, 0);
+    g_assert_cmphex(qtest_inl(l.qts, IOBASE + VIRTIO_PCI_LEGACY_GUEST_FEATURES), ==,
+                    1u << VIRTIO_RING_F_INDIRECT_DESC);
     for (unsigned i = 0; i < NREQ; i++) {
         qblk_fill_pattern(l.h.ram + qblk_slot_gpa(i) + QBLK_REQ_DATA_OFF, LEN, i);
         qblk_add(&l.h, l.vq, i, VIRTIO_BLK_T_OUT, i * 8, LEN, i & 1);
