@@ -177,6 +177,15 @@ static gboolean sock_readable(gint fd, GIOCondition cond, gpointer opaque)
             waiting = !udp_deliver(s, (size_t)r);
             continue;
         }
+        if (s->in_len == STREAM_IN_SIZE) {
+            /* Full (a frame was held): deliver first; a zero-length recv would read as EOF. */
+            waiting = !stream_process(s);
+            if (s->fd < 0) {
+                net_client_deliver_flush(&s->nc);
+                return G_SOURCE_REMOVE;
+            }
+            continue;
+        }
         r = recv(s->fd, s->buf + s->in_len, STREAM_IN_SIZE - s->in_len, 0);
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             net_client_deliver_flush(&s->nc);
@@ -232,12 +241,11 @@ static void sock_rx_ready(NetClientState *nc, unsigned queue)
     sock_watch(s);
 }
 
-static void sock_rx_reset(NetClientState *nc)
+/* Drop the frame held for a NIC without RX buffers (a stream's is the first in buf; what follows stays). */
+static void sock_drop_held(NetSocketState *s)
 {
-    NetSocketState *s = (NetSocketState *)nc;
-
     if (s->held || s->stream_held) {
-        nc->stats.rx_dropped++;
+        s->nc.stats.rx_dropped++;
     }
     s->held = 0;
     if (s->stream_held) {
@@ -246,12 +254,22 @@ static void sock_rx_reset(NetClientState *nc)
         if (s->in_len >= STREAM_HDR) {
             uint32_t len = (uint32_t)s->buf[0] << 24 | (uint32_t)s->buf[1] << 16 | (uint32_t)s->buf[2] << 8 |
                            s->buf[3];
-            size_t drop = STREAM_HDR + len;
+            size_t drop = STREAM_HDR + (size_t)len;
 
-            memmove(s->buf, s->buf + drop, s->in_len - drop);
-            s->in_len -= drop;
+            /* stream_held means a whole frame heads buf (stream_process checked its length) */
+            if (drop <= s->in_len) {
+                memmove(s->buf, s->buf + drop, s->in_len - drop);
+                s->in_len -= drop;
+            }
         }
     }
+}
+
+static void sock_rx_reset(NetClientState *nc)
+{
+    NetSocketState *s = (NetSocketState *)nc;
+
+    sock_drop_held(s);
     sock_watch(s);
 }
 
@@ -364,9 +382,9 @@ static void sock_attached(NetClientState *nc, bool on)
         }
         sock_watch(s);
     } else {
+        /* The next NIC must not receive a frame held for this one. */
         sock_unwatch(s);
-        s->held = 0;
-        s->stream_held = false;
+        sock_drop_held(s);
     }
 }
 
