@@ -62,7 +62,6 @@ static bool hub_send(NetClientState *nc, unsigned queue, const struct iovec *iov
             }
             return false;
         }
-        net_client_deliver_flush(&only->nc);
     } else {
         for (guint i = 0; i < ports->len; i++) {
             HubPort *p = g_ptr_array_index(ports, i);
@@ -70,14 +69,26 @@ static bool hub_send(NetClientState *nc, unsigned queue, const struct iovec *iov
             if (p != src && p->nc.fe && net_client_deliver(&p->nc, queue, iov, iovcnt) == NET_RX_BUSY) {
                 p->nc.stats.rx_dropped++;
             }
-            if (p != src) {
-                net_client_deliver_flush(&p->nc);
-            }
         }
     }
     nc->stats.tx_frames++;
     nc->stats.tx_bytes += len;
     return true;
+}
+
+/* End of a NIC's TX burst: publish what it delivered to the other ports, one flush (and notification) each. */
+static void hub_send_done(NetClientState *nc, unsigned queue)
+{
+    HubPort *src = (HubPort *)nc;
+    GPtrArray *ports = src->hub->ports;
+
+    for (guint i = 0; i < ports->len; i++) {
+        HubPort *p = g_ptr_array_index(ports, i);
+
+        if (p != src && p->nc.fe) {
+            net_client_deliver_flush(&p->nc);
+        }
+    }
 }
 
 /* A NIC on @nc posted RX buffers (or was reset): resume every sender waiting for it. */
@@ -131,6 +142,7 @@ static void hub_cleanup(NetClientState *nc)
 static const NetClientInfo hubport_info = {
     .type = "hubport",
     .send = hub_send,
+    .send_done = hub_send_done,
     .rx_ready = hub_rx_ready,
     .rx_reset = hub_wake_senders,
     .attached = hub_attached,

@@ -211,6 +211,11 @@ static void test_hub_two_ports(void)
     g_assert_cmpuint(b.frames->len, ==, 1);
     g_assert_cmpuint(a.frames->len, ==, 0);     /* never back to the sender */
     check_frame(g_ptr_array_index(b.frames, 0), 100, 1);
+    g_assert_true(send_frame(a.nc, 0, 80, 9));
+    check_frame(g_ptr_array_index(b.frames, 1), 80, 9);
+    /* published once, at the end of the sender's burst */
+    g_assert_cmpuint(b.flushes, ==, 0);
+    net_client_send_done(a.nc, 0);
     g_assert_cmpuint(b.flushes, ==, 1);
     /* B without RX buffers: A is told busy, and resumed when B posts buffers */
     b.busy = true;
