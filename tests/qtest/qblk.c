@@ -10,28 +10,19 @@
 #include "hw/virtio/virtio-blk.h"
 #include "libqtest.h"
 #include "qblk.h"
+#include "qvirtio-dev.h"
 
 void qblk_host_init(QBlkHost *h, const char *tmpl, uint64_t ram_size, uint64_t img_size)
 {
-    int fd;
-
     memset(h, 0, sizeof(*h));
     h->dir = g_dir_make_tmp(tmpl, NULL);
     g_assert_nonnull(h->dir);
     h->img_path = g_build_filename(h->dir, "disk.img", NULL);
-    h->mem_path = g_build_filename(h->dir, "ram", NULL);
     h->img_fd = open(h->img_path, O_RDWR | O_CREAT, 0600);
     g_assert_cmpint(h->img_fd, >=, 0);
     g_assert_cmpint(ftruncate(h->img_fd, (off_t)img_size), ==, 0);
-    fd = open(h->mem_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, (off_t)ram_size), ==, 0);
-    h->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    g_assert_true(h->ram != MAP_FAILED);
-    close(fd);
+    h->ram = qtest_shared_ram_new(h->dir, ram_size, &h->mem_path, &h->gm);
     h->ram_size = ram_size;
-    guest_memory_init(&h->gm);
-    g_assert_cmpint(guest_memory_add(&h->gm, 0, ram_size, h->ram, true), ==, 0);
 }
 
 char *qblk_host_path(const QBlkHost *h, const char *name)
@@ -41,13 +32,11 @@ char *qblk_host_path(const QBlkHost *h, const char *name)
 
 void qblk_host_cleanup(QBlkHost *h)
 {
-    munmap(h->ram, h->ram_size);
+    qtest_shared_ram_free(h->ram, h->ram_size, h->mem_path);
     close(h->img_fd);
     unlink(h->img_path);
-    unlink(h->mem_path);
     rmdir(h->dir);
     g_free(h->img_path);
-    g_free(h->mem_path);
     g_free(h->dir);
     memset(h, 0, sizeof(*h));
 }

@@ -11,24 +11,39 @@
 #include "hw/virtio/virtio-pci.h"
 #include "qvirtio-dev.h"
 
+uint8_t *qtest_shared_ram_new(const char *dir, uint64_t size, char **mem_path, GuestMemory *gm)
+{
+    uint8_t *ram;
+    int fd;
+
+    *mem_path = g_build_filename(dir, "ram", NULL);
+    fd = open(*mem_path, O_RDWR | O_CREAT, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, (off_t)size), ==, 0);
+    ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    g_assert_true(ram != MAP_FAILED);
+    close(fd);
+    guest_memory_init(gm);
+    g_assert_cmpint(guest_memory_add(gm, 0, size, ram, true), ==, 0);
+    return ram;
+}
+
+void qtest_shared_ram_free(uint8_t *ram, uint64_t size, char *mem_path)
+{
+    munmap(ram, size);
+    unlink(mem_path);
+    g_free(mem_path);
+}
+
 void qvdev_start(QVirtioDev *d, uint16_t device_id, const char *fmt, ...)
 {
     va_list ap;
     char *args;
-    int fd;
 
     memset(d, 0, sizeof(*d));
     d->dir = g_dir_make_tmp("vdm-qvdev-XXXXXX", NULL);
     g_assert_nonnull(d->dir);
-    d->mem_path = g_build_filename(d->dir, "ram", NULL);
-    fd = open(d->mem_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, QVDEV_RAM_SIZE), ==, 0);
-    d->ram = mmap(NULL, QVDEV_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    g_assert_true(d->ram != MAP_FAILED);
-    close(fd);
-    guest_memory_init(&d->gm);
-    g_assert_cmpint(guest_memory_add(&d->gm, 0, QVDEV_RAM_SIZE, d->ram, true), ==, 0);
+    d->ram = qtest_shared_ram_new(d->dir, QVDEV_RAM_SIZE, &d->mem_path, &d->gm);
 
     va_start(ap, fmt);
     args = g_strdup_vprintf(fmt, ap);
@@ -47,10 +62,8 @@ void qvdev_stop(QVirtioDev *d)
     for (unsigned q = 0; q < d->nq; q++) {
         vdriver_queue_free(d->vq[q]);
     }
-    munmap(d->ram, QVDEV_RAM_SIZE);
-    unlink(d->mem_path);
+    qtest_shared_ram_free(d->ram, QVDEV_RAM_SIZE, d->mem_path);
     rmdir(d->dir);
-    g_free(d->mem_path);
     g_free(d->dir);
 }
 

@@ -23,6 +23,15 @@
 #define QVDEV_DATA_BASE     0x100000ull     /* free for the test's buffers up to the end of RAM */
 #define QVDEV_INDIRECT_MAX  4
 
+/*
+ * Guest RAM the test shares with vdm: file DIR/ram of @size bytes, mapped
+ * here (the return value) and entered at gpa 0 in @gm; *@mem_path is for
+ * vdm's memory-backend-file,share=on (g_free it). qtest_shared_ram_free
+ * unmaps and unlinks.
+ */
+uint8_t *qtest_shared_ram_new(const char *dir, uint64_t size, char **mem_path, GuestMemory *gm);
+void qtest_shared_ram_free(uint8_t *ram, uint64_t size, char *mem_path);
+
 typedef struct QVirtioDev {
     QTestState *qts;
     char *dir, *mem_path;

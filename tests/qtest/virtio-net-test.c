@@ -77,20 +77,11 @@ static uint64_t buf_gpa(unsigned nic, unsigned q, unsigned slot)
 static void net_start(Net *t, const VDriverLayout *l, const char *netdevs, const char *const *devs)
 {
     GString *cmd = g_string_new(NULL);
-    int fd;
 
     memset(t, 0, sizeof(*t));
     t->dir = g_dir_make_tmp("vdm-net-XXXXXX", NULL);
     g_assert_nonnull(t->dir);
-    t->mem_path = g_build_filename(t->dir, "ram", NULL);
-    fd = open(t->mem_path, O_RDWR | O_CREAT, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, RAM_SIZE), ==, 0);
-    t->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    g_assert_true(t->ram != MAP_FAILED);
-    close(fd);
-    guest_memory_init(&t->gm);
-    g_assert_cmpint(guest_memory_add(&t->gm, 0, RAM_SIZE, t->ram, true), ==, 0);
+    t->ram = qtest_shared_ram_new(t->dir, RAM_SIZE, &t->mem_path, &t->gm);
 
     g_string_printf(cmd, "-machine pc -object memory-backend-file,id=mem,size=64M,mem-path=%s,share=on "
                     "-machine memory-backend=mem -nodefaults %s", t->mem_path, netdevs);
@@ -122,10 +113,8 @@ static void net_stop(Net *t)
             }
         }
     }
-    munmap(t->ram, RAM_SIZE);
-    unlink(t->mem_path);
+    qtest_shared_ram_free(t->ram, RAM_SIZE, t->mem_path);
     rmdir(t->dir);
-    g_free(t->mem_path);
     g_free(t->dir);
 }
 
